@@ -1,0 +1,28 @@
+# YOLOv8 on Triton: `make demo` shows it working, `make test` checks it. Both set up first.
+PY := .venv/bin/python
+ARGS ?=
+
+.PHONY: setup serve demo test lint format clean
+
+setup:  ## .venv with pinned deps, tritonserver, default model and sample photos (idempotent)
+	@bash scripts/setup.sh
+
+serve: setup  ## tritonserver in the foreground on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002); ARGS="--grpc-port 9001"
+	$(PY) -m serving $(ARGS)
+
+demo: setup  ## start the server, detect on sample photos, print detections and per-stage cost, stop
+	$(PY) -m serving.demo
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint  ## ruff, then unit and integration tests against a real tritonserver
+	$(PY) -m pytest
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:  ## remove the environment, caches and the installed model
+	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_postprocess/labels.txt

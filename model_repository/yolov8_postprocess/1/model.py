@@ -1,0 +1,52 @@
+"""Triton Python model: NMS and rescaling. Coordinates ``python_backends.Postprocessor``."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from python_backends.postprocessor import Postprocessor, ThresholdError
+from python_backends.triton_config import float_parameter, int_parameter, load_config, parameters
+
+OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
+
+
+def _optional(request, name, count):
+    """A per-element optional input as a list of floats, or [None] * count when absent."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return [None] * count if tensor is None else [float(v) for v in tensor.as_numpy().reshape(-1)]
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = load_config(args["model_config"])
+        params = parameters(config)
+        self.postprocessor = Postprocessor(
+            num_classes=int_parameter(params, "num_classes", 80),
+            max_det=int_parameter(params, "max_det", 300),
+            conf_threshold=float_parameter(params, "conf_threshold", 0.25),
+            iou_threshold=float_parameter(params, "iou_threshold", 0.7),
+        )
+        self.dtypes = {
+            name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
+            for name in OUTPUTS
+        }
+
+    def execute(self, requests):
+        return [self._one(request) for request in requests]
+
+    def _one(self, request):
+        heads = pb_utils.get_input_tensor_by_name(request, "output0").as_numpy()
+        mappings = pb_utils.get_input_tensor_by_name(request, "LETTERBOX").as_numpy()
+        confs = _optional(request, "CONF_THRESHOLD", len(heads))
+        ious = _optional(request, "IOU_THRESHOLD", len(heads))
+        try:
+            padded = [
+                self.postprocessor.pad(self.postprocessor.detect(head, mapping, conf, iou), mapping)
+                for head, mapping, conf, iou in zip(heads, mappings, confs, ious)
+            ]
+        except ThresholdError as exc:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+        tensors = [
+            pb_utils.Tensor(name, np.stack([getattr(p, name) for p in padded]).astype(self.dtypes[name], copy=False))
+            for name in OUTPUTS
+        ]
+        return pb_utils.InferenceResponse(output_tensors=tensors)

@@ -1,0 +1,39 @@
+"""Triton Python model: decode + letterbox + normalize. Coordinates ``python_backends.Preprocessor``."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from python_backends.image_decode import ImageDecodeError
+from python_backends.preprocessor import Preprocessor
+from python_backends.triton_config import int_parameter, load_config, parameters
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = load_config(args["model_config"])
+        params = parameters(config)
+        self.preprocessor = Preprocessor(
+            input_height=int_parameter(params, "input_height", 640),
+            input_width=int_parameter(params, "input_width", 640),
+        )
+        self.images_dtype = pb_utils.triton_string_to_numpy(
+            pb_utils.get_output_config_by_name(config, "images")["data_type"]
+        )
+        self.letterbox_dtype = pb_utils.triton_string_to_numpy(
+            pb_utils.get_output_config_by_name(config, "LETTERBOX")["data_type"]
+        )
+
+    def execute(self, requests):
+        return [self._one(request) for request in requests]
+
+    def _one(self, request):
+        encoded = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)
+        try:
+            results = [self.preprocessor.from_bytes(item) for item in encoded]
+        except ImageDecodeError as exc:
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+        tensors = np.stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
+        mappings = np.stack([mapping for _, mapping in results]).astype(self.letterbox_dtype, copy=False)
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor("images", tensors), pb_utils.Tensor("LETTERBOX", mappings)]
+        )

@@ -1,0 +1,94 @@
+"""Ultralytics-compatible non-maximum suppression for YOLOv8 detection heads, in NumPy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_WH = 7680  # Ultralytics' class offset for class-aware NMS
+MAX_NMS = 30000  # boxes kept for NMS, by score
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections for one image, sorted by descending score.
+
+    boxes: float32 (N, 4) x1, y1, x2, y2; scores: float32 (N,); class_ids: int32 (N,).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    """float32 (N, 4) centre x, centre y, width, height → (N, 4) x1, y1, x2, y2."""
+    xyxy = np.empty_like(xywh)
+    half = xywh[:, 2:] / 2
+    xyxy[:, :2] = xywh[:, :2] - half
+    xyxy[:, 2:] = xywh[:, :2] + half
+    return xyxy
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_keep: int) -> np.ndarray:
+    """torchvision.ops.nms semantics: keep the best box, drop those with IoU > threshold, repeat.
+
+    Args:
+        boxes: float32 (N, 4) xyxy; scores: float32 (N,).
+        max_keep: stop once this many boxes are kept (the kept order does not change).
+
+    Returns:
+        int64 (K,) indices into ``boxes``, by descending score.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    keep: list[int] = []
+    while order.size and len(keep) < max_keep:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        inter_w = np.clip(np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest]), 0, None)
+        inter_h = np.clip(np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest]), 0, None)
+        inter = inter_w * inter_h
+        iou = inter / (areas[best] + areas[rest] - inter)
+        order = rest[~(iou > iou_threshold)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def non_max_suppression(
+    head: np.ndarray,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.7,
+    max_det: int = 300,
+    classes: np.ndarray | None = None,
+) -> Detections:
+    """Decode one image's YOLOv8 head output the way Ultralytics' ``non_max_suppression`` does.
+
+    Best class per anchor, keep score > conf_threshold, class-aware NMS, at most max_det.
+
+    Args:
+        head: float32 (4 + num_classes, num_anchors): cx, cy, w, h, then class scores.
+        classes: optional int array of class ids to keep.
+
+    Returns:
+        Detections in network-input pixels.
+    """
+    class_scores = head[4:]
+    scores = class_scores.max(axis=0)
+    candidates = np.flatnonzero(scores > conf_threshold)
+    class_ids = class_scores[:, candidates].argmax(axis=0).astype(np.int32)
+    scores = scores[candidates]
+    boxes = xywh_to_xyxy(np.ascontiguousarray(head[:4, candidates].T))
+    if classes is not None:
+        wanted = np.isin(class_ids, classes)
+        boxes, scores, class_ids = boxes[wanted], scores[wanted], class_ids[wanted]
+    if len(scores) > MAX_NMS:
+        top = np.argsort(-scores, kind="stable")[:MAX_NMS]
+        boxes, scores, class_ids = boxes[top], scores[top], class_ids[top]
+    offset_boxes = boxes + (class_ids.astype(np.float32) * MAX_WH)[:, None]
+    keep = greedy_nms(offset_boxes, scores, iou_threshold, max_det)
+    return Detections(boxes[keep], scores[keep], class_ids[keep])

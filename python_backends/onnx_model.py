@@ -1,0 +1,166 @@
+"""Inspect an Ultralytics YOLOv8 detection ONNX export and make its batch dimension dynamic."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
+
+
+class UnsupportedModelError(ValueError):
+    """The ONNX file is not a YOLOv8 detection model this project can serve."""
+
+
+@dataclass(frozen=True)
+class YoloModelInfo:
+    """What the serving configs need to know about a model.
+
+    The head output is (batch, 4 + len(class_names), num_anchors).
+    """
+
+    input_name: str
+    output_name: str
+    input_height: int
+    input_width: int
+    class_names: tuple[str, ...]
+    stride: int
+    num_anchors: int
+    batch_dim: int | str  # an int for a static batch, a name for a dynamic one
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+
+def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
+    """Read class names, imgsz and stride from the metadata and check the graph is a YOLOv8 detect head."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    task = meta.get("task", "detect")
+    if task != "detect":
+        raise UnsupportedModelError(f"model task is {task!r}; only YOLOv8 'detect' models are supported")
+    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+        raise UnsupportedModelError(
+            f"expected 1 input and 1 output (a YOLOv8 detection head), got "
+            f"{len(model.graph.input)} inputs and {len(model.graph.output)} outputs"
+        )
+    model_input, model_output = model.graph.input[0], model.graph.output[0]
+    in_dims, out_dims = _dims(model_input), _dims(model_output)
+    if len(in_dims) != 4 or in_dims[1] != 3:
+        raise UnsupportedModelError(f"input {model_input.name!r} must be rank 4 (batch, 3, H, W), got {in_dims}")
+    if len(out_dims) != 3:
+        raise UnsupportedModelError(
+            f"output {model_output.name!r} must be rank 3 (batch, 4 + classes, anchors), got {out_dims}"
+        )
+    if "names" not in meta:
+        raise UnsupportedModelError("no 'names' in the ONNX metadata: export the model with Ultralytics")
+    names = ast.literal_eval(meta["names"])
+    class_names = tuple(str(names[i]) for i in sorted(names))
+    height, width = _image_size(meta, in_dims)
+    stride = int(meta.get("stride", 32))
+    num_anchors = sum((height // s) * (width // s) for s in ANCHOR_STRIDES)
+    if out_dims[1] != 4 + len(class_names):
+        raise UnsupportedModelError(
+            f"output has {out_dims[1]} channels but the metadata names {len(class_names)} classes "
+            f"(a detection head has 4 + classes); is this a segmentation or pose model?"
+        )
+    if isinstance(out_dims[2], int) and out_dims[2] != num_anchors:
+        raise UnsupportedModelError(f"output has {out_dims[2]} anchors, expected {num_anchors} for {height}x{width}")
+    return YoloModelInfo(
+        input_name=model_input.name,
+        output_name=model_output.name,
+        input_height=height,
+        input_width=width,
+        class_names=class_names,
+        stride=stride,
+        num_anchors=num_anchors,
+        batch_dim=in_dims[0],
+    )
+
+
+def _image_size(meta: dict[str, str], in_dims: list[int | str]) -> tuple[int, int]:
+    if "imgsz" in meta:
+        imgsz = ast.literal_eval(meta["imgsz"])
+        height, width = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
+    elif isinstance(in_dims[2], int) and isinstance(in_dims[3], int):
+        height, width = in_dims[2], in_dims[3]
+    else:
+        raise UnsupportedModelError("input size unknown: no 'imgsz' metadata and a dynamic H/W")
+    if height % 32 or width % 32:
+        raise UnsupportedModelError(f"input size {height}x{width} must be a multiple of 32")
+    return height, width
+
+
+def _constant_tensors(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """Name → tensor for every initializer and Constant node output."""
+    found = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    found[node.output[0]] = attr.t
+    return found
+
+
+def make_batch_dynamic(model: onnx.ModelProto, batch_name: str = "batch") -> tuple[onnx.ModelProto, int]:
+    """Return a copy whose batch dimension is symbolic, and how many Reshape nodes were rewritten.
+
+    Ultralytics' static exports hard-code batch 1 in the head's Reshape shapes; each such
+    leading 1 becomes 0 ("copy this dim from the input"), which keeps the batch dimension.
+    """
+    dynamic = onnx.ModelProto()
+    dynamic.CopyFrom(model)
+    graph = dynamic.graph
+    for value_info in (*graph.input, *graph.output):
+        dim = value_info.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_param = batch_name
+    del graph.value_info[:]  # stale intermediate shapes with batch 1
+
+    constants = _constant_tensors(graph)
+    batch_one: dict[int, onnx.TensorProto] = {}  # by id: Constant tensors may be unnamed
+    rewritten = 0
+    for node in graph.node:
+        if node.op_type != "Reshape" or any(a.name == "allowzero" and a.i for a in node.attribute):
+            continue
+        tensor = constants.get(node.input[1])
+        shape = None if tensor is None else numpy_helper.to_array(tensor)
+        if shape is not None and shape.ndim == 1 and shape.size >= 2 and shape[0] == 1:
+            batch_one[id(tensor)] = tensor
+            rewritten += 1
+    for tensor in batch_one.values():
+        shape = numpy_helper.to_array(tensor).astype(np.int64)
+        shape[0] = 0
+        tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    return dynamic, rewritten
+
+
+def verify_same_outputs(original: bytes, rewritten: bytes, info: YoloModelInfo, batch: int = 2, seed: int = 0) -> float:
+    """Check that the rewritten model on a batch equals the original model image by image.
+
+    Returns the largest absolute difference; raises UnsupportedModelError above tolerance.
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    images = rng.random((batch, 3, info.input_height, info.input_width), dtype=np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    reference = ort.InferenceSession(original, options, providers=["CPUExecutionProvider"])
+    batched = ort.InferenceSession(rewritten, options, providers=["CPUExecutionProvider"])
+    expected = np.concatenate([reference.run(None, {info.input_name: images[i : i + 1]})[0] for i in range(batch)])
+    try:
+        got = batched.run(None, {info.input_name: images})[0]
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise UnsupportedModelError(f"the batch-{batch} model fails to run: {exc}") from exc
+    if got.shape != expected.shape:
+        raise UnsupportedModelError(f"batched output shape {got.shape} != per-image {expected.shape}")
+    diff = float(np.max(np.abs(got - expected)))
+    scale = float(np.max(np.abs(expected))) or 1.0
+    if diff > 1e-4 * scale + 1e-4:
+        raise UnsupportedModelError(f"batched outputs differ from per-image outputs by {diff:.3g}")
+    return diff

@@ -1,0 +1,41 @@
+"""CPU preprocessing: encoded bytes → letterboxed, normalized NCHW float32 (OpenCV)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from python_backends.image_decode import decode_image
+from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox
+
+
+class Preprocessor:
+    """Do what Ultralytics' predict does before the model, one image at a time.
+
+    Decode (cv2.imdecode, IMREAD_COLOR), letterbox to the network size (pad 114),
+    BGR→RGB, HWC→CHW, divide by 255.
+    """
+
+    def __init__(self, input_height: int = 640, input_width: int = 640, pad_value: int = PAD_VALUE):
+        self.input_height = input_height
+        self.input_width = input_width
+        self.pad_value = pad_value
+
+    def from_bgr(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocess a decoded image.
+
+        Args:
+            image: uint8 (H, W, 3) BGR.
+
+        Returns:
+            tensor: float32 (3, input_height, input_width), RGB in [0, 1].
+            mapping: float32 (5,) gain, pad_x, pad_y, width, height (see ``letterbox.box_mapping``).
+        """
+        height, width = image.shape[:2]
+        boxed = letterbox(image, self.input_height, self.input_width, self.pad_value)
+        tensor = boxed[:, :, ::-1].transpose(2, 0, 1).astype(np.float32)
+        tensor /= np.float32(255.0)
+        return tensor, box_mapping(height, width, self.input_height, self.input_width)
+
+    def from_bytes(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """Decode, then preprocess; raises ``ImageDecodeError`` for bytes that are not an image."""
+        return self.from_bgr(decode_image(data))

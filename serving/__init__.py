@@ -1,0 +1,1 @@
+"""Run the pip-bundled tritonserver (from nvidia-pytriton) on the model repository."""

@@ -1,0 +1,104 @@
+"""Locate the bundled tritonserver, build its Python backend folder, and form its command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+BACKEND_CACHE = PROJECT_ROOT / ".cache" / "triton_backends"
+MIB = 1024 * 1024
+
+
+class TritonNotInstalled(RuntimeError):
+    """nvidia-pytriton (which carries tritonserver) is not installed in this environment."""
+
+
+def pytriton_root() -> Path:
+    """The installed ``pytriton`` package folder (found without importing it)."""
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonNotInstalled("nvidia-pytriton is not installed: run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def build_backend_dir(target: Path = BACKEND_CACHE) -> Path:
+    """Assemble ``<target>/python/`` from the wheel: the backend library, its utils and this Python's stub."""
+    server_dir = pytriton_root() / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    sources = {
+        "libtriton_python.so": server_dir / "backends" / "python" / "libtriton_python.so",
+        "triton_python_backend_utils.py": server_dir / "backends" / "python" / "triton_python_backend_utils.py",
+        "triton_python_backend_stub": server_dir / "python_backend_stubs" / version / "triton_python_backend_stub",
+    }
+    python_dir = target / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in sources.items():
+        if not source.exists():
+            raise TritonNotInstalled(f"{source} is missing: nvidia-pytriton has no stub for Python {version}?")
+        dest = python_dir / name
+        if not dest.exists() or dest.stat().st_size != source.stat().st_size:
+            shutil.copy2(source, dest)
+    return target
+
+
+def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for tritonserver and its Python stubs.
+
+    The stub's embedded interpreter finds packages through the first ``python3`` on PATH,
+    so this interpreter's bin folder goes first; libpython and the wheel's bundled
+    libraries go on LD_LIBRARY_PATH; the project root goes on PYTHONPATH for ``python_backends``.
+    """
+    env = dict(os.environ if base is None else base)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+    libs = [sysconfig.get_config_var("LIBDIR") or "", str(pytriton_root().parent / "nvidia_pytriton.libs")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+@dataclass
+class ServerOptions:
+    """tritonserver settings; defaults keep everything on loopback."""
+
+    repository: Path = DEFAULT_REPOSITORY
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    metrics: bool = True
+    shm_default_mib: int = 64  # each stub's pool: a batch of 8 640x640 FP32 tensors is 39 MiB
+    shm_growth_mib: int = 64
+    exit_timeout_s: int = 30
+    log_verbose: int = 0
+    extra_args: list[str] = field(default_factory=list)
+
+
+def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
+    """The tritonserver command line for ``options``."""
+    binary = pytriton_root() / "tritonserver" / "bin" / "tritonserver"
+    cmd = [
+        str(binary),
+        f"--model-repository={options.repository}",
+        f"--backend-directory={backend_dir}",
+        "--model-control-mode=none",
+        f"--http-address={options.host}",
+        f"--http-port={options.http_port}",
+        f"--grpc-address={options.host}",
+        f"--grpc-port={options.grpc_port}",
+        f"--allow-metrics={'true' if options.metrics else 'false'}",
+        f"--backend-config=python,shm-default-byte-size={options.shm_default_mib * MIB}",
+        f"--backend-config=python,shm-growth-byte-size={options.shm_growth_mib * MIB}",
+        f"--exit-timeout-secs={options.exit_timeout_s}",
+        f"--log-verbose={options.log_verbose}",
+    ]
+    if options.metrics:
+        cmd += [f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}"]
+    return cmd + options.extra_args

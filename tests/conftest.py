@@ -1,0 +1,79 @@
+"""Shared fixtures: the default model, sample photos, and a real tritonserver on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+
+from sample_images import PHOTOS, PROJECT_ROOT, SAMPLES, write_variants  # noqa: E402
+
+DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"
+REFERENCE = TESTS / "reference" / "ultralytics_predict.json"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make setup` first")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_onnx() -> Path:
+    return _require(DEFAULT_ONNX)
+
+
+@pytest.fixture(scope="session")
+def reference() -> dict:
+    return json.loads(REFERENCE.read_text())
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory) -> dict[str, Path]:
+    """Name → path of every real photo and format variant that the reference covers."""
+    photos = {name: _require(SAMPLES / name) for name in PHOTOS}
+    variants = write_variants(SAMPLES, tmp_path_factory.mktemp("variants"))
+    return photos | {p.name: p for p in variants}
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory, default_onnx) -> Path:
+    """A repository prepared from the default model, apart from the user's own model_repository/."""
+    from python_backends.prepare import prepare
+
+    repository = tmp_path_factory.mktemp("model_repository")
+    prepare(default_onnx, repository, template=PROJECT_ROOT / "model_repository")
+    return repository
+
+
+@pytest.fixture(scope="session")
+def triton(model_repository, tmp_path_factory):
+    """A real tritonserver serving the ensemble on free loopback ports."""
+    from serving.server import TritonServer, free_port
+    from serving.triton import ServerOptions
+
+    options = ServerOptions(
+        repository=model_repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        exit_timeout_s=10,
+    )
+    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
+    server = TritonServer(options, log).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def grpc_client(triton):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    yield client
+    client.close()

@@ -1,0 +1,120 @@
+"""The ensemble on a real tritonserver: Ultralytics parity, statistics, batching, bad input."""
+
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from matching import mismatches
+from sample_images import PROJECT_ROOT
+from tritonclient.utils import InferenceServerException
+
+from client.api import YoloTritonClient
+from client.stage_stats import STAGES, deltas, snapshot
+
+
+def image_input(payload: bytes) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[payload]], dtype=object))
+    return tensor
+
+
+@pytest.mark.parametrize("setting", ["conf=0.25,iou=0.7", "conf=0.05,iou=0.5"])
+def test_detections_match_ultralytics(triton, sample_images, reference, setting):
+    conf, iou = (float(part.split("=")[1]) for part in setting.split(","))
+    expected = reference["results"][setting]
+    with YoloTritonClient(triton.grpc_url) as client:
+        for name, want in expected.items():
+            got = client.detect(sample_images[name], conf=conf, iou=iou)
+            assert (got.width, got.height) == (want["width"], want["height"]), name
+            found = [d.__dict__ | {"box": list(d.box)} for d in got.detections]
+            assert not mismatches(found, want["detections"]), (name, mismatches(found, want["detections"]))
+
+
+def test_server_defaults_are_ultralytics_defaults(grpc_client, sample_images, reference):
+    reply = grpc_client.infer("yolov8", [image_input(sample_images["bus.jpg"].read_bytes())])
+    count = int(reply.as_numpy("num_dets")[0, 0])
+    assert count == len(reference["results"]["conf=0.25,iou=0.7"]["bus.jpg"]["detections"])
+    assert reply.as_numpy("det_boxes").shape == (1, 300, 4)
+    assert not reply.as_numpy("det_scores")[0, count:].any()  # rows past num_dets are zero
+
+
+def test_batched_request_keeps_order(triton, sample_images):
+    names = ["zidane.jpg", "bus.jpg", "camera.png"]
+    with YoloTritonClient(triton.grpc_url) as client:
+        batch = client.detect_batch([sample_images[n] for n in names])
+        single = [client.detect(sample_images[n]) for n in names]
+    assert [(r.width, r.height) for r in batch] == [(r.width, r.height) for r in single]
+    for b, s in zip(batch, single):
+        assert not mismatches(
+            [d.__dict__ | {"box": list(d.box)} for d in b.detections],
+            [d.__dict__ | {"box": list(d.box)} for d in s.detections],
+        )
+
+
+def test_statistics_count_every_stage(grpc_client, sample_images):
+    models = (*STAGES, "yolov8")
+    before = snapshot(grpc_client, models)
+    for _ in range(3):
+        grpc_client.infer("yolov8", [image_input(sample_images["zidane.jpg"].read_bytes())])
+    delta = deltas(snapshot(grpc_client, models), before)
+    for model in models:
+        assert delta[model].success == 3, model
+        assert delta[model].ns["compute_infer"] > 0, model
+
+
+def test_concurrent_requests_are_batched(grpc_client, triton, sample_images):
+    before = snapshot(grpc_client, STAGES)
+    payload = sample_images["bus.jpg"].read_bytes()
+
+    def one(_):
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            return int(client.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0])
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(one, range(8)))
+    assert len(set(counts)) == 1
+    delta = deltas(snapshot(grpc_client, STAGES), before)
+    assert all(delta[m].inferences == 8 for m in STAGES)
+    assert any(delta[m].executions < delta[m].inferences for m in STAGES), {m: delta[m] for m in STAGES}
+
+
+def test_undecodable_bytes_fail_alone(grpc_client, sample_images):
+    with pytest.raises(InferenceServerException) as error:
+        grpc_client.infer("yolov8", [image_input(b"\x00definitely not an image")])
+    assert error.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "cannot decode image" in error.value.message()
+    reply = grpc_client.infer("yolov8", [image_input(sample_images["camera.png"].read_bytes())])
+    assert reply.as_numpy("num_dets")[0, 0] >= 1
+
+
+def test_bad_threshold_is_refused(grpc_client, sample_images):
+    conf = grpcclient.InferInput("CONF_THRESHOLD", [1, 1], "FP32")
+    conf.set_data_from_numpy(np.array([[1.5]], np.float32))
+    with pytest.raises(InferenceServerException, match=r"conf_threshold must be a number in \[0, 1\]"):
+        grpc_client.infer("yolov8", [image_input(sample_images["camera.png"].read_bytes()), conf])
+
+
+def test_cli_json_schema(triton, sample_images, tmp_path):
+    paths = [str(sample_images["zidane.jpg"]), str(sample_images["camera.png"])]
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "detect", "--url", triton.grpc_url, "--json", *paths],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    results = json.loads(done.stdout)
+    assert [r["image"] for r in results] == paths
+    assert set(results[0]) == {"image", "width", "height", "detections"}
+    assert (results[0]["width"], results[0]["height"]) == (1280, 720)
+    detection = results[0]["detections"][0]
+    assert set(detection) == {"box", "score", "class_id", "class_name"}
+    assert detection["class_name"] == "Normal" and len(detection["box"]) == 4
