@@ -246,3 +246,29 @@ def ensure_engine(
         log(f"using cached TensorRT engine {path}")
         return path
     return build_engine(onnx_path, key, path, log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m python_backends.tensorrt_engine --onnx MODEL``: build or find the engine (used in containers,
+    where the repository is read-only and ``prepare`` cannot rewrite configs)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--onnx", required=True, type=Path, help="the prepared (batch-dynamic) model.onnx")
+    parser.add_argument("--input-size", type=int, nargs=2, default=(640, 640), metavar=("H", "W"))
+    parser.add_argument("--batch-profile", default=",".join(map(str, DEFAULT_PROFILE)), help="min,opt,max batch")
+    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine")
+    parser.add_argument("--engine-dir", type=Path, help="default $YOLOV8_ENGINE_DIR or .cache/engines")
+    args = parser.parse_args(argv)
+    try:
+        options = EngineOptions(*args.input_size, *parse_profile(args.batch_profile), fp16=args.fp16)
+        print(ensure_engine(args.onnx, options, args.engine_dir))
+    except (EngineBuildError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

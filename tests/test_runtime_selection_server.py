@@ -1,0 +1,62 @@
+"""Through a real tritonserver: `runtime: tensorrt` without a GPU fails the model's load and says why."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from python_backends.repository import set_parameter
+from python_backends.runtimes.select import tensorrt_unavailable_reason
+from serving.server import ServerStartError, TritonServer, free_port
+from serving.triton import ServerOptions
+
+pytestmark = pytest.mark.skipif(
+    tensorrt_unavailable_reason() is None, reason="this machine has a GPU with TensorRT: the model would load"
+)
+EXPECTED = "runtime 'tensorrt' is unavailable"
+
+
+@pytest.fixture
+def tensorrt_repository(model_repository, tmp_path):
+    """Only yolov8_infer, its config asking for TensorRT."""
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repository / "yolov8_infer", repo / "yolov8_infer")
+    config = repo / "yolov8_infer" / "config.pbtxt"
+    config.write_text(set_parameter(config.read_text(), "runtime", "tensorrt"))
+    return repo
+
+
+def _options(repo, extra=()):
+    return ServerOptions(
+        repository=repo,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        exit_timeout_s=5,
+        extra_args=list(extra),
+    )
+
+
+def test_server_refuses_to_start_and_logs_why(tensorrt_repository, tmp_path):
+    log = tmp_path / "tritonserver.log"
+    server = TritonServer(_options(tensorrt_repository), log)
+    with pytest.raises(ServerStartError, match="exited"):
+        server.start(timeout_s=90)
+    text = log.read_text()
+    assert "yolov8_infer" in text and EXPECTED in text
+
+
+def test_model_is_unavailable_with_the_reason(tensorrt_repository, tmp_path):
+    import tritonclient.grpc as grpcclient
+
+    extra = ["--exit-on-error=false", "--strict-readiness=false"]
+    with TritonServer(_options(tensorrt_repository, extra), tmp_path / "tritonserver.log") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            assert not client.is_model_ready("yolov8_infer")
+            (entry,) = client.get_model_repository_index().models
+            assert entry.name == "yolov8_infer" and entry.state == "UNAVAILABLE"
+            assert EXPECTED in entry.reason
+        finally:
+            client.close()
