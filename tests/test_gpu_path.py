@@ -215,3 +215,25 @@ def test_tensorrt_head_matches_onnxruntime(model_repository, sample_images, tmp_
     got, want = trt.run(batch), ort.run(batch)
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-2 * max(1.0, float(np.abs(want).max()))
+
+
+@pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")
+def test_gpu_check_exits_non_zero_without_a_gpu(capsys):
+    from serving.gpu_check import main as gpu_check
+
+    assert gpu_check([]) == 3
+    assert "gpu-check needs an NVIDIA GPU" in capsys.readouterr().err
+
+
+def test_perf_input_prefixes_each_image_with_its_length(tmp_path):
+    import base64
+    import struct
+
+    from serving.perf_input import input_data
+
+    image = tmp_path / "x.jpg"
+    image.write_bytes(b"\xff\xd8 not really a jpeg")
+    (entry,) = input_data([image])["data"]
+    raw = base64.b64decode(entry["IMAGE"]["content"]["b64"])
+    assert struct.unpack("<I", raw[:4])[0] == len(raw) - 4 and raw[4:] == image.read_bytes()
+    assert entry["IMAGE"]["shape"] == [1]
