@@ -245,7 +245,10 @@ def ensure_engine(
     if path.exists():
         log(f"using cached TensorRT engine {path}")
         return path
-    return build_engine(onnx_path, key, path, log)
+    try:
+        return build_engine(onnx_path, key, path, log)
+    except (OSError, subprocess.SubprocessError) as exc:  # a read-only cache, trtexec hanging, ...
+        raise EngineBuildError(f"cannot build {path}: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:

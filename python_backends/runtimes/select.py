@@ -77,7 +77,10 @@ def _fastdeploy(onnx_path: Path, options: EngineOptions, engine_dir: Path | None
     reason = gpu_unavailable_reason()
     if reason:
         raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {reason}")
-    from python_backends.tensorrt_engine import default_engine_dir, file_sha256
+    from python_backends.tensorrt_engine import compute_capability, default_engine_dir, file_sha256
 
-    key = EngineKey(f"fastdeploy{fd.__version__}", "any", file_sha256(onnx_path), options)
+    try:
+        key = EngineKey(f"fastdeploy{fd.__version__}", compute_capability(), file_sha256(onnx_path), options)
+    except EngineBuildError as exc:
+        raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {exc}") from exc
     return FastDeployRuntime(onnx_path, options, (engine_dir or default_engine_dir()) / key.filename())
