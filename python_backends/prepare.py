@@ -91,16 +91,19 @@ def with_input_size(model: onnx.ModelProto, info: YoloModelInfo, height: int, wi
 
 def prepare_tensorrt(repository: Path, options: EngineOptions, engine_dir: Path | None = None) -> str:
     """Build (or find) the engine of the installed model and point yolov8_infer's config at its settings."""
-    model_path = repository / "yolov8_infer" / "1" / "model.onnx"
-    engine = ensure_engine(model_path, options, engine_dir)
+    engine = ensure_engine(repository / "yolov8_infer" / "1" / "model.onnx", options, engine_dir)
+    write_engine_settings(repository, options, engine_dir)
+    return f"TensorRT engine {engine} (batch profile {options.min_batch}/{options.opt_batch}/{options.max_batch})"
+
+
+def write_engine_settings(repository: Path, options: EngineOptions, engine_dir: Path | None = None) -> None:
+    """Set yolov8_infer's ``precision``, ``trt_batch_profile`` (and ``engine_dir``) so it loads this engine."""
     config_path = repository / "yolov8_infer" / "config.pbtxt"
     config = set_parameter(config_path.read_text(), "precision", "fp16" if options.fp16 else "fp32")
-    profile = f"{options.min_batch},{options.opt_batch},{options.max_batch}"
-    config = set_parameter(config, "trt_batch_profile", profile)
+    config = set_parameter(config, "trt_batch_profile", f"{options.min_batch},{options.opt_batch},{options.max_batch}")
     if engine_dir is not None:
         config = set_parameter(config, "engine_dir", str(engine_dir.resolve()))
     config_path.write_text(config)
-    return f"TensorRT engine {engine} (profile {profile})"
 
 
 def parse_input_size(text: str) -> tuple[int, int]:

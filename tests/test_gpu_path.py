@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -13,9 +14,10 @@ import pytest
 from python_backends.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
 from python_backends.gpu_arrays import concatenate, gpu_unavailable_reason, is_device_array, stack, to_host
 from python_backends.letterbox import letterbox, letterbox_geometry
-from python_backends.prepare import PROJECT_ROOT, main
+from python_backends.prepare import PROJECT_ROOT, main, write_engine_settings
 from python_backends.preprocess_select import create_preprocessor
 from python_backends.preprocessor import Preprocessor
+from python_backends.repository import copy_template
 from python_backends.runtimes.base import RuntimeUnavailable
 from python_backends.runtimes.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.runtimes.tensorrt_runtime import TensorSpec, binding_shapes
@@ -109,6 +111,17 @@ def test_profile_and_precision_parameters():
         parse_profile("1,8")
     with pytest.raises(ValueError, match="fp16 or fp32"):
         options_from_parameters({"precision": "int8"}, 640, 640)
+
+
+def test_prepare_writes_settings_the_served_model_reads_back(tmp_path):
+    """What prepare --tensorrt writes into yolov8_infer's config gives the served model the same options."""
+    copy_template(PROJECT_ROOT / "model_repository", tmp_path)
+    options = EngineOptions(640, 640, 1, 1, 40, fp16=False)
+    write_engine_settings(tmp_path, options, tmp_path / "engines")
+    text = (tmp_path / "yolov8_infer" / "config.pbtxt").read_text()
+    params = dict(re.findall(r'key: "(\w+)", value: \{ string_value: "([^"]*)" \}', text))
+    assert options_from_parameters(params, 640, 640) == options
+    assert params["engine_dir"] == str((tmp_path / "engines").resolve())
 
 
 # --- modules import without a GPU; pure logic -----------------------------------------------------

@@ -1,4 +1,4 @@
-"""Through a real tritonserver: `runtime: tensorrt` without a GPU fails the model's load and says why."""
+"""Through a real tritonserver: explicit GPU choices without a GPU fail the model's load and say why."""
 
 from __future__ import annotations
 
@@ -17,14 +17,19 @@ pytestmark = pytest.mark.skipif(
 EXPECTED = "runtime 'tensorrt' is unavailable"
 
 
+def _single_stage_repository(model_repository, tmp_path, stage, key, value):
+    """A repository with only ``stage``, its parameter ``key`` set to ``value``."""
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repository / stage, repo / stage)
+    config = repo / stage / "config.pbtxt"
+    config.write_text(set_parameter(config.read_text(), key, value))
+    return repo
+
+
 @pytest.fixture
 def tensorrt_repository(model_repository, tmp_path):
     """Only yolov8_infer, its config asking for TensorRT."""
-    repo = tmp_path / "repo"
-    shutil.copytree(model_repository / "yolov8_infer", repo / "yolov8_infer")
-    config = repo / "yolov8_infer" / "config.pbtxt"
-    config.write_text(set_parameter(config.read_text(), "runtime", "tensorrt"))
-    return repo
+    return _single_stage_repository(model_repository, tmp_path, "yolov8_infer", "runtime", "tensorrt")
 
 
 def _options(repo, extra=()):
@@ -38,13 +43,21 @@ def _options(repo, extra=()):
     )
 
 
-def test_server_refuses_to_start_and_logs_why(tensorrt_repository, tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "key", "value", "expected"),
+    [
+        ("yolov8_infer", "runtime", "tensorrt", EXPECTED),
+        ("yolov8_preprocess", "device", "gpu", "device 'gpu' is unavailable"),
+    ],
+)
+def test_server_refuses_to_start_and_logs_why(model_repository, tmp_path, stage, key, value, expected):
+    repo = _single_stage_repository(model_repository, tmp_path, stage, key, value)
     log = tmp_path / "tritonserver.log"
-    server = TritonServer(_options(tensorrt_repository), log)
+    server = TritonServer(_options(repo), log)
     with pytest.raises(ServerStartError, match="exited"):
         server.start(timeout_s=90)
     text = log.read_text()
-    assert "yolov8_infer" in text and EXPECTED in text
+    assert stage in text and expected in text
 
 
 def test_model_is_unavailable_with_the_reason(tensorrt_repository, tmp_path):

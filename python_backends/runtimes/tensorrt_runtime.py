@@ -75,11 +75,8 @@ class TensorRTRuntime:
         self.max_batch_size = int(self._engine.get_tensor_profile_shape(self.input.name, 0)[2][0])
         self._context = self._engine.create_execution_context()
         self._stream = cp.cuda.Stream(non_blocking=True)
-        self._buffers = {
-            name: cp.empty(shape, dtype=spec.dtype)
-            for spec in tensors
-            for name, shape in binding_shapes([spec], self.max_batch_size).items()
-        }
+        shapes = binding_shapes(tensors, self.max_batch_size)
+        self._buffers = {t.name: cp.empty(shapes[t.name], dtype=t.dtype) for t in tensors}
         for name, buffer in self._buffers.items():
             self._context.set_tensor_address(name, buffer.data.ptr)
 
