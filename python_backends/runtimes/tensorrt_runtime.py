@@ -60,7 +60,8 @@ class TensorRTRuntime:
         cp.cuda.Device(device_id).use()
         self._cp = cp
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._engine = trt.Runtime(self._logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self._trt_runtime = trt.Runtime(self._logger)  # must outlive the engine
+        self._engine = self._trt_runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self._engine is None:
             raise RuntimeUnavailable(
                 f"TensorRT {trt.__version__} cannot deserialize {engine_path}: built by another TensorRT version or "
