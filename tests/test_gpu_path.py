@@ -164,6 +164,23 @@ def test_binding_shapes_take_the_profile_max_batch():
         binding_shapes([TensorSpec("images", True, (-1, 3, -1, -1), np.dtype(np.float32))], 8)
 
 
+@pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")
+def test_gpu_classes_refuse_clearly_without_a_gpu(tmp_path, default_onnx):
+    from python_backends.cvcuda_preprocessor import CvCudaPreprocessor
+    from python_backends.runtimes.fastdeploy_runtime import FastDeployRuntime
+    from python_backends.runtimes.tensorrt_runtime import TensorRTRuntime
+
+    with pytest.raises(RuntimeUnavailable, match="runtime 'tensorrt' is unavailable"):
+        TensorRTRuntime(tmp_path / "missing.engine")
+    with pytest.raises(GpuPreprocessingUnavailable):
+        CvCudaPreprocessor()
+    try:
+        import fastdeploy  # noqa: F401
+    except Exception:
+        with pytest.raises(RuntimeUnavailable, match="fastdeploy does not import"):
+            FastDeployRuntime(default_onnx, EngineOptions(), tmp_path / "fd.engine")
+
+
 def test_host_arrays_pass_through_the_device_helpers():
     a, b = np.ones((2, 3), np.float32), np.zeros((1, 3), np.float32)
     assert not is_device_array(a)
