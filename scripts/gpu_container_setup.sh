@@ -24,7 +24,7 @@ fi
 # 2. TensorRT: the container's own libraries. Use their Python bindings if the image has them, else
 #    install the bindings wheel of exactly the same version; trtexec builds when the image ships it.
 if ! python3 -c "import tensorrt" 2>/dev/null; then
-    lib=$(ls /usr/lib/*-linux-gnu/libnvinfer.so.*.*.* 2>/dev/null | head -n1)
+    lib=$(ls /usr/lib/*-linux-gnu/libnvinfer.so.*.*.* 2>/dev/null | head -n1 || true)
     [ -n "$lib" ] || { log "no libnvinfer in this image"; exit 2; }
     version=${lib##*libnvinfer.so.}
     log "installing tensorrt-cu13-bindings==$version.* to match the image's libnvinfer $version"
