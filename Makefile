@@ -26,3 +26,8 @@ format: setup
 
 clean:  ## remove the environment, caches and the installed model
 	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_postprocess/labels.txt
+
+# --- GPU path (issue 5) ---
+.PHONY: gpu-check
+gpu-check: setup  ## on a GPU machine: CV-CUDA vs OpenCV, TensorRT FP16 vs ONNX Runtime FP32, short perf_analyzer
+	$(PY) -m serving.gpu_check $(ARGS)

@@ -23,6 +23,7 @@ class OnnxRuntimeRuntime:
     """
 
     name = "onnxruntime"
+    device = "cpu"
 
     def __init__(self, model_path: str, intra_op_threads: int = 0, max_batch_size: int = 32):
         self.session = ort.InferenceSession(

@@ -1,18 +1,86 @@
-"""Pick an inference runtime from the ``runtime`` config parameter."""
+"""Pick an inference runtime from the ``runtime`` config parameter.
+
+``auto`` takes TensorRT when a GPU, CuPy and tensorrt are present and an engine is cached or can be
+built, else ONNX Runtime on CPU. An explicit choice that cannot be satisfied raises
+RuntimeUnavailable, which fails the model's load with that message.
+"""
 
 from __future__ import annotations
 
-from python_backends.runtimes.base import InferenceRuntime, RuntimeUnavailable
+from pathlib import Path
+from typing import Callable
 
-RUNTIMES = ("auto", "onnxruntime")
+from python_backends.gpu_arrays import gpu_unavailable_reason
+from python_backends.runtimes.base import InferenceRuntime, RuntimeUnavailable
+from python_backends.tensorrt_engine import EngineBuildError, EngineKey, EngineOptions, ensure_engine, import_tensorrt
+
+RUNTIMES = ("auto", "onnxruntime", "tensorrt", "fastdeploy")
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when TensorRT can run here, else every reason it cannot."""
+    reasons = []
+    gpu = gpu_unavailable_reason()
+    if gpu:
+        reasons.append(gpu)
+    try:
+        import_tensorrt()
+    except EngineBuildError as exc:
+        reasons.append(str(exc))
+    return "; ".join(reasons) or None
 
 
 def create_runtime(
-    choice: str, onnx_path: str, intra_op_threads: int = 0, max_batch_size: int = 32
+    choice: str,
+    onnx_path: str,
+    intra_op_threads: int = 0,
+    max_batch_size: int = 32,
+    engine_options: EngineOptions | None = None,
+    engine_dir: Path | None = None,
+    log: Callable[[str], None] = print,
 ) -> InferenceRuntime:
     """Build the runtime named by ``choice`` (``auto`` picks the best one this machine can run)."""
     if choice not in RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {choice!r}; expected one of {', '.join(RUNTIMES)}")
+    options = engine_options or EngineOptions(max_batch=max(max_batch_size, 1))
+    if choice == "tensorrt":
+        return _tensorrt(Path(onnx_path), options, engine_dir, log)
+    if choice == "fastdeploy":
+        return _fastdeploy(Path(onnx_path), options, engine_dir)
+    if choice == "auto":
+        try:
+            return _tensorrt(Path(onnx_path), options, engine_dir, log)
+        except RuntimeUnavailable as exc:
+            log(f"runtime auto: {exc}; using onnxruntime on CPU")
     from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
 
     return OnnxRuntimeRuntime(onnx_path, intra_op_threads=intra_op_threads, max_batch_size=max_batch_size)
+
+
+def _tensorrt(onnx_path: Path, options: EngineOptions, engine_dir: Path | None, log: Callable[[str], None]):
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        raise RuntimeUnavailable(f"runtime 'tensorrt' is unavailable: {reason}")
+    try:
+        engine = ensure_engine(onnx_path, options, engine_dir, log)
+    except EngineBuildError as exc:
+        raise RuntimeUnavailable(f"runtime 'tensorrt' is unavailable: {exc}") from exc
+    from python_backends.runtimes.tensorrt_runtime import TensorRTRuntime
+
+    return TensorRTRuntime(engine)
+
+
+def _fastdeploy(onnx_path: Path, options: EngineOptions, engine_dir: Path | None):
+    from python_backends.runtimes.fastdeploy_runtime import FastDeployRuntime, import_fastdeploy
+
+    fd = import_fastdeploy()
+    reason = gpu_unavailable_reason()
+    if reason:
+        raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {reason}")
+    from python_backends.tensorrt_engine import compute_capability, default_engine_dir, file_sha256
+
+    try:
+        key = EngineKey(f"fastdeploy{fd.__version__}", compute_capability(), file_sha256(onnx_path), options)
+    except EngineBuildError as exc:
+        raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {exc}") from exc
+    return FastDeployRuntime(onnx_path, options, (engine_dir or default_engine_dir()) / key.filename())

@@ -3,8 +3,10 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from python_backends.gpu_arrays import to_host
 from python_backends.postprocessor import Postprocessor, ThresholdError
 from python_backends.triton_config import float_parameter, int_parameter, load_config, parameters
+from python_backends.triton_tensors import input_array
 
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 
@@ -12,7 +14,7 @@ OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 def _optional(request, name, count):
     """A per-element optional input as a list of floats, or [None] * count when absent."""
     tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return [None] * count if tensor is None else [float(v) for v in tensor.as_numpy().reshape(-1)]
+    return [None] * count if tensor is None else [float(v) for v in to_host(input_array(tensor)).reshape(-1)]
 
 
 class TritonPythonModel:
@@ -34,8 +36,9 @@ class TritonPythonModel:
         return [self._one(request) for request in requests]
 
     def _one(self, request):
-        heads = pb_utils.get_input_tensor_by_name(request, "output0").as_numpy()
-        mappings = pb_utils.get_input_tensor_by_name(request, "LETTERBOX").as_numpy()
+        # CPU or GPU tensors (FORCE_CPU_ONLY_INPUT_TENSORS "no"): the head is small, NMS runs on the host
+        heads = to_host(input_array(pb_utils.get_input_tensor_by_name(request, "output0")))
+        mappings = to_host(input_array(pb_utils.get_input_tensor_by_name(request, "LETTERBOX")))
         confs = _optional(request, "CONF_THRESHOLD", len(heads))
         ious = _optional(request, "IOU_THRESHOLD", len(heads))
         try:

@@ -3,16 +3,19 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from python_backends.gpu_arrays import stack
 from python_backends.image_decode import ImageDecodeError
-from python_backends.preprocessor import Preprocessor
+from python_backends.preprocess_select import create_preprocessor
 from python_backends.triton_config import int_parameter, load_config, parameters
+from python_backends.triton_tensors import output_tensor
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = load_config(args["model_config"])
         params = parameters(config)
-        self.preprocessor = Preprocessor(
+        self.preprocessor = create_preprocessor(
+            params.get("device", "auto"),
             input_height=int_parameter(params, "input_height", 640),
             input_width=int_parameter(params, "input_width", 640),
         )
@@ -32,8 +35,8 @@ class TritonPythonModel:
             results = [self.preprocessor.from_bytes(item) for item in encoded]
         except ImageDecodeError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-        tensors = np.stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
+        tensors = stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
         mappings = np.stack([mapping for _, mapping in results]).astype(self.letterbox_dtype, copy=False)
         return pb_utils.InferenceResponse(
-            output_tensors=[pb_utils.Tensor("images", tensors), pb_utils.Tensor("LETTERBOX", mappings)]
+            output_tensors=[output_tensor("images", tensors), pb_utils.Tensor("LETTERBOX", mappings)]
         )

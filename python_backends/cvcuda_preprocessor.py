@@ -1,0 +1,148 @@
+"""GPU preprocessing with CV-CUDA: same letterbox as the CPU path, the result left in GPU memory.
+
+Decode with nvImageCodec on the GPU when it is installed (RGB out), else with OpenCV on the CPU
+(BGR out, uploaded); then resize (linear), pad with 114, BGR→RGB where needed, /255 to float32,
+and NHWC→NCHW. ``cvcuda``, ``nvimgcodec`` and ``cupy`` are imported in the constructor only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from python_backends.gpu_arrays import GpuUnavailable, gpu_unavailable_reason, import_cupy
+from python_backends.image_decode import ImageDecodeError, decode_image
+from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox_geometry
+
+
+class GpuPreprocessingUnavailable(RuntimeError):
+    """CV-CUDA, CuPy or a GPU is missing."""
+
+
+@dataclass(frozen=True)
+class LetterboxPlan:
+    """The CV-CUDA calls for one (height, width) image: resize to ``resize_shape`` (None: already that
+    size), then pad ``top``/``bottom``/``left``/``right`` pixels. ``resize_shape`` is NHWC (1, h, w, 3)."""
+
+    resize_shape: tuple[int, int, int, int] | None
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+def letterbox_plan(height: int, width: int, new_height: int, new_width: int) -> LetterboxPlan:
+    """The same geometry as the CPU ``letterbox`` (Ultralytics' rounding), as CV-CUDA arguments."""
+    geo = letterbox_geometry(height, width, new_height, new_width)
+    resize = None if (geo.resized_h, geo.resized_w) == (height, width) else (1, geo.resized_h, geo.resized_w, 3)
+    return LetterboxPlan(resize, geo.top, geo.bottom, geo.left, geo.right)
+
+
+def import_cvcuda() -> Any:
+    try:
+        import cvcuda
+    except Exception as exc:  # ImportError, or libcuda missing
+        raise GpuPreprocessingUnavailable(f"cvcuda is not importable ({exc})") from exc
+    return cvcuda
+
+
+def import_nvimgcodec() -> Any | None:
+    """``nvidia.nvimgcodec``, or None when it is not installed (decode then runs on the CPU)."""
+    try:
+        from nvidia import nvimgcodec
+    except Exception:
+        return None
+    return nvimgcodec
+
+
+class CvCudaPreprocessor:
+    """Encoded bytes → float32 (3, H, W) RGB in [0, 1] on the GPU, letterboxed like ``Preprocessor``.
+
+    ``from_bytes`` returns (CuPy float32 (3, H, W), NumPy float32 (5,) mapping); the stream is
+    synchronized before returning, so the array can be handed to Triton through DLPack.
+    """
+
+    device = "gpu"
+
+    def __init__(
+        self, input_height: int = 640, input_width: int = 640, pad_value: int = PAD_VALUE, gpu_decode: bool = True
+    ):
+        reason = gpu_unavailable_reason()
+        if reason:
+            raise GpuPreprocessingUnavailable(reason)
+        self._cvcuda = import_cvcuda()
+        try:
+            self._cp = import_cupy()
+        except GpuUnavailable as exc:
+            raise GpuPreprocessingUnavailable(str(exc)) from exc
+        self.input_height, self.input_width, self.pad_value = input_height, input_width, pad_value
+        self._cv_stream = self._cvcuda.Stream()
+        self._stream = self._cp.cuda.ExternalStream(self._cv_stream.handle)
+        codec = import_nvimgcodec() if gpu_decode else None
+        self._decoder = codec.Decoder() if codec else None
+        self._decode_params = (
+            codec.DecodeParams(apply_exif_orientation=True, color_spec=codec.ColorSpec.RGB, allow_any_depth=False)
+            if codec
+            else None
+        )
+        self.decoder_name = "nvimgcodec" if codec else "opencv"
+
+    def from_bytes(self, data: bytes | np.ndarray) -> tuple[Any, np.ndarray]:
+        """Decode and preprocess one image; raises ImageDecodeError for bytes that are not an image."""
+        image, is_rgb = self._decode(data)
+        height, width = int(image.shape[0]), int(image.shape[1])
+        tensor = self._letterbox_normalize(image, is_rgb)
+        return tensor, box_mapping(height, width, self.input_height, self.input_width)
+
+    def _decode(self, data: bytes | np.ndarray) -> tuple[Any, bool]:
+        """(uint8 (H, W, 3) device array, True when RGB); nvImageCodec gives RGB, OpenCV BGR."""
+        if self._decoder is None:
+            with self._stream:
+                return self._cp.asarray(decode_image(data)), False
+        buf = bytes(data) if isinstance(data, np.ndarray) else data
+        if not buf:
+            raise ImageDecodeError("empty image: the request carried 0 bytes")
+        try:
+            image = self._decoder.decode(buf, params=self._decode_params, cuda_stream=self._stream.ptr)
+        except Exception as exc:  # nvImageCodec raises its own errors for corrupt input
+            raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): {exc}") from exc
+        if image is None:
+            raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): not a supported or complete image")
+        return self._cp.asarray(image), True
+
+    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> Any:
+        cv, cp = self._cvcuda, self._cp
+        plan = letterbox_plan(image.shape[0], image.shape[1], self.input_height, self.input_width)
+        with self._stream:
+            batch = as_tensor(cv, cp.ascontiguousarray(image)[None], "NHWC")
+            if plan.resize_shape is not None:
+                batch = cv.resize(batch, plan.resize_shape, cv.Interp.LINEAR, stream=self._cv_stream)
+            batch = cv.copymakeborder(
+                batch,
+                border_mode=cv.Border.CONSTANT,
+                border_value=[float(self.pad_value)] * 3,
+                top=plan.top,
+                bottom=plan.bottom,
+                left=plan.left,
+                right=plan.right,
+                stream=self._cv_stream,
+            )
+            if not is_rgb:
+                batch = cv.cvtcolor(batch, cv.ColorConversion.BGR2RGB, stream=self._cv_stream)
+            batch = cv.convertto(batch, np.float32, scale=1.0 / 255.0, offset=0.0, stream=self._cv_stream)
+            batch = cv.reformat(batch, "NCHW", stream=self._cv_stream)
+            tensor = cp.asarray(batch.cuda())[0].copy()  # own memory: CV-CUDA's buffer is freed with `batch`
+        self._stream.synchronize()
+        return tensor
+
+
+def as_tensor(cvcuda: Any, array: Any, layout: str) -> Any:
+    """Wrap a CuPy array as a CV-CUDA tensor (``cvcuda.as_tensor`` in new releases, ``nvcv.as_tensor`` before)."""
+    wrap = getattr(cvcuda, "as_tensor", None)
+    if wrap is None:
+        import nvcv
+
+        wrap = nvcv.as_tensor
+    return wrap(array, layout)

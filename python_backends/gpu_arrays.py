@@ -1,0 +1,63 @@
+"""Device arrays (CuPy) next to host arrays (NumPy), imported lazily so this module loads without a GPU.
+
+Nothing here touches CUDA at import time: CuPy is imported, and the driver queried, only when a
+function is called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class GpuUnavailable(RuntimeError):
+    """No CUDA device, or no CuPy to reach it."""
+
+
+def import_cupy() -> Any:
+    """The ``cupy`` module, or GpuUnavailable saying why it cannot be used."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a CUDA library that fails to load
+        raise GpuUnavailable(f"cupy is not importable ({exc})") from exc
+    return cupy
+
+
+def gpu_count() -> int:
+    """How many CUDA devices CuPy sees (0 without CuPy, a driver or a device)."""
+    try:
+        return int(import_cupy().cuda.runtime.getDeviceCount())
+    except Exception:  # GpuUnavailable, or cupy's CUDARuntimeError without a driver
+        return 0
+
+
+def gpu_unavailable_reason() -> str | None:
+    """None when a CUDA device can be used through CuPy, else why not."""
+    try:
+        import_cupy()
+    except GpuUnavailable as exc:
+        return f"no GPU support: {exc}"
+    return None if gpu_count() else "no CUDA GPU is visible"
+
+
+def is_device_array(array: Any) -> bool:
+    """True for arrays that live in GPU memory (anything exposing ``__cuda_array_interface__``)."""
+    return not isinstance(array, np.ndarray) and hasattr(array, "__cuda_array_interface__")
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A NumPy copy of a device array; NumPy arrays are returned as they are."""
+    return import_cupy().asnumpy(array) if is_device_array(array) else np.asarray(array)
+
+
+def concatenate(arrays: list[Any]) -> Any:
+    """Concatenate along axis 0 on the arrays' own device (all host or all device)."""
+    if len(arrays) == 1:
+        return arrays[0]
+    return import_cupy().concatenate(arrays) if is_device_array(arrays[0]) else np.concatenate(arrays)
+
+
+def stack(arrays: list[Any]) -> Any:
+    """Stack along a new axis 0 on the arrays' own device (all host or all device)."""
+    return import_cupy().stack(arrays) if is_device_array(arrays[0]) else np.stack(arrays)

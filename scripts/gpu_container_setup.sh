@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Run once inside NVIDIA's tritonserver:<tag>-py3 container (the `setup` service of docker-compose.yml):
+# install the GPU path's Python packages into /opt/pydeps, then build the TensorRT engine into
+# $YOLOV8_ENGINE_DIR with the container's own TensorRT. Idempotent: a second run reuses both.
+set -euo pipefail
+DEPS=${PYDEPS:-/opt/pydeps}
+PROJECT=${PROJECT:-/opt/yolov8}
+MODEL=${MODEL:-/models/yolov8_infer/1/model.onnx}
+export PYTHONPATH="$PROJECT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
+log() { printf '[gpu-setup] %s\n' "$*"; }
+
+[ -s "$MODEL" ] || { log "no $MODEL: run \`make setup\` (or python -m python_backends.prepare) on the host first"; exit 2; }
+nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || { log "no GPU visible"; exit 2; }
+
+# 1. Python packages for CUDA 13 (the 26.x images are CUDA 13), pinned; numpy comes with the image.
+if [ ! -f "$DEPS/.installed" ]; then
+    log "installing the GPU path's packages into $DEPS"
+    python3 -m pip install -q --target "$DEPS" \
+        cvcuda-cu13==0.19.0 cupy-cuda13x==14.2.0 nvidia-nvimgcodec-cu13==0.9.0.20 \
+        onnx==1.17.0 onnxruntime==1.20.1 opencv-python-headless==4.10.0.84
+    touch "$DEPS/.installed"
+fi
+
+# 2. TensorRT: the container's own libraries. Use their Python bindings if the image has them, else
+#    install the bindings wheel of exactly the same version; trtexec builds when the image ships it.
+if ! python3 -c "import tensorrt" 2>/dev/null; then
+    lib=$(ls /usr/lib/*-linux-gnu/libnvinfer.so.*.*.* 2>/dev/null | head -n1 || true)
+    [ -n "$lib" ] || { log "no libnvinfer in this image"; exit 2; }
+    version=${lib##*libnvinfer.so.}
+    log "installing tensorrt-cu13-bindings==$version.* to match the image's libnvinfer $version"
+    python3 -m pip install -q --target "$DEPS" --no-deps "tensorrt-cu13-bindings==$version.*"
+fi
+[ -x /usr/src/tensorrt/bin/trtexec ] && export PATH="/usr/src/tensorrt/bin:$PATH"
+python3 -c "import tensorrt; print('[gpu-setup] TensorRT', tensorrt.__version__)"
+
+# 3. The engine (cached under a key of TensorRT version, GPU, shapes, precision and ONNX hash).
+python3 -m python_backends.tensorrt_engine --onnx "$MODEL" \
+    --input-size "${INPUT_HEIGHT:-640}" "${INPUT_WIDTH:-640}" \
+    --batch-profile "${TRT_BATCH_PROFILE:-1,8,32}" ${TRT_FP32:+--no-fp16}

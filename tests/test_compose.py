@@ -1,0 +1,118 @@
+"""docker-compose.yml, checked statically (no Docker engine here); `docker compose config` where the plugin is."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from python_backends.prepare import PROJECT_ROOT
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+MIN_RELEASE = (26, 6)  # NVIDIA's 2025-2026 Triton security fixes
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def _default(value: str) -> str:
+    """``${VAR:-default}`` → default, as compose interpolates with VAR unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def _seconds(duration: str) -> int:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert match and duration, f"unparsed duration {duration!r}"
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+def _release(image: str, suffix: str) -> tuple[int, int]:
+    match = re.fullmatch(r"nvcr\.io/nvidia/tritonserver:(\d\d)\.(\d\d)" + re.escape(suffix), _default(image))
+    assert match, f"{image} is not a pinned tritonserver:YY.MM{suffix} tag"
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_triton_image_is_pinned_at_a_patched_release(compose):
+    triton, perf = compose["services"]["triton"], compose["services"]["perf"]
+    assert _release(triton["image"], "-py3") >= MIN_RELEASE
+    assert _release(perf["image"], "-py3-sdk") == _release(triton["image"], "-py3")
+    assert compose["services"]["setup"]["image"] == triton["image"]
+
+
+@pytest.mark.parametrize("service", ["setup", "triton"])
+def test_gpu_is_reserved(compose, service):
+    devices = compose["services"][service]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+
+
+def test_shm_size_holds_a_full_batch(compose):
+    size = compose["services"]["triton"]["shm_size"]
+    number, unit = re.fullmatch(r"(\d+)([kmg])b?", size.lower()).groups()
+    batch_bytes = 32 * 3 * 640 * 640 * 4  # max_batch_size 32 of FP32 640x640
+    assert int(number) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit] >= 4 * batch_bytes
+
+
+def test_repository_and_code_are_mounted_read_only(compose):
+    volumes = compose["services"]["triton"]["volumes"]
+    for target in ("/models", "/opt/yolov8/python_backends"):
+        (mount,) = [v for v in volumes if v.split(":")[1] == target]
+        assert mount.endswith(":ro"), mount
+    assert all(v.endswith(":ro") for v in compose["services"]["setup"]["volumes"] if v.startswith("./"))
+
+
+def test_healthcheck_and_grace_period_outlast_the_drain(compose):
+    triton = compose["services"]["triton"]
+    assert any("/v2/health/ready" in part for part in triton["healthcheck"]["test"])
+    exit_timeout = next(int(a.split("=")[1]) for a in triton["command"] if a.startswith("--exit-timeout-secs="))
+    assert _seconds(triton["stop_grace_period"]) > exit_timeout
+
+
+def test_ports_are_loopback_and_admin_apis_restricted(compose):
+    triton = compose["services"]["triton"]
+    assert triton["ports"] and all(p.startswith("127.0.0.1:") for p in triton["ports"])
+    command = " ".join(triton["command"])
+    assert "--model-control-mode=none" in command
+    for flag in ("--http-restricted-api=", "--grpc-restricted-protocol="):
+        (arg,) = [a for a in triton["command"] if a.startswith(flag)]
+        apis = set(arg.split("=", 1)[1].split(":")[0].split(","))
+        assert {"model-repository", "model-config", "shared-memory", "statistics", "trace", "logging"} <= apis
+
+
+def test_setup_runs_once_before_triton_and_perf_is_a_bench_profile(compose):
+    services = compose["services"]
+    assert services["triton"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
+    assert "gpu_container_setup.sh" in " ".join(services["setup"]["entrypoint"])
+    assert (PROJECT_ROOT / "scripts" / "gpu_container_setup.sh").exists()
+    assert services["perf"]["profiles"] == ["bench"]
+    assert "perf_analyzer" in " ".join(services["perf"]["command"])
+
+
+def _compose_command() -> list[str] | None:
+    """``docker compose`` (the plugin), else the standalone ``docker-compose``, else None."""
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def test_docker_compose_config_accepts_it():
+    compose = _compose_command()
+    if compose is None:
+        pytest.skip("neither the docker compose plugin nor docker-compose is installed here")
+    env = {**os.environ, "TRITON_ADMIN_KEY": "test-key"}
+    reply = subprocess.run(
+        [*compose, "-f", str(COMPOSE), "--profile", "bench", "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert reply.returncode == 0, reply.stderr
+    assert "nvcr.io/nvidia/tritonserver:26.06-py3-sdk" in reply.stdout  # tag interpolated, perf profile included
