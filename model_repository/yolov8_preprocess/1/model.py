@@ -3,7 +3,7 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from python_backends.image_decode import ImageDecodeError
+from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
 from python_backends.preprocessor import Preprocessor
 from python_backends.triton_config import int_parameter, load_config, parameters
 
@@ -15,6 +15,8 @@ class TritonPythonModel:
         self.preprocessor = Preprocessor(
             input_height=int_parameter(params, "input_height", 640),
             input_width=int_parameter(params, "input_width", 640),
+            max_pixels=int_parameter(params, "max_image_pixels", DEFAULT_MAX_PIXELS),
+            max_bytes=int_parameter(params, "max_image_bytes", DEFAULT_MAX_BYTES),
         )
         self.images_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "images")["data_type"]
