@@ -1,6 +1,6 @@
 """``make demo``: serve the ensemble, detect on sample photos, show where the time went, stop.
 
-    python -m serving.demo [IMAGE ...]
+python -m serving.demo [IMAGE ...]
 """
 
 from __future__ import annotations
