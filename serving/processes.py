@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +93,12 @@ def rss_bytes(pids: list[int]) -> int:
 
 
 def listening_addresses(port: int) -> set[str]:
-    """IP addresses with a TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net/tcp*."""
+    """IP addresses with a TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net/tcp*.
+
+    IPv4-mapped IPv6 addresses are given as IPv4.
+    """
     found = set()
-    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
@@ -106,5 +109,6 @@ def listening_addresses(port: int) -> set[str]:
             if state == TCP_LISTEN and int(hex_port, 16) == port:
                 raw = bytes.fromhex(address)
                 words = struct.unpack(f"<{len(raw) // 4}I", raw)  # the kernel prints 32-bit words in host order
-                found.add(socket.inet_ntop(family, struct.pack(f">{len(words)}I", *words)))
+                ip = ipaddress.ip_address(struct.pack(f">{len(words)}I", *words))
+                found.add(str(getattr(ip, "ipv4_mapped", None) or ip))  # ::ffff:127.0.0.1 is 127.0.0.1
     return found
