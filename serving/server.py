@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+from python_backends.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
 
@@ -29,7 +32,8 @@ class TritonServer:
     """A tritonserver child process with its log in ``log_path`` (None: this process's stdout).
 
     Once ready, it records the server's Python stubs and shared-memory regions, so that
-    ``stop`` can make sure none of them outlives the server (``leftovers``).
+    ``stop`` can make sure none of them outlives the server (``leftovers``). ``stop`` drains
+    the pipeline before SIGTERM (see ``python_backends.drain``).
 
     Usage::
 
@@ -43,6 +47,7 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         self.stubs: list[StubProcess] = []
         self.shm: set[Path] = set()
+        self.gate = DrainGate(None)
 
     @property
     def grpc_url(self) -> str:
@@ -56,10 +61,11 @@ class TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers 200."""
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
         with open(os.devnull if self.log_path is None else self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 server_command(self.options, build_backend_dir()),
-                env=server_environment(),
+                env=server_environment() | {DRAIN_DIR_VARIABLE: str(self.gate.directory)},
                 stdout=None if self.log_path is None else log,
                 stderr=None if self.log_path is None else subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stubs included in stop()
@@ -88,12 +94,23 @@ class TritonServer:
         self.stubs = stub_processes(self.process.pid)
         self.shm |= shm_regions([self.process.pid, *(stub.pid for stub in self.stubs)])
 
+    def drain(self) -> int:
+        """Refuse new requests, wait up to the exit timeout for those in the pipeline; how many are left."""
+        self.gate.close()
+        deadline = time.monotonic() + self.options.exit_timeout_s
+        settled = 0  # two empty readings in a row: no stage is between "checked the gate" and "counted"
+        while settled < 2 and time.monotonic() < deadline and self.process.poll() is None:
+            settled = settled + 1 if self.gate.in_flight() <= 0 else 0
+            time.sleep(0.1)
+        return max(self.gate.in_flight(), 0)
+
     def stop(self, timeout_s: float = 60.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL the group if it hangs; clean up after it."""
+        """Drain, SIGTERM (Triton drains what is left), SIGKILL the group if it hangs; clean up after it."""
         if self.process is None:
             return None
         if self.process.poll() is None:
             self._record_resources()
+            self.drain()
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout_s)
@@ -119,6 +136,8 @@ class TritonServer:
             time.sleep(0.05)
         for path in self.shm:
             path.unlink(missing_ok=True)
+        if self.gate.directory is not None:
+            shutil.rmtree(self.gate.directory, ignore_errors=True)
 
     def leftovers(self) -> tuple[list[StubProcess], list[Path]]:
         """Recorded stubs still alive and shared-memory files still present (both empty after ``stop``)."""

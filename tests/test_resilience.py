@@ -43,7 +43,8 @@ def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, 
     assert errors, "16 requests at once against a queue of 1: some must be rejected"
     for error in errors:
         assert error.status() == UNAVAILABLE and "Exceeds maximum queue size" in error.message(), error
-    assert len(errors) < len(outcomes) and all(o == outcomes[0] for o in outcomes if isinstance(o, int))
+    counts = {o for o in outcomes if isinstance(o, int)}
+    assert len(errors) < len(outcomes) and len(counts) == 1, outcomes
     assert isinstance(after, int) and after >= 1
 
 
@@ -78,6 +79,7 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
 
 
 def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_images, tmp_path):
+    """``stop`` (what the supervisor does on SIGTERM): in-flight requests complete, new ones are refused."""
     payload = sample_images["zidane.jpg"].read_bytes()
     server = TritonServer(options(model_repository, exit_timeout_s=30), tmp_path / "tritonserver.log").start()
     outcomes, stop_load = [], threading.Event()
@@ -86,27 +88,31 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
         while not stop_load.is_set():
             outcomes.append(send(server.grpc_url, payload, timeout_s=60))
 
+    clients = [threading.Thread(target=load) for _ in range(4)]
     try:
-        clients = [threading.Thread(target=load) for _ in range(4)]
         for client in clients:
             client.start()
-        with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(send, server.grpc_url, payload, 8)
+        with ThreadPoolExecutor(2) as pool:
+            in_flight = pool.submit(send, server.grpc_url, payload, 8)  # about 2 s of work
             time.sleep(1.0)
-            server.process.send_signal(signal.SIGTERM)
-            time.sleep(0.5)
+            stopping = pool.submit(server.stop)
+            time.sleep(0.3)
             refused = send(server.grpc_url, payload, timeout_s=60)
             drained = in_flight.result(timeout=120)
+            status = stopping.result(timeout=120)
         stop_load.set()
         for client in clients:
             client.join(timeout=120)
         assert not any(client.is_alive() for client in clients), "a client hung"
     finally:
         stop_load.set()
-        status = server.stop()
-    assert isinstance(drained, int) and drained >= 1, (str(drained), str(refused), [str(o) for o in outcomes])  # in flight when SIGTERM came: completed
-    assert isinstance(refused, InferenceServerException), refused  # arrived after SIGTERM: refused
-    assert all(isinstance(o, int) or o.status() != DEADLINE for o in outcomes), outcomes
+        server.stop()
+    assert isinstance(drained, int) and drained >= 1, drained  # in flight when the stop began: completed
+    assert isinstance(refused, InferenceServerException) and refused.status() == UNAVAILABLE, refused
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    # refused by the drain (UNAVAILABLE), by Triton while it stops, or after it unloaded the models
+    unexpected = [o for o in errors if o.status() != UNAVAILABLE and "has no available versions" not in o.message()]
+    assert not unexpected, [str(o) for o in unexpected]
     assert status == 0
     stubs, shm = server.leftovers()
     assert len(server.stubs) == 3 and len(server.shm) >= 3 and not stubs and not shm
