@@ -2,8 +2,8 @@
 
 The supervisor restarts the server when a stage dies and stops it cleanly on SIGTERM/SIGINT
 (see ``serving.supervisor``). Admin APIs (model repository, shared memory, trace, logging) need
-the admin key in the ``triton-admin-key`` header; without ``--admin-key`` a new key is made for
-each run and written to ``.cache/admin_key`` (mode 0600).
+the admin key in the HTTP header ``admin-key`` (gRPC metadata ``triton-grpc-protocol-admin-key``);
+without ``--admin-key`` a new key is made for each run and written to ``.cache/admin_key`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from serving.supervisor import Supervisor
-from serving.triton import ADMIN_KEY_HEADER, DEFAULT_REPOSITORY, PROJECT_ROOT, ServerOptions
+from serving.triton import ADMIN_KEY_HEADER, DEFAULT_REPOSITORY, GRPC_ADMIN_KEY_HEADER, PROJECT_ROOT, ServerOptions
 
 ADMIN_KEY_FILE = PROJECT_ROOT / ".cache" / "admin_key"
 log = logging.getLogger("supervisor")
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics")
     parser.add_argument("--shm-mib", type=int, default=defaults.shm_default_mib, help="Python backend pool per stub")
     parser.add_argument("--exit-timeout", type=int, default=defaults.exit_timeout_s, help="seconds to drain on stop")
-    parser.add_argument("--admin-key", help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs require")
+    parser.add_argument("--admin-key", help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs need")
     parser.add_argument("--grpc-use-ssl", action="store_true", help="gRPC over TLS (needs the server cert and key)")
     parser.add_argument("--grpc-server-cert", type=Path, help="PEM certificate of the server")
     parser.add_argument("--grpc-server-key", type=Path, help="PEM private key of the server")
@@ -81,7 +81,7 @@ def new_admin_key(path: Path = ADMIN_KEY_FILE) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(key + "\n")
-    log.info("admin APIs need header %s: the key for this run is in %s", ADMIN_KEY_HEADER, path)
+    log.info("admin APIs need header %s (gRPC: %s); key in %s", ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER, path)
     return key
 
 

@@ -19,7 +19,8 @@ MIB = 1024 * 1024
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
 # model-config, inference and statistics stay open: clients read class names and statistics.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
-ADMIN_KEY_HEADER = "triton-admin-key"
+ADMIN_KEY_HEADER = "admin-key"  # the HTTP header; gRPC clients send it as GRPC_ADMIN_KEY_HEADER
+GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"  # Triton prefixes restricted gRPC headers
 
 
 class TritonNotInstalled(RuntimeError):
