@@ -19,14 +19,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from serving.probe import probe_inference
-from serving.processes import is_alive
-from serving.server import ServerStartError, TritonServer
-from serving.triton import ServerOptions
+from serving.processes import child_pids, is_alive
+from serving.server import ServerStartError, TritonServer, free_port
+from serving.triton import PROJECT_ROOT, ServerOptions
 
 log = logging.getLogger("supervisor")
 
@@ -140,3 +142,45 @@ class Supervisor:
         else:
             log.info("%s received: refusing new requests, draining in-flight ones", signal.Signals(signum).name)
             self.stopping.set()
+
+
+class SupervisorProcess:
+    """``python -m serving`` (the supervisor) as a subprocess on free loopback ports: for tests and the soak."""
+
+    def __init__(self, repository: Path, log_dir: Path, *args: str):
+        self.ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+        self.http_url = f"http://127.0.0.1:{self.ports['http_port']}"
+        self.grpc_url = f"127.0.0.1:{self.ports['grpc_port']}"
+        self.supervisor_log = log_dir / "supervisor.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        flags = [f"--{name.replace('_', '-')}={port}" for name, port in self.ports.items()]
+        command = [sys.executable, "-m", "serving", "--repository", str(repository), *flags]
+        command += ["--log-file", str(log_dir / "tritonserver.log"), "--exit-timeout", "10", *args]
+        with open(self.supervisor_log, "ab") as log:
+            self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_serving(self, timeout_s: float = 120.0) -> int:
+        """Wait until a probe inference succeeds; returns tritonserver's pid."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerStartError(f"the supervisor exited: see {self.supervisor_log}")
+            if probe_inference(self.http_url, timeout_s=10).ok:
+                return self.server_pid()
+            time.sleep(0.2)
+        raise ServerStartError(f"not serving after {timeout_s} s: see {self.supervisor_log}")
+
+    def server_pid(self) -> int | None:
+        """tritonserver's pid; None between two servers."""
+        children = child_pids(self.process.pid)
+        return children[0] if children else None
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM the supervisor; its exit status, or None if it hung and had to be killed."""
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None

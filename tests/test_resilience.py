@@ -9,11 +9,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import tritonclient.grpc as grpcclient
-from own_server import SupervisedServer, edited_repository, image_input, options
+from own_server import edited_repository, image_input, options
 from tritonclient.utils import InferenceServerException
 
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import TritonServer
+from serving.supervisor import SupervisorProcess
 
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
@@ -50,7 +51,7 @@ def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, 
 
 def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp_path):
     payload = sample_images["bus.jpg"].read_bytes()
-    supervised = SupervisedServer(model_repository, tmp_path, "--probe-interval", "1")
+    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "1")
     try:
         first_pid = supervised.wait_serving()
         first_stubs = stub_processes(first_pid)
