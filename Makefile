@@ -7,7 +7,7 @@ ARGS ?=
 setup:  ## .venv with pinned deps, tritonserver, default model and sample photos (idempotent)
 	@bash scripts/setup.sh
 
-serve: setup  ## tritonserver in the foreground on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002); ARGS="--grpc-port 9001"
+serve: setup  ## supervised tritonserver in the foreground on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002); ARGS="--grpc-port 9001"
 	$(PY) -m serving $(ARGS)
 
 demo: setup  ## start the server, detect on sample photos, print detections and per-stage cost, stop
@@ -26,3 +26,10 @@ format: setup
 
 clean:  ## remove the environment, caches and the installed model
 	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_postprocess/labels.txt
+
+# --- reliability: soak and fault run (issue 6) ---
+.PHONY: soak
+DURATION ?= 300
+
+soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed client, kill -9 of a stub; DURATION=seconds
+	$(PY) -m serving.soak --duration $(DURATION)
