@@ -94,15 +94,14 @@ class TritonServer:
         self.stubs = stub_processes(self.process.pid)
         self.shm |= shm_regions([self.process.pid, *(stub.pid for stub in self.stubs)])
 
-    def drain(self) -> int:
-        """Refuse new requests, wait up to the exit timeout for those in the pipeline; how many are left."""
+    def drain(self) -> None:
+        """Refuse new requests and wait, up to the exit timeout, until those in the pipeline have left it."""
         self.gate.close()
         deadline = time.monotonic() + self.options.exit_timeout_s
         settled = 0  # two empty readings in a row: no stage is between "checked the gate" and "counted"
         while settled < 2 and time.monotonic() < deadline and self.process.poll() is None:
             settled = settled + 1 if self.gate.in_flight() <= 0 else 0
             time.sleep(0.1)
-        return max(self.gate.in_flight(), 0)
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
         """Drain, SIGTERM (Triton drains what is left), SIGKILL the group if it hangs; clean up after it."""
