@@ -56,6 +56,14 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def warn_if_exposed(host: str) -> None:
+    if not is_loopback(host):
+        log.warning("!" * 78)
+        log.warning("binding %s: Triton 2.51 is reachable from the network and has unfixed CVEs", host)
+        log.warning("(see README, Security). Use NVIDIA's container 26.06+ behind a firewall for that.")
+        log.warning("!" * 78)
+
+
 def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(
         repository=args.repository,
@@ -74,9 +82,9 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
     )
 
 
-def new_admin_key(path: Path = ADMIN_KEY_FILE) -> str:
-    """A random key for this run, written to ``path`` readable by this user only."""
-    key = secrets.token_urlsafe(24)
+def new_admin_key() -> str:
+    """A random key for this run, written to ADMIN_KEY_FILE, readable by this user only."""
+    key, path = secrets.token_urlsafe(24), ADMIN_KEY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -88,11 +96,7 @@ def new_admin_key(path: Path = ADMIN_KEY_FILE) -> str:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    if not is_loopback(args.host):
-        log.warning("!" * 78)
-        log.warning("binding %s: Triton 2.51 is reachable from the network and has unfixed CVEs", args.host)
-        log.warning("(see README, Security). Use NVIDIA's container 26.06+ behind a firewall for that.")
-        log.warning("!" * 78)
+    warn_if_exposed(args.host)
     options = server_options(args)
     tls = "gRPC over TLS" + (" (mutual)" if options.grpc_root_cert else "") if args.grpc_use_ssl else "gRPC plaintext"
     log.info(

@@ -1,6 +1,7 @@
 """Bad and unusual input through the real server: each bad request fails alone, clearly; the next succeeds."""
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -131,3 +132,11 @@ def test_listens_on_loopback_only(triton):
     options = triton.options
     for port in (options.http_port, options.grpc_port, options.metrics_port):
         assert listening_addresses(port) == {"127.0.0.1"}, port
+
+
+def test_stubs_run_with_the_opencv_pixel_limit(triton):
+    """The second guard, for formats whose header is not parsed: OpenCV's own limit in every stub."""
+    assert len(triton.stubs) == 3
+    for stub in triton.stubs:
+        environment = Path(f"/proc/{stub.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENCV_IO_MAX_IMAGE_PIXELS=40000000" in environment, stub
