@@ -119,3 +119,15 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     assert status == 0
     stubs, shm = server.leftovers()
     assert len(server.stubs) == 3 and len(server.shm) >= 3 and not stubs and not shm
+
+
+def test_image_limits_come_from_the_config(model_repository, sample_images, tmp_path):
+    limits = [('"40000000"', '"500000"'), ('"33554432"', '"100000"')]  # max_image_pixels, max_image_bytes
+    repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": limits})
+    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+        too_many_bytes = send(server.grpc_url, sample_images["bus.jpg"].read_bytes())  # 137 kB
+        too_many_pixels = send(server.grpc_url, sample_images["zidane.jpg"].read_bytes())  # 1280x720
+        small = send(server.grpc_url, sample_images["grace_hopper.jpg"].read_bytes())  # 512x600, 61 kB
+    assert "the limit is 100000" in too_many_bytes.message(), too_many_bytes
+    assert "declares 1280x720 = 921600 pixels, the limit is 500000" in too_many_pixels.message(), too_many_pixels
+    assert isinstance(small, int), small
