@@ -7,7 +7,7 @@ ARGS ?=
 setup:  ## .venv with pinned deps, tritonserver, default model and sample photos (idempotent)
 	@bash scripts/setup.sh
 
-serve: setup  ## tritonserver in the foreground on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002); ARGS="--grpc-port 9001"
+serve: setup  ## supervised tritonserver in the foreground on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002); ARGS="--grpc-port 9001"
 	$(PY) -m serving $(ARGS)
 
 demo: setup  ## start the server, detect on sample photos, print detections and per-stage cost, stop
@@ -31,3 +31,10 @@ clean:  ## remove the environment, caches and the installed model
 .PHONY: gpu-check
 gpu-check: setup  ## on a GPU machine: CV-CUDA vs OpenCV, TensorRT FP16 vs ONNX Runtime FP32, short perf_analyzer
 	$(PY) -m serving.gpu_check $(ARGS)
+
+# --- reliability: soak and fault run (issue 6) ---
+.PHONY: soak
+DURATION ?= 300
+
+soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed client, kill -9 of a stub; DURATION=seconds
+	$(PY) -m serving.soak --duration $(DURATION)

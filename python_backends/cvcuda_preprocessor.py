@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from python_backends.gpu_arrays import GpuUnavailable, gpu_unavailable_reason, import_cupy
-from python_backends.image_decode import ImageDecodeError, decode_image
+from python_backends.image_decode import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    check_encoded,
+    decode_image,
+)
 from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox_geometry
 
 
@@ -67,7 +73,13 @@ class CvCudaPreprocessor:
     device = "gpu"
 
     def __init__(
-        self, input_height: int = 640, input_width: int = 640, pad_value: int = PAD_VALUE, gpu_decode: bool = True
+        self,
+        input_height: int = 640,
+        input_width: int = 640,
+        pad_value: int = PAD_VALUE,
+        gpu_decode: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ):
         reason = gpu_unavailable_reason()
         if reason:
@@ -78,6 +90,7 @@ class CvCudaPreprocessor:
         except GpuUnavailable as exc:
             raise GpuPreprocessingUnavailable(str(exc)) from exc
         self.input_height, self.input_width, self.pad_value = input_height, input_width, pad_value
+        self.max_pixels, self.max_bytes = max_pixels, max_bytes
         self._cv_stream = self._cvcuda.Stream()
         self._stream = self._cp.cuda.ExternalStream(self._cv_stream.handle)
         codec = import_nvimgcodec() if gpu_decode else None
@@ -100,10 +113,8 @@ class CvCudaPreprocessor:
         """(uint8 (H, W, 3) device array, True when RGB); nvImageCodec gives RGB, OpenCV BGR."""
         if self._decoder is None:
             with self._stream:
-                return self._cp.asarray(decode_image(data)), False
-        buf = bytes(data) if isinstance(data, np.ndarray) else data
-        if not buf:
-            raise ImageDecodeError("empty image: the request carried 0 bytes")
+                return self._cp.asarray(decode_image(data, self.max_pixels, self.max_bytes)), False
+        buf = check_encoded(data, self.max_pixels, self.max_bytes).tobytes()
         try:
             image = self._decoder.decode(buf, params=self._decode_params, cuda_stream=self._stream.ptr)
         except Exception as exc:  # nvImageCodec raises its own errors for corrupt input

@@ -11,19 +11,24 @@ DEVICES = ("auto", "cpu", "gpu")
 
 
 def create_preprocessor(
-    device: str, input_height: int = 640, input_width: int = 640, log: Callable[[str], None] = print
+    device: str,
+    input_height: int = 640,
+    input_width: int = 640,
+    log: Callable[[str], None] = print,
+    **limits: int,
 ) -> Any:
     """``Preprocessor`` (OpenCV) for ``cpu``, ``CvCudaPreprocessor`` for ``gpu``; ``auto`` takes the GPU when it can.
 
-    An explicit ``gpu`` that cannot be satisfied raises GpuPreprocessingUnavailable.
+    ``limits`` (``max_pixels``, ``max_bytes``) go to either class. An explicit ``gpu`` that
+    cannot be satisfied raises GpuPreprocessingUnavailable.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device != "cpu":
         try:
-            return CvCudaPreprocessor(input_height, input_width)
+            return CvCudaPreprocessor(input_height, input_width, **limits)
         except GpuPreprocessingUnavailable as exc:
             if device == "gpu":
                 raise GpuPreprocessingUnavailable(f"device 'gpu' is unavailable: {exc}") from exc
             log(f"device auto: GPU preprocessing unavailable ({exc}); using OpenCV on CPU")
-    return Preprocessor(input_height, input_width)
+    return Preprocessor(input_height, input_width, **limits)

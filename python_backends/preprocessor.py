@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from python_backends.image_decode import decode_image
+from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox
 
 
@@ -12,13 +12,23 @@ class Preprocessor:
     """Do what Ultralytics' predict does before the model, one image at a time.
 
     Decode (cv2.imdecode, IMREAD_COLOR), letterbox to the network size (pad 114),
-    BGR→RGB, HWC→CHW, divide by 255.
+    BGR→RGB, HWC→CHW, divide by 255. Images over ``max_pixels`` pixels or ``max_bytes``
+    encoded bytes are refused before decoding (see ``decode_image``).
     """
 
-    def __init__(self, input_height: int = 640, input_width: int = 640, pad_value: int = PAD_VALUE):
+    def __init__(
+        self,
+        input_height: int = 640,
+        input_width: int = 640,
+        pad_value: int = PAD_VALUE,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ):
         self.input_height = input_height
         self.input_width = input_width
         self.pad_value = pad_value
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
 
     def from_bgr(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Preprocess a decoded image.
@@ -37,5 +47,5 @@ class Preprocessor:
         return tensor, box_mapping(height, width, self.input_height, self.input_width)
 
     def from_bytes(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """Decode, then preprocess; raises ``ImageDecodeError`` for bytes that are not an image."""
-        return self.from_bgr(decode_image(data))
+        """Decode, then preprocess; raises ``ImageDecodeError`` for bytes that are not an image or too large."""
+        return self.from_bgr(decode_image(data, self.max_pixels, self.max_bytes))

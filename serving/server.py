@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+from python_backends.drain import DRAIN_DIR_VARIABLE, DrainGate
+from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
 
 
@@ -25,7 +29,11 @@ def free_port() -> int:
 
 
 class TritonServer:
-    """A tritonserver child process with its log in ``log_path``.
+    """A tritonserver child process with its log in ``log_path`` (None: this process's stdout).
+
+    Once ready, it records the server's Python stubs and shared-memory regions, so that
+    ``stop`` can make sure none of them outlives the server (``leftovers``). ``stop`` drains
+    the pipeline before SIGTERM (see ``python_backends.drain``).
 
     Usage::
 
@@ -33,10 +41,13 @@ class TritonServer:
             client = InferenceServerClient(server.grpc_url)
     """
 
-    def __init__(self, options: ServerOptions, log_path: Path):
+    def __init__(self, options: ServerOptions, log_path: Path | None):
         self.options = options
-        self.log_path = Path(log_path)
+        self.log_path = None if log_path is None else Path(log_path)
         self.process: subprocess.Popen | None = None
+        self.stubs: list[StubProcess] = []
+        self.shm: set[Path] = set()
+        self.gate = DrainGate(None)
 
     @property
     def grpc_url(self) -> str:
@@ -48,20 +59,25 @@ class TritonServer:
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
         """Start the server and wait until ``/v2/health/ready`` answers 200."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
+        with open(os.devnull if self.log_path is None else self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 server_command(self.options, build_backend_dir()),
-                env=server_environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                env=server_environment() | {DRAIN_DIR_VARIABLE: str(self.gate.directory)},
+                stdout=None if self.log_path is None else log,
+                stderr=None if self.log_path is None else subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stubs included in stop()
             )
+        self.stubs, self.shm = [], set()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._clean_up()
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
             if self.is_ready():
+                self._record_resources()
                 return self
             time.sleep(0.25)
         self.stop()
@@ -74,16 +90,57 @@ class TritonServer:
         except OSError:
             return False
 
+    def _record_resources(self) -> None:
+        self.stubs = stub_processes(self.process.pid)
+        self.shm |= shm_regions([self.process.pid, *(stub.pid for stub in self.stubs)])
+
+    def drain(self) -> None:
+        """Refuse new requests and wait, up to the exit timeout, until those in the pipeline have left it."""
+        self.gate.close()
+        deadline = time.monotonic() + self.options.exit_timeout_s
+        settled = 0  # two empty readings in a row: no stage is between "checked the gate" and "counted"
+        while settled < 2 and time.monotonic() < deadline and self.process.poll() is None:
+            settled = settled + 1 if self.gate.in_flight() <= 0 else 0
+            time.sleep(0.1)
+
     def stop(self, timeout_s: float = 60.0) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), then SIGKILL the group if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        """Drain, SIGTERM (Triton drains what is left), SIGKILL the group if it hangs; clean up after it."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self._record_resources()
+            self.drain()
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._clean_up()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the server and its stubs at once (no draining), then clean up."""
+        if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-            return self.process.wait()
+            self.process.wait()
+        self._clean_up()
+
+    def _clean_up(self, timeout_s: float = 10.0) -> None:
+        """Kill stubs that outlived the server and remove its shared-memory files (after a crash or SIGKILL)."""
+        if any(is_alive(stub.pid) for stub in self.stubs):
+            os.killpg(self.process.pid, signal.SIGKILL)  # stubs keep the server's process group alive
+        deadline = time.monotonic() + timeout_s
+        while any(is_alive(stub.pid) for stub in self.stubs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for path in self.shm:
+            path.unlink(missing_ok=True)
+        if self.gate.directory is not None:
+            shutil.rmtree(self.gate.directory, ignore_errors=True)
+
+    def leftovers(self) -> tuple[list[StubProcess], list[Path]]:
+        """Recorded stubs still alive and shared-memory files still present (both empty after ``stop``)."""
+        return [s for s in self.stubs if is_alive(s.pid)], sorted(p for p in self.shm if p.exists())
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -10,10 +10,17 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_backends.image_decode import DEFAULT_MAX_PIXELS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
 BACKEND_CACHE = PROJECT_ROOT / ".cache" / "triton_backends"
 MIB = 1024 * 1024
+# Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
+# model-config, inference and statistics stay open: clients read class names and statistics.
+RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
+ADMIN_KEY_HEADER = "admin-key"  # the HTTP header; gRPC clients send it as GRPC_ADMIN_KEY_HEADER
+GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"  # Triton prefixes restricted gRPC headers
 
 
 class TritonNotInstalled(RuntimeError):
@@ -61,6 +68,8 @@ def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     libs = [sysconfig.get_config_var("LIBDIR") or "", str(pytriton_root().parent / "nvidia_pytriton.libs")]
     env["LD_LIBRARY_PATH"] = os.pathsep.join([*libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # Second guard against decompression bombs in formats whose header we do not parse (read when cv2 loads).
+    env.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
     return env
 
 
@@ -78,6 +87,10 @@ class ServerOptions:
     shm_growth_mib: int = 64
     exit_timeout_s: int = 30
     log_verbose: int = 0
+    admin_key: str | None = None  # restrict RESTRICTED_APIS to requests carrying this ADMIN_KEY_HEADER value
+    grpc_server_cert: Path | None = None  # PEM; with grpc_server_key, gRPC speaks TLS only
+    grpc_server_key: Path | None = None
+    grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -101,4 +114,13 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
     ]
     if options.metrics:
         cmd += [f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}"]
+    if options.admin_key:
+        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={options.admin_key}"
+        cmd += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+    if options.grpc_server_cert:
+        cmd += [f"--grpc-server-cert={options.grpc_server_cert}", f"--grpc-server-key={options.grpc_server_key}"]
+        if options.grpc_root_cert:
+            cmd += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={options.grpc_root_cert}"]
+        else:
+            cmd += ["--grpc-use-ssl=true"]
     return cmd + options.extra_args

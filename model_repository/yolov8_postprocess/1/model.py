@@ -3,6 +3,7 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from python_backends.drain import DrainGate
 from python_backends.gpu_arrays import to_host
 from python_backends.postprocessor import Postprocessor, ThresholdError
 from python_backends.triton_config import float_parameter, int_parameter, load_config, parameters
@@ -27,13 +28,17 @@ class TritonPythonModel:
             conf_threshold=float_parameter(params, "conf_threshold", 0.25),
             iou_threshold=float_parameter(params, "iou_threshold", 0.7),
         )
+        self.gate = DrainGate.from_environment()  # counts requests leaving the pipeline
         self.dtypes = {
             name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
             for name in OUTPUTS
         }
 
     def execute(self, requests):
-        return [self._one(request) for request in requests]
+        try:
+            return [self._one(request) for request in requests]
+        finally:
+            self.gate.leave(len(requests))
 
     def _one(self, request):
         # CPU or GPU tensors (FORCE_CPU_ONLY_INPUT_TENSORS "no"): the head is small, NMS runs on the host

@@ -3,8 +3,9 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from python_backends.drain import DrainGate
 from python_backends.gpu_arrays import stack
-from python_backends.image_decode import ImageDecodeError
+from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
 from python_backends.preprocess_select import create_preprocessor
 from python_backends.triton_config import int_parameter, load_config, parameters
 from python_backends.triton_tensors import output_tensor
@@ -18,7 +19,10 @@ class TritonPythonModel:
             params.get("device", "auto"),
             input_height=int_parameter(params, "input_height", 640),
             input_width=int_parameter(params, "input_width", 640),
+            max_pixels=int_parameter(params, "max_image_pixels", DEFAULT_MAX_PIXELS),
+            max_bytes=int_parameter(params, "max_image_bytes", DEFAULT_MAX_BYTES),
         )
+        self.gate = DrainGate.from_environment()  # closed while the server drains before stopping
         self.images_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "images")["data_type"]
         )
@@ -27,7 +31,16 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        return [self._one(request) for request in requests]
+        if self.gate.is_closed():  # one error object per response: the backend frees each one
+            refusal = "server is shutting down: retry later"
+            return [
+                pb_utils.InferenceResponse(error=pb_utils.TritonError(refusal, pb_utils.TritonError.UNAVAILABLE))
+                for _ in requests
+            ]
+        self.gate.enter(len(requests))
+        responses = [self._one(request) for request in requests]
+        self.gate.leave(sum(response.has_error() for response in responses))  # failed here: gone already
+        return responses
 
     def _one(self, request):
         encoded = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)

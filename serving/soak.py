@@ -1,0 +1,270 @@
+"""Soak and fault run against the supervised server, on loopback only.
+
+    python -m serving.soak --duration 300 [--clients 4]
+
+Several clients send a mix of good and bad requests for ``--duration`` seconds. On the way
+one extra client is killed in the middle of a request, and the ``yolov8_infer`` stub is
+killed with SIGKILL (the supervisor must restart the server). Then the supervisor gets SIGTERM.
+The report: requests sent, successes, errors by code, hangs (client deadline passed, or a
+client thread that never returned), p99 latency of successes, server RSS growth, downtime
+after the kill, and stub processes and shared-memory files left after shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from serving.processes import is_alive, rss_bytes, shm_regions, stub_processes
+from serving.supervisor import SupervisorProcess
+from serving.triton import DEFAULT_REPOSITORY, PROJECT_ROOT
+
+SAMPLES = PROJECT_ROOT / ".cache" / "samples"
+DEADLINE_S = 60.0  # a request without an answer after this long is a hang
+# gRPC waits up to 120 s between reconnects by default; a client of a restarting server wants it short
+RECONNECT = [(f"grpc.{k}_reconnect_backoff_ms", ms) for k, ms in (("initial", 250), ("min", 2000), ("max", 1000))]
+HANG = "StatusCode.DEADLINE_EXCEEDED"
+# The killed client: one slow request (a batch of 8), then it is killed before the answer comes.
+KILLED_CLIENT = """
+import sys, numpy as np, tritonclient.grpc as g
+c = g.InferenceServerClient(sys.argv[1])
+x = g.InferInput("IMAGE", [8, 1], "BYTES")
+x.set_data_from_numpy(np.array([[open(sys.argv[2], "rb").read()]] * 8, dtype=object))
+print("sending", flush=True)
+c.infer("yolov8", [x])
+"""
+
+
+@dataclass
+class SoakReport:
+    duration_s: float
+    clients: int
+    sent: int = 0
+    successes: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    wrong_answers: int = 0  # a good request refused as invalid, or a bad one that succeeded
+    hangs: int = 0
+    p99_ms: float = 0.0
+    killed_clients: int = 0
+    downtime_s: float | None = None  # stub killed -> next success
+    rss_start_mib: float = 0.0  # the restarted server, once warm
+    rss_end_mib: float = 0.0
+    supervisor_status: int | None = None
+    stubs_seen: int = 0  # over both servers (before and after the kill)
+    shm_seen: int = 0
+    leftover_stubs: int = 0
+    leftover_shm: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.sent == self.successes + sum(self.errors.values())
+
+
+def requests_mix(samples: Path = SAMPLES) -> list[tuple[str, bytes, float | None]]:
+    """(kind, image bytes, conf threshold) in the order clients cycle through: 4 good, 5 bad."""
+    good = (samples / "bus.jpg").read_bytes()
+    bomb = bytearray(good)
+    struct.pack_into(">HH", bomb, bomb.index(b"\xff\xc0") + 5, 60000, 60000)  # SOF0 declares 60000x60000
+    noise = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    zidane = (samples / "zidane.jpg").read_bytes()
+    return [
+        ("good", good, None),
+        ("good", zidane, 0.4),
+        ("bad", b"", None),
+        ("good", good, None),
+        ("bad", noise, None),
+        ("bad", good[: len(good) // 2], None),
+        ("good", zidane, None),
+        ("bad", bytes(bomb), None),
+        ("bad", good, float("nan")),
+    ]
+
+
+class Soak:
+    def __init__(self, duration_s: float, clients: int, repository: Path, log_dir: Path):
+        self.report = SoakReport(duration_s, clients)
+        self.server = SupervisorProcess(repository, log_dir, "--probe-interval", "2")
+        self.log_dir = log_dir
+        self.mix = requests_mix()
+        self.lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.success_times: list[float] = []
+        self.stubs: set[tuple[int, str]] = set()
+        self.shm: set[Path] = set()
+        self.done = threading.Event()
+
+    def run(self) -> SoakReport:
+        try:
+            self.server.wait_serving()
+            self._watch_server()
+            start = time.monotonic()
+            end = start + self.report.duration_s
+            clients = [
+                threading.Thread(target=self._client, args=(i, end), daemon=True) for i in range(self.report.clients)
+            ]
+            watcher = threading.Thread(target=self._watch_until, daemon=True)
+            for thread in [*clients, watcher]:
+                thread.start()
+            self._sleep_until(start + 0.2 * self.report.duration_s)
+            self._kill_a_client()
+            self._sleep_until(start + 0.3 * self.report.duration_s)
+            killed_at = self._kill_infer_stub()
+            self._measure_rss_after_restart(killed_at, end)
+            for thread in clients:
+                thread.join(timeout=max(end - time.monotonic(), 0) + DEADLINE_S + 30)
+            self.report.hangs += sum(thread.is_alive() for thread in clients)
+            self.report.rss_end_mib = self._rss_mib()
+            self.done.set()
+            watcher.join(timeout=10)
+            later = [t for t in self.success_times if t > killed_at]
+            self.report.downtime_s = round(min(later) - killed_at, 2) if later else None
+        finally:
+            self.done.set()
+            self.report.supervisor_status = self.server.stop(timeout_s=90)
+        self.report.stubs_seen, self.report.shm_seen = len(self.stubs), len(self.shm)
+        self.report.leftover_stubs = sum(is_alive(pid) for pid, _ in self.stubs)
+        self.report.leftover_shm = sum(path.exists() for path in self.shm)
+        self.report.successes = len(self.latencies)
+        self.report.errors = dict(self.errors)
+        self.report.p99_ms = round(float(np.percentile(self.latencies, 99)) * 1e3, 1) if self.latencies else 0.0
+        return self.report
+
+    def _client(self, index: int, end: float) -> None:
+        client = grpcclient.InferenceServerClient(self.server.grpc_url, channel_args=RECONNECT)
+        turn = index
+        try:
+            while time.monotonic() < end:
+                kind, payload, conf = self.mix[turn % len(self.mix)]
+                turn += 1
+                self._one(client, kind, payload, conf)
+        finally:
+            client.close()
+
+    def _one(self, client, kind: str, payload: bytes, conf: float | None) -> None:
+        image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+        image.set_data_from_numpy(np.array([[payload]], dtype=object))
+        inputs = [image]
+        if conf is not None:
+            threshold = grpcclient.InferInput("CONF_THRESHOLD", [1, 1], "FP32")
+            threshold.set_data_from_numpy(np.array([[conf]], np.float32))
+            inputs.append(threshold)
+        with self.lock:
+            self.report.sent += 1
+        started = time.monotonic()
+        try:
+            client.infer("yolov8", inputs, client_timeout=DEADLINE_S)
+        except InferenceServerException as exc:
+            code = str(exc.status())
+            with self.lock:
+                self.errors[code] += 1
+                self.report.hangs += code == HANG
+                self.report.wrong_answers += kind == "good" and code == "StatusCode.INVALID_ARGUMENT"
+            if code != "StatusCode.INVALID_ARGUMENT":
+                time.sleep(0.1)  # server restarting or busy: back off a little, as a retrying client would
+            return
+        with self.lock:
+            self.latencies.append(time.monotonic() - started)
+            self.success_times.append(time.monotonic())
+            self.report.wrong_answers += kind == "bad"
+
+    def _kill_a_client(self) -> None:
+        """A client process that dies in the middle of a request."""
+        command = [sys.executable, "-c", KILLED_CLIENT, self.server.grpc_url, str(SAMPLES / "bus.jpg")]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        process.stdout.readline()  # "sending"
+        time.sleep(0.5)
+        process.kill()
+        process.wait()
+        self.report.killed_clients += 1
+
+    def _kill_infer_stub(self) -> float:
+        pid = self.server.server_pid()
+        (stub,) = [s for s in stub_processes(pid) if s.model == "yolov8_infer"]
+        os.kill(stub.pid, signal.SIGKILL)
+        return time.monotonic()
+
+    def _measure_rss_after_restart(self, killed_at: float, end: float) -> None:
+        """Wait for the restarted server to answer, let it warm up, then take its RSS."""
+        while time.monotonic() < end and not [t for t in self.success_times if t > killed_at]:
+            time.sleep(0.1)
+        self._sleep_until(min(time.monotonic() + 2.0, end))
+        self.report.rss_start_mib = self._rss_mib()
+
+    def _watch_server(self) -> None:
+        """Remember every stub and shared-memory file the server has had (checked after shutdown)."""
+        pid = self.server.server_pid()
+        if pid is None:
+            return
+        stubs = stub_processes(pid)
+        with self.lock:
+            self.stubs |= {(s.pid, s.instance) for s in stubs}
+            self.shm |= shm_regions([pid, *(s.pid for s in stubs)])
+
+    def _watch_until(self) -> None:
+        while not self.done.wait(0.5):
+            self._watch_server()
+
+    def _rss_mib(self) -> float:
+        pid = self.server.server_pid()
+        if pid is None:
+            return 0.0
+        return round(rss_bytes([pid, *(s.pid for s in stub_processes(pid))]) / 2**20, 1)
+
+    @staticmethod
+    def _sleep_until(when: float) -> None:
+        time.sleep(max(when - time.monotonic(), 0))
+
+
+def format_report(report: SoakReport) -> str:
+    errors = ", ".join(f"{code.removeprefix('StatusCode.')}: {n}" for code, n in sorted(report.errors.items()))
+    return "\n".join(
+        [
+            f"duration {report.duration_s:.0f} s, {report.clients} clients, killed clients {report.killed_clients}",
+            f"sent {report.sent}, successes {report.successes}, errors {sum(report.errors.values())} ({errors})",
+            f"hangs {report.hangs}, wrong answers {report.wrong_answers}, p99 latency of successes {report.p99_ms} ms",
+            f"downtime after kill -9 of the yolov8_infer stub: {report.downtime_s} s",
+            f"server RSS after the restart: {report.rss_start_mib} MiB -> {report.rss_end_mib} MiB at the end"
+            f" (growth {report.rss_end_mib - report.rss_start_mib:+.1f} MiB)",
+            f"supervisor exit status {report.supervisor_status}; after shutdown: leftover stubs"
+            f" {report.leftover_stubs} of {report.stubs_seen}, shared-memory regions {report.leftover_shm} of"
+            f" {report.shm_seen}",
+            f"sent == successes + errors: {report.balanced}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds of traffic (bounded)")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="soak-", dir=PROJECT_ROOT / ".cache"))
+    print(f"soak: {args.duration:.0f} s, {args.clients} clients, loopback; logs in {log_dir}", flush=True)
+    report = Soak(args.duration, args.clients, args.repository, log_dir).run()
+    print(format_report(report))
+    if args.json:
+        args.json.write_text(json.dumps(asdict(report), indent=2))
+    ok = report.balanced and report.hangs == 0 and report.leftover_stubs == 0 and report.leftover_shm == 0
+    return 0 if ok and report.wrong_answers == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

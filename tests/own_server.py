@@ -1,0 +1,39 @@
+"""Helpers for tests that need a tritonserver of their own (killed, overloaded, restarted, configured)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from serving.server import free_port
+from serving.triton import ServerOptions
+
+
+def free_ports() -> dict[str, int]:
+    return {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+
+
+def options(repository: Path, **changes) -> ServerOptions:
+    return ServerOptions(**({"repository": repository, "exit_timeout_s": 10} | free_ports() | changes))
+
+
+def edited_repository(source: Path, target: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
+    """Copy a prepared repository and replace text in the stages' config.pbtxt: {stage: [(old, new)]}."""
+    shutil.copytree(source, target)
+    for stage, replacements in edits.items():
+        config = target / stage / "config.pbtxt"
+        text = config.read_text()
+        for old, new in replacements:
+            assert old in text, (stage, old)
+            text = text.replace(old, new)
+        config.write_text(text)
+    return target
+
+
+def image_input(payload: bytes, batch: int = 1) -> grpcclient.InferInput:
+    tensor = grpcclient.InferInput("IMAGE", [batch, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array([[payload]] * batch, dtype=object))
+    return tensor

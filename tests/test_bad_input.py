@@ -1,0 +1,142 @@
+"""Bad and unusual input through the real server: each bad request fails alone, clearly; the next succeeds."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from bad_images import cmyk_jpeg, encode, jpeg_with_size, palette_png, png_bomb
+from tritonclient.utils import InferenceServerException
+
+from serving.processes import listening_addresses
+
+INVALID = "StatusCode.INVALID_ARGUMENT"
+
+
+def infer(client, payload: bytes, conf: float | None = None, iou: float | None = None):
+    image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    image.set_data_from_numpy(np.array([[payload]], dtype=object))
+    inputs = [image]
+    for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
+        if value is not None:
+            tensor = grpcclient.InferInput(name, [1, 1], "FP32")
+            tensor.set_data_from_numpy(np.array([[value]], np.float32))
+            inputs.append(tensor)
+    return client.infer("yolov8", inputs, client_timeout=120)
+
+
+def assert_good(client, sample_images):
+    """A normal request right after a bad one still gets its detections."""
+    reply = infer(client, sample_images["bus.jpg"].read_bytes())
+    assert reply.as_numpy("num_dets")[0, 0] >= 1
+    assert list(reply.as_numpy("image_size")[0]) == [810, 1080]
+
+
+def bad_payloads(sample_images) -> dict[str, tuple[bytes, str]]:
+    """Name → (payload, text the error must contain)."""
+    jpeg = sample_images["bus.jpg"].read_bytes()
+    noise = np.random.default_rng(6).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    return {
+        "zero bytes": (b"", "empty image: the request carried 0 bytes"),
+        "random bytes": (noise, "cannot decode image (10000 bytes)"),
+        "truncated jpeg": (jpeg[: len(jpeg) // 2], "truncated JPEG"),
+        "jpeg cut in its header": (jpeg[:300], "truncated JPEG header"),
+        "png bomb 60000x60000": (png_bomb(), "image too large: its header declares 60000x60000"),
+        "jpeg bomb 65000x65000": (jpeg_with_size(65000, 65000), "image too large: its header declares 65000x65000"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "zero bytes",
+        "random bytes",
+        "truncated jpeg",
+        "jpeg cut in its header",
+        "png bomb 60000x60000",
+        "jpeg bomb 65000x65000",
+    ],
+)
+def test_bad_image_fails_alone(grpc_client, sample_images, case):
+    payload, message = bad_payloads(sample_images)[case]
+    with pytest.raises(InferenceServerException) as error:
+        infer(grpc_client, payload)
+    assert error.value.status() == INVALID
+    assert message in error.value.message()
+    assert_good(grpc_client, sample_images)
+
+
+@pytest.mark.parametrize("name", ["CONF_THRESHOLD", "IOU_THRESHOLD"])
+@pytest.mark.parametrize("value", [float("nan"), -0.1, 1.5])
+def test_bad_threshold_fails_alone(grpc_client, sample_images, name, value):
+    setting = {"conf": value} if name == "CONF_THRESHOLD" else {"iou": value}
+    with pytest.raises(InferenceServerException) as error:
+        infer(grpc_client, sample_images["zidane.jpg"].read_bytes(), **setting)
+    assert error.value.status() == INVALID
+    assert f"{name.lower()} must be a number in [0, 1]" in error.value.message()
+    assert_good(grpc_client, sample_images)
+
+
+def unusual_images(sample_images) -> dict[str, bytes]:
+    zidane = sample_images["zidane.jpg"].read_bytes()
+    return {
+        "1x1": encode(np.full((1, 1, 3), 90, np.uint8)),
+        "4000x10": encode(np.full((10, 4000, 3), 90, np.uint8), ".jpg"),
+        "10x4000": encode(np.full((4000, 10, 3), 90, np.uint8)),
+        "grayscale jpeg": sample_images["bus_gray.jpg"].read_bytes(),
+        "rgba png": sample_images["zidane_rgba.png"].read_bytes(),
+        "16-bit png": sample_images["hopper_16bit.png"].read_bytes(),
+        "palette png": palette_png(zidane),
+        "cmyk jpeg": cmyk_jpeg(zidane),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["1x1", "4000x10", "10x4000", "grayscale jpeg", "rgba png", "16-bit png", "palette png", "cmyk jpeg"]
+)
+def test_unusual_image_works(grpc_client, sample_images, case):
+    payload = unusual_images(sample_images)[case]
+    expected = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    reply = infer(grpc_client, payload)
+    assert list(reply.as_numpy("image_size")[0]) == [expected.shape[1], expected.shape[0]]
+    count = int(reply.as_numpy("num_dets")[0, 0])
+    boxes = reply.as_numpy("det_boxes")[0, :count]
+    assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= expected.shape[1]).all()
+    assert (boxes[:, [1, 3]] <= expected.shape[0]).all()
+
+
+def test_mixed_concurrent_requests(triton, sample_images):
+    """Good and bad requests at once (batched together by the stages): every good one gets its result."""
+    good = sample_images["bus.jpg"].read_bytes()
+    bads = [payload for payload, _ in bad_payloads(sample_images).values()]
+    payloads = [good if i % 2 == 0 else bads[(i // 2) % len(bads)] for i in range(12)]
+
+    def one(payload):
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        try:
+            return int(infer(client, payload).as_numpy("num_dets")[0, 0])
+        except InferenceServerException as exc:
+            return exc.status()
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        outcomes = list(pool.map(one, payloads))
+    assert len({outcomes[i] for i in range(0, 12, 2)}) == 1 and isinstance(outcomes[0], int) and outcomes[0] >= 1
+    assert all(outcomes[i] == INVALID for i in range(1, 12, 2)), outcomes
+
+
+def test_listens_on_loopback_only(triton):
+    options = triton.options
+    for port in (options.http_port, options.grpc_port, options.metrics_port):
+        assert listening_addresses(port) == {"127.0.0.1"}, port
+
+
+def test_stubs_run_with_the_opencv_pixel_limit(triton):
+    """The second guard, for formats whose header is not parsed: OpenCV's own limit in every stub."""
+    assert len(triton.stubs) == 3
+    for stub in triton.stubs:
+        environment = Path(f"/proc/{stub.pid}/environ").read_bytes().split(b"\0")
+        assert b"OPENCV_IO_MAX_IMAGE_PIXELS=40000000" in environment, stub

@@ -1,0 +1,140 @@
+"""Exposure: admin APIs behind a key, metrics off, gRPC over TLS and mutual TLS (certificates from openssl)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+from own_server import image_input, options
+from tritonclient.utils import InferenceServerException
+
+from serving.processes import listening_addresses
+from serving.server import TritonServer
+from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+
+KEY = "test-admin-key"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory) -> Path:
+    """A throw-away CA, and a server (127.0.0.1) and a client certificate that it signed."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl CLI is missing: run `make setup`")
+    folder = tmp_path_factory.mktemp("tls")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt", cwd=folder)  # fmt: skip
+    (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+                "-keyout", f"{name}.key", "-out", f"{name}.csr", cwd=folder)  # fmt: skip
+        extra = ["-extfile", "server.ext"] if name == "server" else []
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "1", "-out", f"{name}.crt", *extra, cwd=folder)  # fmt: skip
+    return folder
+
+
+@pytest.fixture(scope="module")
+def locked_server(model_repository, certificates, tmp_path_factory):
+    """Admin key, no metrics, gRPC over TLS."""
+    settings = options(
+        model_repository,
+        admin_key=KEY,
+        metrics=False,
+        grpc_server_cert=certificates / "server.crt",
+        grpc_server_key=certificates / "server.key",
+    )
+    with TritonServer(settings, tmp_path_factory.mktemp("locked") / "tritonserver.log") as server:
+        yield server
+
+
+def tls_client(server: TritonServer, certificates: Path, client_cert: bool = False):
+    extra = {}
+    if client_cert:
+        extra = {"private_key": str(certificates / "client.key"), "certificate_chain": str(certificates / "client.crt")}
+    return grpcclient.InferenceServerClient(
+        server.grpc_url, ssl=True, root_certificates=str(certificates / "ca.crt"), **extra
+    )
+
+
+def http_status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
+    request = urllib.request.Request(
+        url, data=b"{}" if method == "POST" else None, headers=headers or {}, method=method
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_admin_apis_need_the_key(locked_server, certificates):
+    client = tls_client(locked_server, certificates)
+    try:
+        for call in (
+            client.get_model_repository_index,
+            client.get_system_shared_memory_status,
+            client.get_log_settings,
+        ):
+            with pytest.raises(InferenceServerException, match="restricted"):
+                call()
+            call(headers={GRPC_ADMIN_KEY_HEADER: KEY})
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.get_trace_settings(headers={GRPC_ADMIN_KEY_HEADER: "wrong"})
+        # what clients need stays open: config (class names), statistics, metadata, health
+        assert client.get_model_config("yolov8_postprocess", as_json=True)["config"]["parameters"]["class_names"]
+        assert client.get_inference_statistics("yolov8", as_json=True)["model_stats"]
+        assert client.is_server_ready()
+    finally:
+        client.close()
+    index = f"{locked_server.http_url}/v2/repository/index"
+    assert http_status(index, method="POST") >= 400
+    assert http_status(index, {ADMIN_KEY_HEADER: KEY}, method="POST") == 200
+    assert http_status(f"{locked_server.http_url}/v2/models/yolov8_postprocess/config") == 200
+
+
+def test_metrics_can_be_turned_off(locked_server):
+    assert not listening_addresses(locked_server.options.metrics_port)
+
+
+def test_grpc_over_tls(locked_server, certificates, sample_images):
+    payload = sample_images["bus.jpg"].read_bytes()
+    client = tls_client(locked_server, certificates)
+    try:
+        assert client.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0] >= 1
+    finally:
+        client.close()
+    plain = grpcclient.InferenceServerClient(locked_server.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException):
+            plain.infer("yolov8", [image_input(payload)], client_timeout=10)
+    finally:
+        plain.close()
+
+
+def test_mutual_tls_needs_a_client_certificate(model_repository, certificates, sample_images, tmp_path):
+    payload = sample_images["camera.png"].read_bytes()
+    settings = options(
+        model_repository,
+        grpc_server_cert=certificates / "server.crt",
+        grpc_server_key=certificates / "server.key",
+        grpc_root_cert=certificates / "ca.crt",
+    )
+    with TritonServer(settings, tmp_path / "tritonserver.log") as server:
+        anonymous = tls_client(server, certificates)
+        known = tls_client(server, certificates, client_cert=True)
+        try:
+            with pytest.raises(InferenceServerException):
+                anonymous.infer("yolov8", [image_input(payload)], client_timeout=10)
+            assert known.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0] >= 1
+        finally:
+            anonymous.close()
+            known.close()

@@ -1,0 +1,133 @@
+"""Overload, a killed stage, and shutdown under load: each on a tritonserver of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import tritonclient.grpc as grpcclient
+from own_server import edited_repository, image_input, options
+from tritonclient.utils import InferenceServerException
+
+from serving.processes import is_alive, shm_regions, stub_processes
+from serving.server import TritonServer
+from serving.supervisor import SupervisorProcess
+
+UNAVAILABLE = "StatusCode.UNAVAILABLE"
+DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+
+
+def send(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
+    """One request on its own connection: the number of detections of the first image, or the error."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        reply = client.infer("yolov8", [image_input(payload, batch)], client_timeout=timeout_s)
+        return int(reply.as_numpy("num_dets")[0, 0])
+    except InferenceServerException as exc:
+        return exc
+    finally:
+        client.close()
+
+
+def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, sample_images, tmp_path):
+    queue_of_one = [("max_queue_size: 32", "max_queue_size: 1")]
+    repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_infer": queue_of_one})
+    payload = sample_images["bus.jpg"].read_bytes()
+    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(lambda _: send(server.grpc_url, payload), range(16)))
+        after = send(server.grpc_url, payload)
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    assert errors, "16 requests at once against a queue of 1: some must be rejected"
+    for error in errors:
+        assert error.status() == UNAVAILABLE and "Exceeds maximum queue size" in error.message(), error
+    counts = {o for o in outcomes if isinstance(o, int)}
+    assert len(errors) < len(outcomes) and len(counts) == 1, outcomes
+    assert isinstance(after, int) and after >= 1
+
+
+def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp_path):
+    payload = sample_images["bus.jpg"].read_bytes()
+    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "1")
+    try:
+        first_pid = supervised.wait_serving()
+        first_stubs = stub_processes(first_pid)
+        shm = shm_regions([first_pid, *(s.pid for s in first_stubs)])
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(send, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
+            time.sleep(1.0)
+            (infer_stub,) = [s for s in first_stubs if s.model == "yolov8_infer"]
+            os.kill(infer_stub.pid, signal.SIGKILL)
+            outcome = in_flight.result(timeout=150)
+        assert isinstance(outcome, InferenceServerException) and outcome.status() != DEADLINE, outcome
+        second_pid = supervised.wait_serving()
+        assert second_pid != first_pid
+        assert send(supervised.grpc_url, payload) >= 1
+        second_stubs = stub_processes(second_pid)
+        shm |= shm_regions([second_pid, *(s.pid for s in second_stubs)])
+    finally:
+        status = supervised.stop()
+    log = supervised.supervisor_log.read_text()
+    assert (
+        f"restarting tritonserver: stage yolov8_infer: its Python stub yolov8_infer_0_0 (pid {infer_stub.pid})" in log
+    )
+    assert status == 0
+    assert not [s for s in first_stubs + second_stubs if is_alive(s.pid)]
+    assert len(shm) >= 3 and not [p for p in shm if p.exists()]
+
+
+def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_images, tmp_path):
+    """``stop`` (what the supervisor does on SIGTERM): in-flight requests complete, new ones are refused."""
+    payload = sample_images["zidane.jpg"].read_bytes()
+    server = TritonServer(options(model_repository, exit_timeout_s=30), tmp_path / "tritonserver.log").start()
+    outcomes, stop_load = [], threading.Event()
+
+    def load():
+        while not stop_load.is_set():
+            outcomes.append(send(server.grpc_url, payload, timeout_s=60))
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    try:
+        for client in clients:
+            client.start()
+        with ThreadPoolExecutor(2) as pool:
+            in_flight = pool.submit(send, server.grpc_url, payload, 8)  # about 2 s of work
+            time.sleep(1.0)
+            stopping = pool.submit(server.stop)
+            time.sleep(0.3)
+            refused = send(server.grpc_url, payload, timeout_s=60)
+            drained = in_flight.result(timeout=120)
+            status = stopping.result(timeout=120)
+        stop_load.set()
+        for client in clients:
+            client.join(timeout=120)
+        assert not any(client.is_alive() for client in clients), "a client hung"
+    finally:
+        stop_load.set()
+        server.stop()
+    assert isinstance(drained, int) and drained >= 1, drained  # in flight when the stop began: completed
+    assert isinstance(refused, InferenceServerException) and refused.status() == UNAVAILABLE, refused
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    # refused by the drain or by Triton while it stops (UNAVAILABLE), after it unloaded the models (NOT_FOUND),
+    # or cut by its gRPC service closing (CANCELLED): answers all, none a timeout
+    closing = (UNAVAILABLE, "StatusCode.CANCELLED")
+    unexpected = [o for o in errors if o.status() not in closing and "has no available versions" not in o.message()]
+    assert not unexpected, [str(o) for o in unexpected]
+    assert status == 0
+    stubs, shm = server.leftovers()
+    assert len(server.stubs) == 3 and len(server.shm) >= 3 and not stubs and not shm
+
+
+def test_image_limits_come_from_the_config(model_repository, sample_images, tmp_path):
+    limits = [('"40000000"', '"500000"'), ('"33554432"', '"100000"')]  # max_image_pixels, max_image_bytes
+    repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": limits})
+    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+        too_many_bytes = send(server.grpc_url, sample_images["bus.jpg"].read_bytes())  # 137 kB
+        too_many_pixels = send(server.grpc_url, sample_images["zidane.jpg"].read_bytes())  # 1280x720
+        small = send(server.grpc_url, sample_images["grace_hopper.jpg"].read_bytes())  # 512x600, 61 kB
+    assert "the limit is 100000" in too_many_bytes.message(), too_many_bytes
+    assert "declares 1280x720 = 921600 pixels, the limit is 500000" in too_many_pixels.message(), too_many_pixels
+    assert isinstance(small, int), small

@@ -1,0 +1,53 @@
+"""``python -m serving``'s options: loopback by default, a loud warning otherwise, admin APIs behind a key."""
+
+import logging
+
+import pytest
+
+from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
+from serving.triton import server_command, server_environment
+
+
+def test_defaults_are_loopback_with_a_fresh_admin_key(tmp_path, monkeypatch):
+    monkeypatch.setattr("serving.__main__.ADMIN_KEY_FILE", tmp_path / "admin_key")
+    first, second = server_options(parse_args([])), server_options(parse_args([]))
+    assert first.host == "127.0.0.1" and first.metrics
+    assert first.admin_key and first.admin_key != second.admin_key
+    key_file = tmp_path / "admin_key"
+    assert key_file.read_text().strip() == second.admin_key and key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_command_restricts_only_the_admin_apis(tmp_path):
+    options = server_options(parse_args(["--admin-key", "K", "--no-metrics"]))
+    command = server_command(options, tmp_path)
+    restricted = "model-repository,shared-memory,trace,logging:admin-key=K"
+    assert f"--grpc-restricted-protocol={restricted}" in command
+    assert f"--http-restricted-api={restricted}" in command
+    assert "--model-control-mode=none" in command and "--allow-metrics=false" in command
+    assert not [arg for arg in command if arg.startswith("--metrics-port")]
+
+
+def test_tls_flags(tmp_path):
+    base = ["--grpc-use-ssl", "--grpc-server-cert", "s.crt", "--grpc-server-key", "s.key"]
+    assert "--grpc-use-ssl=true" in server_command(server_options(parse_args(base)), tmp_path)
+    mutual = server_command(server_options(parse_args([*base, "--grpc-root-cert", "ca.crt"])), tmp_path)
+    assert "--grpc-use-ssl-mutual=true" in mutual and "--grpc-root-cert=ca.crt" in mutual
+    with pytest.raises(SystemExit):
+        parse_args(["--grpc-use-ssl"])  # no certificate
+    with pytest.raises(SystemExit):
+        parse_args(["--grpc-server-cert", "s.crt"])  # a certificate without --grpc-use-ssl
+
+
+def test_binding_another_address_warns_loudly(caplog):
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+    with caplog.at_level(logging.WARNING, logger="supervisor"):
+        warn_if_exposed("127.0.0.1")
+        assert not caplog.records
+        warn_if_exposed("0.0.0.0")
+    assert "binding 0.0.0.0" in caplog.text and "unfixed CVEs" in caplog.text
+
+
+def test_stubs_get_opencv_pixel_limit():
+    assert server_environment({})["OPENCV_IO_MAX_IMAGE_PIXELS"] == "40000000"
+    assert server_environment({"OPENCV_IO_MAX_IMAGE_PIXELS": "100"})["OPENCV_IO_MAX_IMAGE_PIXELS"] == "100"

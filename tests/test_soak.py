@@ -1,0 +1,17 @@
+"""A short soak and fault run (``make soak`` runs the long one): nothing hangs, nothing is left behind."""
+
+from serving.soak import Soak, format_report
+
+
+def test_short_soak(model_repository, tmp_path):
+    report = Soak(30, 4, model_repository, tmp_path).run()
+    print(format_report(report))
+    assert report.hangs == 0
+    assert report.balanced, "sent == successes + errors"
+    assert report.wrong_answers == 0
+    assert report.errors.get("StatusCode.INVALID_ARGUMENT", 0) > 0  # the bad requests were refused
+    assert report.killed_clients == 1
+    assert report.downtime_s is not None, "no request succeeded after the stub was killed"
+    assert report.supervisor_status == 0
+    assert report.stubs_seen >= 6 and report.shm_seen >= 6  # two servers: before and after the restart
+    assert report.leftover_stubs == 0 and report.leftover_shm == 0
