@@ -1,17 +1,37 @@
-"""Python API over gRPC (tritonclient) for the ``yolov8`` ensemble."""
+"""Python API over gRPC (tritonclient) for the ``yolov8`` and ``yolov8_raw`` ensembles."""
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 ENSEMBLE = "yolov8"
+RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
+RETRYABLE = ("StatusCode.UNAVAILABLE",)
+
+ImageLike = Union[str, Path, bytes, np.ndarray]
+
+
+class DetectionError(RuntimeError):
+    """The server refused or failed a request; ``status`` is the gRPC code, ``message`` the server's words."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+    @classmethod
+    def from_triton(cls, exc: InferenceServerException) -> DetectionError:
+        return cls(str(exc.status()), str(exc.message()))
 
 
 @dataclass(frozen=True)
@@ -44,20 +64,100 @@ def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
     return str(image), Path(image).read_bytes()
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One inference request: the model to call, its inputs, and a label per batch element."""
+
+    model: str
+    inputs: list
+    labels: list[str]
+
+
+def build_request(images: list[ImageLike], conf: float | None, iou: float | None, grpc=grpcclient) -> PreparedRequest:
+    """Encoded images (paths/bytes) go to ``yolov8``; uint8 BGR arrays of one shape go to ``yolov8_raw``."""
+    if all(isinstance(image, np.ndarray) for image in images):
+        frames = np.stack(images)
+        tensor = grpc.InferInput("IMAGE", list(frames.shape), "UINT8")
+        tensor.set_data_from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))
+        model, labels = RAW_ENSEMBLE, ["<array>"] * len(images)
+    elif any(isinstance(image, np.ndarray) for image in images):
+        raise ValueError("a batch holds either encoded images or arrays, not both")
+    else:
+        labels, payloads = (list(x) for x in zip(*(read_image_bytes(image) for image in images)))
+        tensor = grpc.InferInput("IMAGE", [len(payloads), 1], "BYTES")
+        tensor.set_data_from_numpy(np.array(payloads, dtype=object).reshape(-1, 1))
+        model = ENSEMBLE
+    inputs = [tensor]
+    for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
+        if value is not None:
+            threshold = grpc.InferInput(name, [len(images), 1], "FP32")
+            threshold.set_data_from_numpy(np.full((len(images), 1), value, dtype=np.float32))
+            inputs.append(threshold)
+    return PreparedRequest(model, inputs, labels)
+
+
+def parse_results(
+    labels: list[str], out: dict[str, np.ndarray], names: list[str], classes: set[int] | None = None
+) -> list[DetectionResult]:
+    """Turn the ensemble's padded outputs into one DetectionResult per image (optionally only ``classes``)."""
+    results = []
+    for i, label in enumerate(labels):
+        width, height = (int(v) for v in out["image_size"][i])
+        detections = []
+        for k in range(int(out["num_dets"][i, 0])):
+            class_id = int(out["det_classes"][i, k])
+            if classes is not None and class_id not in classes:
+                continue
+            name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
+            box = tuple(float(v) for v in out["det_boxes"][i, k])
+            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name))
+        results.append(DetectionResult(label, width, height, detections))
+    return results
+
+
+def class_names_from_config(config: dict) -> list[str]:
+    """The ``class_names`` JSON parameter that prepare writes into yolov8_postprocess's config."""
+    raw = config.get("parameters", {}).get("class_names", {}).get("string_value", "[]")
+    return list(json.loads(raw))
+
+
 class YoloTritonClient:
-    """Send encoded images to the ensemble and get typed detections back.
+    """Send images to the ensemble over gRPC and get typed detections back.
 
     Args:
         url: gRPC address, host:port.
-        model: the ensemble's name.
-        timeout_s: per-call deadline, None for none.
+        timeout_s: per-call deadline in seconds (None: none).
+        retries: extra attempts on UNAVAILABLE (server restarting, queue full), with exponential backoff.
+            INVALID_ARGUMENT and other errors are raised at once.
+        ssl, root_certificates, private_key, certificate_chain: TLS, and the client certificate for mutual TLS.
+        classes: keep only these class ids (None: all).
     """
 
-    def __init__(self, url: str = "127.0.0.1:8001", model: str = ENSEMBLE, timeout_s: float | None = 60.0):
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        timeout_s: float | None = 60.0,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        ssl: bool = False,
+        root_certificates: str | None = None,
+        private_key: str | None = None,
+        certificate_chain: str | None = None,
+        classes: list[int] | None = None,
+    ):
         self.url = url
-        self.model = model
         self.timeout_s = timeout_s
-        self.client = grpcclient.InferenceServerClient(url)
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.classes = None if classes is None else set(classes)
+        self.client = grpcclient.InferenceServerClient(
+            url,
+            ssl=ssl or root_certificates is not None,
+            root_certificates=root_certificates,
+            private_key=private_key,
+            certificate_chain=certificate_chain,
+        )
+        self.last_attempts = 0  # attempts made by the latest call: 1 unless UNAVAILABLE was retried
         self._class_names: list[str] | None = None
 
     def close(self) -> None:
@@ -69,59 +169,59 @@ class YoloTritonClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def wait_until_ready(self, timeout_s: float = 60.0) -> None:
+        """Block until the server and the ensemble are ready; TimeoutError after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if self.client.is_server_ready() and self.client.is_model_ready(ENSEMBLE):
+                    return
+            except InferenceServerException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.url}: not ready after {timeout_s:.0f} s")
+            time.sleep(0.25)
+
     @property
     def class_names(self) -> list[str]:
-        """Class names from the postprocess model's ``class_names`` parameter (set by prepare)."""
+        """Class names from the served model's config; ids stand in when the config can't be read."""
         if self._class_names is None:
-            config = self.client.get_model_config(POSTPROCESS, as_json=True)["config"]
-            raw = config.get("parameters", {}).get("class_names", {}).get("string_value", "[]")
-            self._class_names = list(json.loads(raw))
+            try:
+                config = self.client.get_model_config(POSTPROCESS, as_json=True)["config"]
+                self._class_names = class_names_from_config(config)
+            except InferenceServerException:
+                self._class_names = []
         return self._class_names
 
-    def class_name(self, class_id: int) -> str:
-        names = self.class_names
-        return names[class_id] if 0 <= class_id < len(names) else str(class_id)
-
-    def detect(self, image: str | Path | bytes, conf: float | None = None, iou: float | None = None) -> DetectionResult:
-        """Detect objects in one image (a path or encoded bytes)."""
-        return self.detect_batch([image], conf=conf, iou=iou)[0]
+    def detect(
+        self, image: ImageLike, conf: float | None = None, iou: float | None = None, classes: list[int] | None = None
+    ) -> DetectionResult:
+        """Detect objects in one image: a path, encoded bytes, or a uint8 BGR array (H, W, 3)."""
+        return self.detect_batch([image], conf=conf, iou=iou, classes=classes)[0]
 
     def detect_batch(
-        self, images: list[str | Path | bytes], conf: float | None = None, iou: float | None = None
+        self,
+        images: list[ImageLike],
+        conf: float | None = None,
+        iou: float | None = None,
+        classes: list[int] | None = None,
     ) -> list[DetectionResult]:
-        """Detect objects in several images with one request (one batch)."""
-        labels, payloads = zip(*(read_image_bytes(image) for image in images))
-        inputs = self._inputs(list(payloads), conf, iou)
+        """Detect objects in several images with one request; arrays must share one shape."""
+        request = build_request(list(images), conf, iou)
         outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
-        reply = self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
-        return self._results(list(labels), {name: reply.as_numpy(name) for name in OUTPUTS})
+        reply = self._with_retries(
+            lambda: self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
+        )
+        wanted = self.classes if classes is None else set(classes)
+        return parse_results(request.labels, {n: reply.as_numpy(n) for n in OUTPUTS}, self.class_names, wanted)
 
-    @staticmethod
-    def _inputs(payloads: list[bytes], conf: float | None, iou: float | None) -> list[grpcclient.InferInput]:
-        batch = len(payloads)
-        image = grpcclient.InferInput("IMAGE", [batch, 1], "BYTES")
-        image.set_data_from_numpy(np.array(payloads, dtype=object).reshape(batch, 1))
-        inputs = [image]
-        for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
-            if value is not None:
-                tensor = grpcclient.InferInput(name, [batch, 1], "FP32")
-                tensor.set_data_from_numpy(np.full((batch, 1), value, dtype=np.float32))
-                inputs.append(tensor)
-        return inputs
-
-    def _results(self, labels: list[str], out: dict[str, np.ndarray]) -> list[DetectionResult]:
-        results = []
-        for i, label in enumerate(labels):
-            count = int(out["num_dets"][i, 0])
-            width, height = (int(v) for v in out["image_size"][i])
-            detections = [
-                Detection(
-                    box=tuple(float(v) for v in out["det_boxes"][i, k]),
-                    score=float(out["det_scores"][i, k]),
-                    class_id=int(out["det_classes"][i, k]),
-                    class_name=self.class_name(int(out["det_classes"][i, k])),
-                )
-                for k in range(count)
-            ]
-            results.append(DetectionResult(label, width, height, detections))
-        return results
+    def _with_retries(self, call):
+        self.last_attempts = 0
+        while True:
+            self.last_attempts += 1
+            try:
+                return call()
+            except InferenceServerException as exc:
+                if str(exc.status()) not in RETRYABLE or self.last_attempts > self.retries:
+                    raise DetectionError.from_triton(exc) from None
+            time.sleep(self.backoff_s * 2 ** (self.last_attempts - 1))

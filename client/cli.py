@@ -1,14 +1,26 @@
-"""``python -m client``: command-line access to the served ensemble."""
+"""``python -m client``: command-line access to the served ensembles."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
-from tritonclient.utils import InferenceServerException
+import cv2
 
-from client.api import DetectionResult, YoloTritonClient
+from client.annotate import annotate
+from client.api import DetectionError, DetectionResult, YoloTritonClient
+from client.progress import Progress
+from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
+
+CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
 
 
 def format_table(results: list[DetectionResult]) -> str:
@@ -22,35 +34,165 @@ def format_table(results: list[DetectionResult]) -> str:
     return "\n".join(lines)
 
 
+def format_csv(results: list[DetectionResult]) -> str:
+    """One row per detection (an image without detections gets one row with empty detection fields)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_FIELDS)
+    for r in results:
+        rows = [[d.class_id, d.class_name, f"{d.score:.5f}", *(f"{v:.2f}" for v in d.box)] for d in r.detections]
+        for row in rows or [[""] * 7]:
+            writer.writerow([r.image, r.width, r.height, *row])
+    return buffer.getvalue()
+
+
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator[tuple]:
+    """Yield (item, future) in input order with at most ``window`` calls in flight (items are read lazily)."""
+    pending: deque[tuple[object, Future]] = deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= window:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+class DetectRun:
+    """One ``detect`` invocation: sources in, results, annotated files and a summary out."""
+
+    def __init__(self, args: argparse.Namespace, client: YoloTritonClient):
+        self.args, self.client = args, client
+        self.results: list[DetectionResult] = []
+        self.failed = 0
+        self.save_dir = Path(args.save) if args.save else None
+
+    def detect(self, item: ImageItem | FrameItem) -> DetectionResult:
+        image = item.pixels if isinstance(item, FrameItem) else item.path
+        result = self.client.detect(image, conf=self.args.conf, iou=self.args.iou)
+        result.image = item.label
+        return result
+
+    def fail(self, label: str, why: str) -> None:
+        self.failed += 1
+        print(f"error: {label}: {why}", file=sys.stderr)
+
+    def run(self, items: Iterable[ImageItem | FrameItem], progress: Progress, on_result: Callable) -> None:
+        with ThreadPoolExecutor(self.args.concurrency) as pool:
+            for item, future in ordered_map(pool, self.detect, items, 2 * self.args.concurrency):
+                try:
+                    result = future.result()
+                except OSError as exc:
+                    self.fail(item.label, exc.strerror or str(exc))
+                except DetectionError as exc:
+                    self.fail(item.label, exc.message)
+                else:
+                    self.results.append(result)
+                    on_result(item, result)
+                progress.advance()
+
+    def save_image(self, item: ImageItem, result: DetectionResult) -> None:
+        if self.save_dir is None:
+            return
+        pixels = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        target = self.save_dir / item.path.name
+        if target.exists():  # same file name from another folder
+            target = self.save_dir / f"{item.path.stem}_{len(self.results)}{item.path.suffix}"
+        cv2.imwrite(str(target), annotate(pixels, result))
+
+    def run_video(self, path: Path, progress: Progress) -> None:
+        writer = None
+        try:
+            frames = video_frames(path)
+            if self.save_dir is not None:
+                fps = video_fps(path)
+
+                def write(item: FrameItem, result: DetectionResult) -> None:
+                    nonlocal writer
+                    if writer is None:
+                        height, width = item.pixels.shape[:2]
+                        target = str(self.save_dir / f"{path.stem}_annotated.mp4")
+                        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                    writer.write(annotate(item.pixels, result))
+            else:
+
+                def write(item: FrameItem, result: DetectionResult) -> None:
+                    return None
+
+            self.run(frames, progress, write)
+        except OSError as exc:
+            self.fail(str(path), str(exc))
+        finally:
+            if writer is not None:
+                writer.release()
+
+
+def count_frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+    finally:
+        capture.release()
+
+
 def run_detect(args: argparse.Namespace) -> int:
-    results, failed = [], 0
-    with YoloTritonClient(args.url, timeout_s=args.timeout) as client:
-        for image in args.images:
-            try:
-                results.append(client.detect(image, conf=args.conf, iou=args.iou))
-            except OSError as exc:
-                failed += 1
-                print(f"error: {image}: {exc.strerror or exc}", file=sys.stderr)
-            except InferenceServerException as exc:
-                failed += 1
-                print(f"error: {image}: {exc.message()}", file=sys.stderr)
+    images, videos = expand(args.sources)
+    total = len(images) + sum(count_frames(v) for v in videos)
+    started = time.perf_counter()
+    progress = Progress(total, enabled=total > 3 and not args.quiet)
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+    tls = {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
+    with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **tls) as client:
+        run = DetectRun(args, client)
+        run.run((ImageItem(p) for p in images), progress, run.save_image)
+        for video in videos:
+            run.run_video(video, progress)
+    progress.close()
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        text = json.dumps([r.to_dict() for r in run.results], indent=2) + "\n"
+    elif args.csv:
+        text = format_csv(run.results)
     else:
-        print(format_table(results))
-    return 1 if failed else 0
+        text = format_table(run.results) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    print_summary(run, time.perf_counter() - started)
+    return 1 if run.failed else 0
+
+
+def print_summary(run: DetectRun, seconds: float) -> None:
+    per_class = Counter(d.class_name for r in run.results for d in r.detections)
+    classes = ", ".join(f"{name} {count}" for name, count in per_class.most_common()) or "none"
+    rate = len(run.results) / seconds if seconds > 0 else 0.0
+    print(
+        f"summary: {len(run.results)} images, {run.failed} failed, detections: {classes}; "
+        f"{rate:.2f} images/s over {seconds:.1f} s",
+        file=sys.stderr,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m client", description="YOLOv8 on Triton: client tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    detect = commands.add_parser("detect", help="detect objects in images")
-    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    detect = commands.add_parser("detect", help="detect objects in images, folders and videos")
+    detect.add_argument("sources", nargs="+", metavar="SOURCE", help="image file, folder (recursive) or video")
     detect.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default %(default)s)")
     detect.add_argument("--conf", type=float, default=None, help="confidence threshold (server default 0.25)")
     detect.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (server default 0.7)")
-    detect.add_argument("--json", action="store_true", help="print a JSON list, one object per image")
+    detect.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
+    output = detect.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="a JSON list, one object per image")
+    output.add_argument("--csv", action="store_true", help="CSV, one row per detection")
+    detect.add_argument("--output", "-o", default=None, help="write results to this file instead of stdout")
+    detect.add_argument("--save", default=None, metavar="DIR", help="write annotated images/videos here")
+    detect.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
     detect.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    detect.add_argument("--quiet", action="store_true", help="no progress bar")
+    detect.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
+    detect.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
+    detect.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
     detect.set_defaults(func=run_detect)
     return parser
 

@@ -109,6 +109,15 @@ class CvCudaPreprocessor:
         tensor = self._letterbox_normalize(image, is_rgb)
         return tensor, box_mapping(height, width, self.input_height, self.input_width)
 
+    def from_bgr(self, image: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Preprocess a decoded uint8 (H, W, 3) BGR frame: upload it, then letterbox on the GPU."""
+        height, width = int(image.shape[0]), int(image.shape[1])
+        with self._stream:
+            device_image = self._cp.asarray(image)
+        return self._letterbox_normalize(device_image, False), box_mapping(
+            height, width, self.input_height, self.input_width
+        )
+
     def _decode(self, data: bytes | np.ndarray) -> tuple[Any, bool]:
         """(uint8 (H, W, 3) device array, True when RGB); nvImageCodec gives RGB, OpenCV BGR."""
         if self._decoder is None:

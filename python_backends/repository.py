@@ -9,7 +9,7 @@ from pathlib import Path
 
 from python_backends.onnx_model import YoloModelInfo
 
-STAGES = ("yolov8", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+STAGES = ("yolov8", "yolov8_raw", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 
 
 def set_dims(config: str, tensor: str, dims: list[int]) -> str:
@@ -51,6 +51,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             max_det,
         ),
         "yolov8": lambda c: _detections(c, max_det),
+        "yolov8_raw": lambda c: _detections(c, max_det),
     }
     for stage, edit in edits.items():
         path = repository / stage / "config.pbtxt"

@@ -9,6 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+
+from client.annotate import annotate
 from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
@@ -16,6 +19,7 @@ from serving.server import TritonServer, free_port
 from serving.triton import PROJECT_ROOT, ServerOptions
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
+ANNOTATED = PROJECT_ROOT / ".cache" / "demo"
 DEFAULT_IMAGES = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")
 
 
@@ -37,6 +41,10 @@ def main(argv: list[str]) -> int:
             latencies.append((time.perf_counter() - t0) * 1e3)
         delta = deltas(snapshot(client.client, models), before)
     print(format_table(results))
+    ANNOTATED.mkdir(parents=True, exist_ok=True)
+    for image, result in zip(images, results):
+        cv2.imwrite(str(ANNOTATED / image.name), annotate(cv2.imread(str(image), cv2.IMREAD_COLOR), result))
+    print(f"\nannotated images: {ANNOTATED}/")
     print(f"\nclient latency per image: mean {sum(latencies) / len(latencies):.1f} ms over {len(latencies)} images")
     print("\nwhere the time went (Triton per-model statistics, mean ms per request):")
     print(stage_table(delta))

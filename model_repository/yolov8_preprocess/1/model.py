@@ -4,6 +4,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from python_backends.drain import DrainGate
+from python_backends.frames import FrameError, preprocess_inputs
 from python_backends.gpu_arrays import stack
 from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
 from python_backends.preprocess_select import create_preprocessor
@@ -43,10 +44,14 @@ class TritonPythonModel:
         return responses
 
     def _one(self, request):
-        encoded = pb_utils.get_input_tensor_by_name(request, "IMAGE").as_numpy().reshape(-1)
+        encoded, frames = (pb_utils.get_input_tensor_by_name(request, name) for name in ("IMAGE", "FRAME"))
         try:
-            results = [self.preprocessor.from_bytes(item) for item in encoded]
-        except ImageDecodeError as exc:
+            results = preprocess_inputs(
+                self.preprocessor,
+                None if encoded is None else encoded.as_numpy(),
+                None if frames is None else frames.as_numpy(),
+            )
+        except (ImageDecodeError, FrameError) as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
         tensors = stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
         mappings = np.stack([mapping for _, mapping in results]).astype(self.letterbox_dtype, copy=False)

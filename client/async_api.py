@@ -1,0 +1,93 @@
+"""asyncio client: keeps N requests in flight over one gRPC channel (tritonclient.grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from client.api import (
+    OUTPUTS,
+    POSTPROCESS,
+    RETRYABLE,
+    DetectionError,
+    DetectionResult,
+    ImageLike,
+    build_request,
+    class_names_from_config,
+    parse_results,
+)
+
+
+class AsyncYoloTritonClient:
+    """The asyncio counterpart of ``YoloTritonClient`` (same arguments, same results)."""
+
+    def __init__(
+        self,
+        url: str = "127.0.0.1:8001",
+        timeout_s: float | None = 60.0,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        classes: list[int] | None = None,
+        **tls,
+    ):
+        self.client = grpcaio.InferenceServerClient(url, **tls)
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self.classes = None if classes is None else set(classes)
+        self._class_names: list[str] | None = None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> AsyncYoloTritonClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def class_names(self) -> list[str]:
+        if self._class_names is None:
+            try:
+                config = (await self.client.get_model_config(POSTPROCESS, as_json=True))["config"]
+                self._class_names = class_names_from_config(config)
+            except InferenceServerException:
+                self._class_names = []
+        return self._class_names
+
+    async def detect(self, image: ImageLike, conf: float | None = None, iou: float | None = None) -> DetectionResult:
+        """Detect objects in one image (path, bytes or uint8 BGR array)."""
+        request = build_request([image], conf, iou, grpc=grpcclient)
+        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+        for attempt in range(self.retries + 1):
+            try:
+                reply = await self.client.infer(
+                    request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s
+                )
+                break
+            except InferenceServerException as exc:
+                if str(exc.status()) not in RETRYABLE or attempt == self.retries:
+                    raise DetectionError.from_triton(exc) from None
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+        out = {name: reply.as_numpy(name) for name in OUTPUTS}
+        return parse_results(request.labels, out, await self.class_names(), self.classes)[0]
+
+    async def detect_many(
+        self, images: Iterable[ImageLike], concurrency: int = 4, conf: float | None = None, iou: float | None = None
+    ) -> list[DetectionResult | DetectionError]:
+        """Detect on every image with at most ``concurrency`` requests in flight; results in input order.
+
+        A failed image gives its DetectionError in its place instead of stopping the others.
+        """
+        slots = asyncio.Semaphore(concurrency)
+
+        async def one(image: ImageLike) -> DetectionResult | DetectionError:
+            async with slots:
+                try:
+                    return await self.detect(image, conf, iou)
+                except DetectionError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(image) for image in images)))
