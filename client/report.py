@@ -1,0 +1,55 @@
+"""``python -m client report``: where the time goes on a running server, from statistic deltas."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from client.api import YoloTritonClient
+from client.stage_stats import STAGES, deltas, snapshot, stage_table
+
+MODELS = (*STAGES, "yolov8")
+
+
+def drive(client: YoloTritonClient, images: list[Path], concurrency: int, repeat: int) -> list[float]:
+    """Send every image ``repeat`` times with ``concurrency`` in flight; client latencies in ms."""
+    payloads = [image.read_bytes() for image in images] * repeat
+
+    def one(payload: bytes) -> float:
+        started = time.perf_counter()
+        client.detect(payload)
+        return (time.perf_counter() - started) * 1e3
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, payloads))
+
+
+def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, window_s: float | None = None) -> str:
+    """Per-stage breakdown over a driven run (``images``) or over ``window_s`` seconds of live traffic."""
+    with YoloTritonClient(url) as client:
+        before = snapshot(client.client, MODELS)
+        started = time.perf_counter()
+        if window_s is not None:
+            time.sleep(window_s)
+            latencies: list[float] = []
+        else:
+            latencies = drive(client, images, concurrency, repeat)
+        elapsed = time.perf_counter() - started
+        delta = deltas(snapshot(client.client, MODELS), before)
+    lines = [stage_table(delta)]
+    requests = delta["yolov8"].success
+    lines.append(f"\n{requests} ensemble requests in {elapsed:.1f} s ({requests / elapsed:.2f}/s)")
+    if latencies:
+        ensemble_ms = (
+            sum(delta["yolov8"].ns.values()) / delta["yolov8"].success / 1e6 if delta["yolov8"].success else 0.0
+        )
+        p50, p99 = np.percentile(latencies, [50, 99])
+        mean = float(np.mean(latencies))
+        lines.append(
+            f"client latency (concurrency {concurrency}): p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {mean:.1f} ms; "
+            f"server (ensemble) {ensemble_ms:.1f} ms; client/network overhead {mean - ensemble_ms:.1f} ms"
+        )
+    return "\n".join(lines)
