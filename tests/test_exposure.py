@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 from own_server import image_input, options
+from sample_images import PROJECT_ROOT
 from tritonclient.utils import InferenceServerException
 
 from serving.processes import listening_addresses
@@ -138,3 +141,19 @@ def test_mutual_tls_needs_a_client_certificate(model_repository, certificates, s
         finally:
             anonymous.close()
             known.close()
+
+
+def test_project_client_over_tls(locked_server, certificates, sample_images):
+    """YoloTritonClient and the CLI speak TLS with the CA given; class names still come through."""
+    from client.api import YoloTritonClient
+
+    with YoloTritonClient(locked_server.grpc_url, root_certificates=str(certificates / "ca.crt")) as client:
+        result = client.detect(sample_images["bus.jpg"])
+    assert result.detections and result.detections[0].class_name == "Normal"
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "detect", "--url", locked_server.grpc_url, "--json", "--quiet",
+         "--tls-root-cert", str(certificates / "ca.crt"), str(sample_images["camera.png"])],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["detections"]
