@@ -59,5 +59,7 @@ def concatenate(arrays: list[Any]) -> Any:
 
 
 def stack(arrays: list[Any]) -> Any:
-    """Stack along a new axis 0 on the arrays' own device (all host or all device)."""
+    """Stack along a new axis 0 on the arrays' own device (all host or all device); one array is not copied."""
+    if len(arrays) == 1:
+        return arrays[0][None]
     return import_cupy().stack(arrays) if is_device_array(arrays[0]) else np.stack(arrays)
