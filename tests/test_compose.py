@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from python_backends.prepare import PROJECT_ROOT
+from serving.triton import MALLOC_ENVIRONMENT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 MIN_RELEASE = (26, 6)  # NVIDIA's 2025-2026 Triton security fixes
@@ -56,6 +57,11 @@ def test_shm_size_holds_a_full_batch(compose):
     number, unit = re.fullmatch(r"(\d+)([kmg])b?", size.lower()).groups()
     batch_bytes = 32 * 3 * 640 * 640 * 4  # max_batch_size 32 of FP32 640x640
     assert int(number) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit] >= 4 * batch_bytes
+
+
+def test_triton_gets_the_allocator_settings_of_our_launcher(compose):
+    environment = compose["services"]["triton"]["environment"]
+    assert {key: environment.get(key) for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
 
 
 def test_repository_and_code_are_mounted_read_only(compose):

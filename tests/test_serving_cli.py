@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
-from serving.triton import server_command, server_environment
+from serving.triton import MALLOC_ENVIRONMENT, server_command, server_environment
 
 
 def test_defaults_are_loopback_with_a_fresh_admin_key(tmp_path, monkeypatch):
@@ -51,3 +51,9 @@ def test_binding_another_address_warns_loudly(caplog):
 def test_stubs_get_opencv_pixel_limit():
     assert server_environment({})["OPENCV_IO_MAX_IMAGE_PIXELS"] == "40000000"
     assert server_environment({"OPENCV_IO_MAX_IMAGE_PIXELS": "100"})["OPENCV_IO_MAX_IMAGE_PIXELS"] == "100"
+
+
+def test_stubs_get_the_allocator_settings():
+    env = server_environment({})
+    assert {key: env[key] for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
+    assert server_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"  # the user's wins
