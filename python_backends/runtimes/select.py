@@ -35,6 +35,7 @@ def create_runtime(
     onnx_path: str,
     intra_op_threads: int = 0,
     max_batch_size: int = 32,
+    cpu_streams: int = 1,
     engine_options: EngineOptions | None = None,
     engine_dir: Path | None = None,
     log: Callable[[str], None] = print,
@@ -54,7 +55,9 @@ def create_runtime(
             log(f"runtime auto: {exc}; using onnxruntime on CPU")
     from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
 
-    return OnnxRuntimeRuntime(onnx_path, intra_op_threads=intra_op_threads, max_batch_size=max_batch_size)
+    return OnnxRuntimeRuntime(
+        onnx_path, intra_op_threads=intra_op_threads, max_batch_size=max_batch_size, streams=cpu_streams
+    )
 
 
 def _tensorrt(onnx_path: Path, options: EngineOptions, engine_dir: Path | None, log: Callable[[str], None]):

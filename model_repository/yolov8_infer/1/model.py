@@ -22,6 +22,7 @@ class TritonPythonModel:
             params.get("runtime", "auto"),
             os.path.join(version_dir, params.get("model_file", "model.onnx")),
             intra_op_threads=int_parameter(params, "intra_op_threads", 0),
+            cpu_streams=int_parameter(params, "cpu_streams", 1),
             max_batch_size=max(1, int(config.get("max_batch_size", 1))),
             engine_options=options_from_parameters(params, dims[1], dims[2]),
             engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,

@@ -1,0 +1,41 @@
+"""The ONNX Runtime runtime: streams give the latency session's results, in order, for any batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime, usable_cores
+
+
+@pytest.fixture(scope="module")
+def images(sample_images) -> np.ndarray:
+    """float32 (3, 3, 640, 640): three different real photos, preprocessed."""
+    from python_backends.preprocessor import Preprocessor
+
+    pre = Preprocessor()
+    names = ("bus.jpg", "zidane.jpg", "camera.png")
+    return np.stack([pre.from_bytes(sample_images[n].read_bytes())[0] for n in names])
+
+
+@pytest.fixture(scope="module")
+def one_by_one(model_repository, images) -> np.ndarray:
+    """Each image alone on a runtime without streams."""
+    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=1)
+    return np.concatenate([runtime.run(image[None]) for image in images])
+
+
+def test_streams_zero_means_one_per_core(model_repository):
+    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=0)
+    assert runtime.streams == usable_cores() >= 1
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_streams_match_single_runs_in_order(model_repository, images, one_by_one, batch):
+    """Two streams: a batch of 2 runs side by side, a batch of 3 also runs its third image on all threads."""
+    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
+    head = runtime.run(images[:batch])
+    assert head.shape == (batch, 6, 8400) and head.dtype == np.float32
+    np.testing.assert_allclose(head, one_by_one[:batch], rtol=1e-4, atol=1e-3)
+    scores = head[:, 4:].max(axis=(1, 2))
+    assert len(set(np.round(scores, 3))) == batch  # different photos: a shuffled order would not match above
