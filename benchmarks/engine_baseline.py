@@ -1,37 +1,57 @@
-"""The raw engine limit: ONNX Runtime ``session.run`` in-process, no Triton, same options as yolov8_infer."""
+"""The raw engine limit: the infer stage's own ONNX Runtime runtime, in-process, no Triton."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from python_backends.runtimes.onnxruntime_runtime import session_options
+from python_backends.repository import get_parameter
+from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+
+
+def engine_runtime(repository: Path) -> OnnxRuntimeRuntime:
+    """The runtime ``yolov8_infer`` runs: its model file, thread count and streams from its config.pbtxt."""
+    config = (repository / "yolov8_infer" / "config.pbtxt").read_text()
+    return OnnxRuntimeRuntime(
+        str(repository / "yolov8_infer" / "1" / get_parameter(config, "model_file")),
+        intra_op_threads=int(get_parameter(config, "intra_op_threads")),
+        streams=int(get_parameter(config, "cpu_streams")),
+    )
 
 
 def engine_baseline(
-    onnx_path: str, batches: tuple[int, ...] = (1, 2, 4, 8), intra_op_threads: int = 0, runs: int = 10
+    runtime: OnnxRuntimeRuntime,
+    batches: tuple[int, ...] = (1, 2, 4, 8),
+    min_runs: int = 3,
+    min_seconds: float = 1.5,
+    warmup: bool = True,
 ) -> dict[int, dict[str, float]]:
-    """{batch: {p50_ms, p99_ms, images_per_s}} over ``runs`` timed runs after one warm-up run each.
+    """{batch: {p50_ms, p99_ms, images_per_s, cpu_ms_per_image}}: ``runtime.run`` back to back, after a warm-up run.
 
-    Uses ``session_options`` with the thread count of yolov8_infer's config, as the served model does.
+    Each batch size runs at least ``min_runs`` times and for at least ``min_seconds``.
+    ``cpu_ms_per_image`` is this process's CPU time (all threads) per image.
     """
-    session = ort.InferenceSession(
-        onnx_path, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
-    )
-    model_input = session.get_inputs()[0]
-    _, channels, height, width = model_input.shape
+    height, width = runtime.session.get_inputs()[0].shape[2:]
     rng = np.random.default_rng(0)
     found = {}
     for batch in batches:
-        images = rng.random((batch, channels, height, width), dtype=np.float32)
-        session.run(None, {model_input.name: images})
-        times = []
-        for _ in range(runs):
-            started = time.perf_counter()
-            session.run(None, {model_input.name: images})
-            times.append((time.perf_counter() - started) * 1e3)
+        images = rng.random((batch, 3, height, width), dtype=np.float32)
+        if warmup:
+            runtime.run(images)
+        times: list[float] = []
+        started, cpu_started = time.perf_counter(), time.process_time()
+        while len(times) < min_runs or time.perf_counter() - started < min_seconds:
+            begin = time.perf_counter()
+            runtime.run(images)
+            times.append((time.perf_counter() - begin) * 1e3)
+        cpu_ms = (time.process_time() - cpu_started) * 1e3 / (batch * len(times))
         p50, p99 = np.percentile(times, [50, 99])
-        found[batch] = {"p50_ms": float(p50), "p99_ms": float(p99), "images_per_s": batch * 1e3 / float(p50)}
+        found[batch] = {
+            "p50_ms": float(p50),
+            "p99_ms": float(p99),
+            "images_per_s": batch * 1e3 / float(p50),
+            "cpu_ms_per_image": cpu_ms,
+        }
     return found

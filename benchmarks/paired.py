@@ -1,0 +1,128 @@
+"""The engine and the ensemble measured in alternation, so that both ratios compare like with like.
+
+A small shared machine changes speed on its own: on the 2-core development VM, two-thread ONNX
+Runtime runs YOLOv8s in about 155 ms for a while, then in about 192 ms, for seconds to minutes at a
+time (in-process and in the server alike). Two numbers measured a minute apart can then differ by
+20 % for no reason of ours. Here the engine and the ensemble take turns: one engine run, one request,
+one engine run, ... for latency; a short engine block, then a short ensemble block at one concurrency,
+for throughput. Each ratio is taken between neighbours.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from benchmarks.engine_baseline import engine_baseline
+from client.api import YoloTritonClient
+from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+
+SETTLE_S = 0.05  # between turns: ONNX Runtime's threads spin briefly after a run; let them stop first
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """Alternate engine runs (batch 1) and ensemble requests (concurrency 1), in ms."""
+
+    engine_ms: list[float]
+    client_ms: list[float]
+
+    @property
+    def engine_p50_ms(self) -> float:
+        return statistics.median(self.engine_ms)
+
+    @property
+    def client_p50_ms(self) -> float:
+        return statistics.median(self.client_ms)
+
+    @property
+    def ratio(self) -> float:
+        return self.client_p50_ms / self.engine_p50_ms
+
+
+@dataclass(frozen=True)
+class PairedThroughput:
+    """An ensemble block at one concurrency and the engine block just before it, in images/s."""
+
+    concurrency: int
+    ensemble: float
+    engine: dict[int, float]  # batch size -> images/s
+
+    @property
+    def ratio(self) -> float:
+        return self.ensemble / max(self.engine.values())
+
+
+def paired_latency(runtime: OnnxRuntimeRuntime, client: YoloTritonClient, image: bytes, pairs: int) -> PairedLatency:
+    """``pairs`` turns of one in-process engine run on a batch of 1, then one ``client.detect(image)``."""
+    height, width = runtime.session.get_inputs()[0].shape[2:]
+    tensor = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+    engine, ensemble = [], []
+    for _ in range(pairs):
+        started = time.perf_counter()
+        runtime.run(tensor)
+        engine.append((time.perf_counter() - started) * 1e3)
+        time.sleep(SETTLE_S)
+        started = time.perf_counter()
+        client.detect(image)
+        ensemble.append((time.perf_counter() - started) * 1e3)
+        time.sleep(SETTLE_S)
+    return PairedLatency(engine, ensemble)
+
+
+def ensemble_throughput(url: str, image: bytes, concurrency: int, seconds: float, warmup_s: float = 1.0) -> float:
+    """Images/s of the ensemble with ``concurrency`` requests always in flight, by Little's law.
+
+    The mean latency R is taken over the requests sent during ``seconds`` after ``warmup_s``; load
+    goes on until every one of them has finished, so each one sees the full load. With N requests
+    always in flight the throughput is N / R. Counting completions in a window instead quantizes
+    badly when a batch finishes several requests at once, and cutting the window at a fixed end
+    keeps the short requests and drops the long ones.
+    """
+    start = time.perf_counter() + warmup_s
+    stop = start + seconds
+    measured: list[float] = []
+    lock = threading.Lock()
+    pending = threading.Semaphore(0)  # released once per worker when its last measured request is done
+
+    def worker() -> None:
+        with YoloTritonClient(url) as client:
+            try:
+                while time.perf_counter() < stop:
+                    sent = time.perf_counter()
+                    client.detect(image)
+                    if sent >= start:
+                        with lock:
+                            measured.append(time.perf_counter() - sent)
+            finally:
+                pending.release()
+            while not finished.is_set():  # keep the load on for the other workers' last requests
+                client.detect(image)
+
+    finished = threading.Event()
+    with ThreadPoolExecutor(concurrency) as pool:
+        futures = [pool.submit(worker) for _ in range(concurrency)]
+        for _ in range(concurrency):
+            pending.acquire()
+        finished.set()
+        for future in futures:
+            future.result()
+    return concurrency / statistics.fmean(measured)
+
+
+def paired_throughput(
+    runtime: OnnxRuntimeRuntime, url: str, image: bytes, concurrencies: list[int], seconds: float
+) -> list[PairedThroughput]:
+    """For each concurrency: the engine at batch 1, 2, 4 and 8, then the ensemble for ``seconds``."""
+    found = []
+    for concurrency in concurrencies:
+        engine = engine_baseline(runtime, min_runs=1, min_seconds=seconds / 4, warmup=False)
+        time.sleep(SETTLE_S)
+        ensemble = ensemble_throughput(url, image, concurrency, seconds)
+        found.append(PairedThroughput(concurrency, ensemble, {b: e["images_per_s"] for b, e in engine.items()}))
+    return found

@@ -1,0 +1,74 @@
+"""make bench's arithmetic: the paired rounds' ratios and their median, and perf_analyzer's unpaired ratios."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.bench import format_summary, round_summary, summarize
+from benchmarks.cpu_usage import cpu_ms_per_image
+from benchmarks.paired import PairedLatency, PairedThroughput
+from benchmarks.perf_analyzer import PerfRun
+from python_backends.repository import get_parameter, set_parameter
+
+ENGINE = {1: {"p50_ms": 160.0, "p99_ms": 170.0, "images_per_s": 6.25, "cpu_ms_per_image": 318.0},
+          2: {"p50_ms": 300.0, "p99_ms": 310.0, "images_per_s": 6.67, "cpu_ms_per_image": 299.0}}  # fmt: skip
+
+
+def _round(client_ms: float, engine_ms: float, ensemble_at_4: float) -> dict:
+    latency = PairedLatency(engine_ms=[engine_ms - 1, engine_ms, engine_ms + 30], client_ms=[client_ms, client_ms + 1])
+    throughput = [
+        PairedThroughput(1, 5.5, {1: 6.2, 2: 6.0}),  # ratio 0.887
+        PairedThroughput(4, ensemble_at_4, {1: 6.3, 2: 6.5}),
+    ]
+    return round_summary(latency, throughput)
+
+
+def _perf_run(concurrency: int, p50_ms: float, images_per_s: float, infer_ms: float) -> PerfRun:
+    row = {"p50 latency": p50_ms * 1e3, "p99 latency": p50_ms * 1.2e3, "Avg latency": p50_ms * 1e3,
+           "Inferences/Second": images_per_s}  # fmt: skip
+    return PerfRun(concurrency, row, {"yolov8_infer": {"compute_infer": infer_ms * 1e3, "queue": 100.0}})
+
+
+def test_a_round_pairs_each_ensemble_block_with_the_engine_just_before_it():
+    r = _round(client_ms=170.0, engine_ms=155.0, ensemble_at_4=6.3)
+    assert r["overhead_ratio"] == pytest.approx(170.5 / 155.0)  # medians: an outlier engine run does not count
+    assert r["throughput_ratio"] == pytest.approx(6.3 / 6.5) and r["peak_concurrency"] == 4
+    assert _round(170.0, 155.0, ensemble_at_4=5.0)["peak_concurrency"] == 1  # 5.5 / 6.2 beats 5.0 / 6.5
+
+
+def test_headline_is_the_median_of_the_rounds_and_unpaired_ratios_are_kept_apart():
+    rounds = [_round(210.0, 155.0, 6.0), _round(170.0, 155.0, 6.3), _round(200.0, 190.0, 6.2)]
+    ensemble = {1: _perf_run(1, 200.0, 5.0, infer_ms=185.0), 4: _perf_run(4, 640.0, 6.1, infer_ms=400.0)}
+    cpu = {4: {"yolov8_preprocess": 7.0, "yolov8_infer": 313.0, "yolov8_postprocess": 0.6, "tritonserver": 1.8,
+               "other": 2.0, "idle": 3.0}}  # fmt: skip
+    summary = summarize(rounds, ensemble, ENGINE, stages={}, cpu=cpu)
+    assert summary["overhead_ratio"] == pytest.approx(170.5 / 155.0)  # the median of 1.36, 1.10, 1.06
+    assert summary["throughput_ratio"] == pytest.approx(6.2 / 6.5)
+    assert summary["unpaired"]["overhead_ratio"] == pytest.approx(200.0 / 160.0)
+    assert summary["unpaired"]["throughput_ratio"] == pytest.approx(6.1 / 6.67)
+    assert summary["unpaired"]["added_ms"] == pytest.approx(15.0)  # client mean 200 ms around 185 ms of engine
+    assert summary["ensemble"][4]["server_ms"] == pytest.approx(400.1)
+    text = format_summary(summary)
+    assert "overhead ratio   1.100" in text and "throughput ratio 0.954" in text
+    assert "1: overhead 1.358 (210.5 / 155.0 ms), throughput 0.923 (6.00 img/s at concurrency 4 / 6.50 img/s)" in text
+    assert "   4          7.0        313.0          0.6          1.8          2.0          3.0" in text
+    assert "batch 2: p50    300.0 ms     6.67 images/s    299.0 core-ms per image" in text
+
+
+def test_cpu_per_image_splits_the_machine_between_the_server_the_rest_and_idle():
+    before = {"tritonserver": 10.0, "yolov8_infer": 100.0, "machine busy": 500.0, "idle": 50.0}
+    after = {"tritonserver": 10.2, "yolov8_infer": 109.0, "machine busy": 509.5, "idle": 50.5}
+    per_image = cpu_ms_per_image(before, after, images=30)  # 5 s on 2 cores: 9.5 core-s busy, 0.5 idle
+    assert per_image == pytest.approx({"tritonserver": 200 / 30, "yolov8_infer": 9000 / 30, "idle": 500 / 30,
+                                       "other": 300 / 30})  # fmt: skip
+    assert sum(per_image.values()) == pytest.approx(2 * 5 * 1e3 / 30)  # the machine, all accounted for
+
+
+def test_config_parameters_read_back_what_was_set():
+    config = '{ key: "class_names", value: { string_value: "[]" } },\n'
+    config += '{ key: "cpu_streams", value: { string_value: "0" } }'
+    config = set_parameter(config, "class_names", '["a \\"b\\"", "c"]')
+    assert get_parameter(config, "class_names") == '["a \\"b\\"", "c"]'
+    assert get_parameter(config, "cpu_streams") == "0"
+    with pytest.raises(ValueError, match="no parameter 'missing'"):
+        get_parameter(config, "missing")
