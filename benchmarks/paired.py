@@ -22,7 +22,7 @@ from benchmarks.engine_baseline import engine_baseline
 from client.api import YoloTritonClient
 from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
 
-SETTLE_S = 0.05  # between turns: ONNX Runtime's threads spin briefly after a run; let them stop first
+SETTLE_S = 0.05  # a pause between turns, so that the tail of one (a last copy, a late thread) misses the other
 
 
 @dataclass(frozen=True)
