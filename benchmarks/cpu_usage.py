@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from serving.processes import cpu_seconds, machine_cpu_seconds, stub_processes
 
-IDLE, OTHER, SERVER = "idle", "other", "tritonserver"
+IDLE, OTHER, SERVER, BUSY = "idle", "other", "tritonserver", "machine busy"
 
 
 def cpu_snapshot(server_pid: int) -> dict[str, float]:
@@ -15,7 +15,7 @@ def cpu_snapshot(server_pid: int) -> dict[str, float]:
     found[SERVER] = cpu_seconds(server_pid)
     for stub in stub_processes(server_pid):
         found[stub.model] += cpu_seconds(stub.pid)
-    found["machine busy"], found[IDLE] = machine_cpu_seconds()
+    found[BUSY], found[IDLE] = machine_cpu_seconds()
     return dict(found)
 
 
@@ -26,6 +26,6 @@ def cpu_ms_per_image(before: dict[str, float], after: dict[str, float], images: 
     the values add up to cores x elapsed / images.
     """
     delta = {key: (after[key] - before.get(key, 0.0)) * 1e3 / images for key in after}
-    busy = delta.pop("machine busy")
+    busy = delta.pop(BUSY)
     delta[OTHER] = max(0.0, busy - sum(v for k, v in delta.items() if k != IDLE))
     return delta
