@@ -7,17 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.repository import get_parameter
+from python_backends.repository import get_instance_count, get_parameter
 from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
 
 
 def engine_runtime(repository: Path) -> OnnxRuntimeRuntime:
-    """The runtime ``yolov8_infer`` runs: its model file, thread count and streams from its config.pbtxt."""
+    """The runtime ``yolov8_infer`` runs: its model file and thread count, one stream per instance (config.pbtxt).
+
+    In the server each instance runs one image at a time on its share of the cores; here the
+    streams run a batch's images side by side the same way.
+    """
     config = (repository / "yolov8_infer" / "config.pbtxt").read_text()
     return OnnxRuntimeRuntime(
         str(repository / "yolov8_infer" / "1" / get_parameter(config, "model_file")),
         intra_op_threads=int(get_parameter(config, "intra_op_threads")),
-        streams=int(get_parameter(config, "cpu_streams")),
+        streams=get_instance_count(config),
     )
 
 

@@ -16,6 +16,11 @@ def parameters(model_config: dict[str, Any]) -> dict[str, str]:
     return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
 
 
+def instance_count(model_config: dict[str, Any]) -> int:
+    """How many instances of the model Triton runs (the sum over ``instance_group``; 1 when absent)."""
+    return sum(int(group.get("count", 1)) for group in model_config.get("instance_group", [])) or 1
+
+
 def int_parameter(params: dict[str, str], key: str, default: int) -> int:
     """An integer parameter, or ``default`` when it is missing or empty."""
     raw = params.get(key, "").strip()

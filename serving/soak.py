@@ -3,7 +3,7 @@
     python -m serving.soak --duration 300 [--clients 4]
 
 Several clients send a mix of good and bad requests for ``--duration`` seconds. On the way
-one extra client is killed in the middle of a request, and the ``yolov8_infer`` stub is
+one extra client is killed in the middle of a request, and the ``yolov8_infer`` stubs are
 killed with SIGKILL (the supervisor must restart the server). Then the supervisor gets SIGTERM.
 The report: requests sent, successes, errors by code, hangs (client deadline passed, or a
 client thread that never returned), p99 latency of successes, server RSS growth, downtime
@@ -195,8 +195,8 @@ class Soak:
 
     def _kill_infer_stub(self) -> float:
         pid = self.server.server_pid()
-        (stub,) = [s for s in stub_processes(pid) if s.model == "yolov8_infer"]
-        os.kill(stub.pid, signal.SIGKILL)
+        for stub in [s for s in stub_processes(pid) if s.model == "yolov8_infer"]:  # each instance's
+            os.kill(stub.pid, signal.SIGKILL)
         return time.monotonic()
 
     def _measure_rss_after_restart(self, killed_at: float, end: float) -> None:
@@ -238,7 +238,7 @@ def format_report(report: SoakReport) -> str:
             f"duration {report.duration_s:.0f} s, {report.clients} clients, killed clients {report.killed_clients}",
             f"sent {report.sent}, successes {report.successes}, errors {sum(report.errors.values())} ({errors})",
             f"hangs {report.hangs}, wrong answers {report.wrong_answers}, p99 latency of successes {report.p99_ms} ms",
-            f"downtime after kill -9 of the yolov8_infer stub: {report.downtime_s} s",
+            f"downtime after kill -9 of the yolov8_infer stubs: {report.downtime_s} s",
             f"server RSS after the restart: {report.rss_start_mib} MiB -> {report.rss_end_mib} MiB at the end"
             f" (growth {report.rss_end_mib - report.rss_start_mib:+.1f} MiB)",
             f"supervisor exit status {report.supervisor_status}; after shutdown: leftover stubs"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from python_backends.repository import get_instance_count
 from serving.server import free_port
 from serving.triton import ServerOptions
 
@@ -31,6 +32,12 @@ def edited_repository(source: Path, target: Path, edits: dict[str, list[tuple[st
             text = text.replace(old, new)
         config.write_text(text)
     return target
+
+
+def stub_count(repository: Path) -> int:
+    """Python stubs a server of ``repository`` runs: one per instance of each stage."""
+    stages = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+    return sum(get_instance_count((repository / stage / "config.pbtxt").read_text()) for stage in stages)
 
 
 def image_input(payload: bytes, batch: int = 1) -> grpcclient.InferInput:

@@ -39,3 +39,12 @@ def test_streams_match_single_runs_in_order(model_repository, images, one_by_one
     np.testing.assert_allclose(head, one_by_one[:batch], rtol=1e-4, atol=1e-3)
     scores = head[:, 4:].max(axis=(1, 2))
     assert len(set(np.round(scores, 3))) == batch  # different photos: a shuffled order would not match above
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_run_in_stream_matches_single_runs_in_order(model_repository, images, one_by_one, streams):
+    """One instance's share of the cores (1 thread each for 2 streams on 2 cores) gives the same heads."""
+    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
+    head = runtime.run_in_stream(images)
+    assert head.shape == (3, 6, 8400) and head.dtype == np.float32
+    np.testing.assert_allclose(head, one_by_one, rtol=1e-4, atol=1e-3)

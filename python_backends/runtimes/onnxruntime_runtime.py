@@ -31,14 +31,18 @@ def usable_cores() -> int:
 
 
 class OnnxRuntimeRuntime:
-    """Runs the model with onnxruntime's CPUExecutionProvider, in one of two ways.
+    """Runs the model with onnxruntime's CPUExecutionProvider, all cores for one caller or a share of them.
 
-    - One image, or what is left of a batch: one run with ``intra_op_threads`` threads (all cores
-      by default), the lowest latency for a lone request.
-    - With ``streams`` > 1, a batch's images run side by side, ``streams`` at a time, each on one
-      thread of its own. Threads that share an operator wait for each other; threads with an
-      image each do not, so batches that form under load lose less to the other stages' work on
-      the same cores. ``streams`` 0 means one per usable core.
+    - ``run``, when nothing else needs the cores: one image, or what is left of a batch, in one
+      run with ``intra_op_threads`` threads (all cores by default), the lowest latency; with
+      ``streams`` > 1, a batch's images run side by side, ``streams`` at a time.
+    - ``run_in_stream``, when ``streams`` callers (the infer stage's instances) run at once:
+      the images in one run on this caller's share of the cores.
+
+    A stream's session has ``usable_cores() // streams`` threads (at least 1). Threads that share
+    an operator wait for each other whenever another stage takes a core; streams with an image
+    each do not, so images that arrive under load lose less to the other stages' work on the
+    same cores. ``streams`` 0 means one per usable core.
 
     A model whose batch dimension is fixed (not prepared) is run one image at a time.
     """
@@ -56,9 +60,11 @@ class OnnxRuntimeRuntime:
         static_batch = model_input.shape[0]
         self.max_batch_size = static_batch if isinstance(static_batch, int) else max_batch_size
         self.streams = usable_cores() if streams == 0 else max(1, streams)
-        if self.streams > 1:  # one single-threaded session; each stream runs it on its own thread
+        if self.streams > 1:  # one session with a stream's share of the threads; each stream runs it at once
             self.stream_session = ort.InferenceSession(
-                model_path, sess_options=session_options(1), providers=["CPUExecutionProvider"]
+                model_path,
+                sess_options=session_options(max(1, usable_cores() // self.streams)),
+                providers=["CPUExecutionProvider"],
             )
             self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="ort-stream")
 
@@ -71,14 +77,23 @@ class OnnxRuntimeRuntime:
         images = np.ascontiguousarray(images, dtype=np.float32)
         side_by_side = len(images) - len(images) % self.streams if self.streams > 1 and len(images) > 1 else 0
         heads = list(self.pool.map(self._one, images[:side_by_side])) if side_by_side else []
+        return self._run_batches(self.session, images[side_by_side:], heads)
+
+    def run_in_stream(self, images: np.ndarray) -> np.ndarray:
+        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors), on one stream's share of the cores."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self._run_batches(self.stream_session if self.streams > 1 else self.session, images, [])
+
+    def _run_batches(self, session: ort.InferenceSession, images: np.ndarray, heads: list) -> np.ndarray:
+        """Append the heads of ``images`` (in runs of at most max_batch_size) to ``heads``; all of them, joined."""
         heads += [
-            self._run(self.session, images[start : start + self.max_batch_size])
-            for start in range(side_by_side, len(images), self.max_batch_size)
+            self._run(session, images[start : start + self.max_batch_size])
+            for start in range(0, len(images), self.max_batch_size)
         ]
         return heads[0] if len(heads) == 1 else np.concatenate(heads)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
-        """float32 (3, H, W) on the single-threaded session → float32 (1, 4 + num_classes, num_anchors)."""
+        """float32 (3, H, W) on a stream's session → float32 (1, 4 + num_classes, num_anchors)."""
         return self._run(self.stream_session, image[None])
 
     def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:

@@ -1,14 +1,19 @@
-"""Triton Python model: run the detector on a batch. Coordinates ``python_backends.runtimes``."""
+"""Triton Python model: run the detector on a batch. Coordinates ``python_backends.runtimes``.
+
+On CPU each instance is one ONNX Runtime stream: an image alone in the pipeline runs on all
+cores, and while other requests are in flight each instance runs its images on its share.
+"""
 
 import os
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
+from python_backends.drain import DrainGate
 from python_backends.gpu_arrays import concatenate, to_host
 from python_backends.runtimes.select import create_runtime
 from python_backends.tensorrt_engine import options_from_parameters
-from python_backends.triton_config import int_parameter, load_config, parameters
+from python_backends.triton_config import instance_count, int_parameter, load_config, parameters
 from python_backends.triton_tensors import input_array, output_tensor
 
 
@@ -22,11 +27,13 @@ class TritonPythonModel:
             params.get("runtime", "auto"),
             os.path.join(version_dir, params.get("model_file", "model.onnx")),
             intra_op_threads=int_parameter(params, "intra_op_threads", 0),
-            cpu_streams=int_parameter(params, "cpu_streams", 1),
+            cpu_streams=instance_count(config),
             max_batch_size=max(1, int(config.get("max_batch_size", 1))),
             engine_options=options_from_parameters(params, dims[1], dims[2]),
             engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,
         )
+        self.shares_cores = self.runtime.name == "onnxruntime" and self.runtime.streams > 1
+        self.gate = DrainGate.from_environment()  # counts the requests in the pipeline
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "output0")["data_type"]
         )
@@ -35,7 +42,10 @@ class TritonPythonModel:
         batches = [input_array(pb_utils.get_input_tensor_by_name(r, "images")) for r in requests]
         if self.runtime.device == "cpu":
             batches = [to_host(batch) for batch in batches]
-        head = self.runtime.run(concatenate(batches)).astype(self.output_dtype, copy=False)
+        images = concatenate(batches)
+        among_others = self.shares_cores and not self.gate.holds_only(len(requests))
+        run = self.runtime.run_in_stream if among_others else self.runtime.run
+        head = run(images).astype(self.output_dtype, copy=False)
         responses, start = [], 0
         for batch in batches:
             stop = start + len(batch)
