@@ -4,8 +4,7 @@ Triton 2.51 stops every model's scheduler when it gets SIGTERM, so an ensemble r
 is between two stages then fails ("Server is stopping") instead of completing. The server
 runner therefore drains first: it closes the gate (the first stage then refuses new requests
 with UNAVAILABLE), waits until every request that entered the pipeline has left it, and only
-then sends SIGTERM. The infer stage reads the count too: an image alone in the pipeline gets
-all cores, one among others gets its instance's share.
+then sends SIGTERM.
 
 The state is two append-only files in a directory shared by the stage processes
 (``YOLOV8_DRAIN_DIR``); one byte is one request, and an O_APPEND write of a few bytes is atomic.
@@ -45,10 +44,6 @@ class DrainGate:
 
     def in_flight(self) -> int:
         return self._size("entered") - self._size("left")
-
-    def holds_only(self, count: int) -> bool:
-        """True when the pipeline holds no requests besides ``count`` of them; False when it cannot count."""
-        return self.directory is not None and self.in_flight() <= count
 
     def _append(self, name: str, count: int) -> None:
         if self.directory is None or count <= 0:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from python_backends.cpu_activity import activity_path
 from python_backends.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
@@ -127,7 +128,7 @@ class TritonServer:
         self._clean_up()
 
     def _clean_up(self, timeout_s: float = 10.0) -> None:
-        """Kill stubs that outlived the server and remove its shared-memory files (after a crash or SIGKILL)."""
+        """Kill stubs that outlived the server; remove its shared-memory and lock files (after a crash too)."""
         if any(is_alive(stub.pid) for stub in self.stubs):
             os.killpg(self.process.pid, signal.SIGKILL)  # stubs keep the server's process group alive
         deadline = time.monotonic() + timeout_s
@@ -135,6 +136,7 @@ class TritonServer:
             time.sleep(0.05)
         for path in self.shm:
             path.unlink(missing_ok=True)
+        activity_path(self.process.pid).unlink(missing_ok=True)
         if self.gate.directory is not None:
             shutil.rmtree(self.gate.directory, ignore_errors=True)
 

@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
+from python_backends.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import TritonServer
 from serving.supervisor import SupervisorProcess
@@ -119,6 +120,7 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     assert status == 0
     stubs, shm = server.leftovers()
     assert len(server.stubs) == stub_count(model_repository) and len(server.shm) >= 3 and not stubs and not shm
+    assert not activity_path(server.process.pid).exists()
 
 
 def test_image_limits_come_from_the_config(model_repository, sample_images, tmp_path):

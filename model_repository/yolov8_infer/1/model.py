@@ -1,7 +1,8 @@
 """Triton Python model: run the detector on a batch. Coordinates ``python_backends.runtimes``.
 
 On CPU each instance is one ONNX Runtime stream: an image alone in the pipeline runs on all
-cores, and while other requests are in flight each instance runs its images on its share.
+cores; while another stage or instance works (``python_backends.cpu_activity``) each instance
+runs its images on its share.
 """
 
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from python_backends.drain import DrainGate
+from python_backends.cpu_activity import CpuActivity
 from python_backends.gpu_arrays import concatenate, to_host
 from python_backends.runtimes.select import create_runtime
 from python_backends.tensorrt_engine import options_from_parameters
@@ -33,7 +34,7 @@ class TritonPythonModel:
             engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,
         )
         self.shares_cores = self.runtime.name == "onnxruntime" and self.runtime.streams > 1
-        self.gate = DrainGate.from_environment()  # counts the requests in the pipeline
+        self.activity = CpuActivity.of_this_server()  # which stages are working right now
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "output0")["data_type"]
         )
@@ -43,9 +44,9 @@ class TritonPythonModel:
         if self.runtime.device == "cpu":
             batches = [to_host(batch) for batch in batches]
         images = concatenate(batches)
-        among_others = self.shares_cores and not self.gate.holds_only(len(requests))
-        run = self.runtime.run_in_stream if among_others else self.runtime.run
-        head = run(images).astype(self.output_dtype, copy=False)
+        with self.activity.working_alone() as alone:
+            run = self.runtime.run_in_stream if self.shares_cores and not alone else self.runtime.run
+            head = run(images).astype(self.output_dtype, copy=False)
         responses, start = [], 0
         for batch in batches:
             stop = start + len(batch)

@@ -3,6 +3,7 @@
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from python_backends.cpu_activity import CpuActivity
 from python_backends.drain import DrainGate
 from python_backends.frames import FrameError, preprocess_inputs
 from python_backends.gpu_arrays import stack
@@ -24,6 +25,7 @@ class TritonPythonModel:
             max_bytes=int_parameter(params, "max_image_bytes", DEFAULT_MAX_BYTES),
         )
         self.gate = DrainGate.from_environment()  # closed while the server drains before stopping
+        self.activity = CpuActivity.of_this_server()  # tells the infer stage that images are on their way
         self.images_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "images")["data_type"]
         )
@@ -39,7 +41,8 @@ class TritonPythonModel:
                 for _ in requests
             ]
         self.gate.enter(len(requests))
-        responses = [self._one(request) for request in requests]
+        with self.activity.working():
+            responses = [self._one(request) for request in requests]
         self.gate.leave(sum(response.has_error() for response in responses))  # failed here: gone already
         return responses
 

@@ -1,0 +1,59 @@
+"""Which stages are working on the CPU right now, shared by the stub processes of one tritonserver.
+
+A stage holds a shared ``flock`` on one file while it works: preprocess while it decodes, each
+infer instance while it runs the engine. The infer stage gives an image all cores only when it
+can take the lock exclusively for a moment, that is when no other stage is working: the image is
+alone in the pipeline. Otherwise each instance runs on its share of the cores, so the instances
+and the preprocessing do not fight over the same threads.
+
+The kernel drops a process's lock when the process exits, so a crashed stub leaves nothing stale,
+and a request sent straight to one stage cannot skew the picture (as it can a request count).
+Converting the exclusive lock to a shared one is not atomic: two instances that start within
+microseconds of each other may both take all cores, and share them for that run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def activity_path(server_pid: int) -> Path:
+    """The lock file of the tritonserver with process id ``server_pid``."""
+    return Path(tempfile.gettempdir()) / f"yolov8-cpu-activity-{server_pid}.lock"
+
+
+class CpuActivity:
+    """The stages' shared lock file at ``path``; one instance per stage instance (process)."""
+
+    def __init__(self, path: Path):
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @classmethod
+    def of_this_server(cls) -> CpuActivity:
+        """The lock of the tritonserver that started this stub (stubs are its children)."""
+        return cls(activity_path(os.getppid()))
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Hold the shared lock while the block runs."""
+        fcntl.flock(self.fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    @contextmanager
+    def working_alone(self) -> Iterator[bool]:
+        """Like ``working``; yields True when no other stage was working as the block began."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        with self.working():  # from exclusive to shared, so that the others never wait for this run
+            yield alone
