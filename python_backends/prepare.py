@@ -27,7 +27,7 @@ from python_backends.onnx_model import (
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.repository import copy_template, install, set_parameter
+from python_backends.repository import config_files, copy_template, install, set_parameter
 from python_backends.tensorrt_engine import (
     DEFAULT_PROFILE,
     EngineBuildError,
@@ -97,13 +97,17 @@ def prepare_tensorrt(repository: Path, options: EngineOptions, engine_dir: Path 
 
 
 def write_engine_settings(repository: Path, options: EngineOptions, engine_dir: Path | None = None) -> None:
-    """Set yolov8_infer's ``precision``, ``trt_batch_profile`` (and ``engine_dir``) so it loads this engine."""
-    config_path = repository / "yolov8_infer" / "config.pbtxt"
-    config = set_parameter(config_path.read_text(), "precision", "fp16" if options.fp16 else "fp32")
-    config = set_parameter(config, "trt_batch_profile", f"{options.min_batch},{options.opt_batch},{options.max_batch}")
-    if engine_dir is not None:
-        config = set_parameter(config, "engine_dir", str(engine_dir.resolve()))
-    config_path.write_text(config)
+    """Set yolov8_infer's ``precision``, ``trt_batch_profile`` (and ``engine_dir``) so it loads this engine.
+
+    In config.pbtxt and its variants (configs/gpu.pbtxt).
+    """
+    for config_path in config_files(repository / "yolov8_infer"):
+        config = set_parameter(config_path.read_text(), "precision", "fp16" if options.fp16 else "fp32")
+        profile = f"{options.min_batch},{options.opt_batch},{options.max_batch}"
+        config = set_parameter(config, "trt_batch_profile", profile)
+        if engine_dir is not None:
+            config = set_parameter(config, "engine_dir", str(engine_dir.resolve()))
+        config_path.write_text(config)
 
 
 def parse_input_size(text: str) -> tuple[int, int]:

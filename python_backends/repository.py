@@ -50,8 +50,13 @@ def set_parameter(config: str, key: str, value: str) -> str:
     return new
 
 
+def config_files(stage: Path) -> list[Path]:
+    """A model's config.pbtxt and its named variants in configs/ (``tritonserver --model-config-name``)."""
+    return [stage / "config.pbtxt", *sorted((stage / "configs").glob("*.pbtxt"))]
+
+
 def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
-    """Rewrite the four config.pbtxt files for this model's input size, class count and max_det."""
+    """Rewrite the models' config files (variants included) for this model's input size, class count and max_det."""
     image = [3, info.input_height, info.input_width]
     head = [4 + len(info.class_names), info.num_anchors]
     edits = {
@@ -73,8 +78,8 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
         "yolov8_raw": lambda c: _detections(c, max_det),
     }
     for stage, edit in edits.items():
-        path = repository / stage / "config.pbtxt"
-        path.write_text(edit(path.read_text()))
+        for path in config_files(repository / stage):
+            path.write_text(edit(path.read_text()))
 
 
 def _detections(config: str, max_det: int) -> str:

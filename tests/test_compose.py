@@ -64,6 +64,12 @@ def test_triton_gets_the_allocator_settings_of_our_launcher(compose):
     assert {key: environment.get(key) for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
 
 
+def test_triton_loads_the_gpu_config_variants(compose):
+    command = compose["services"]["triton"]["command"]
+    assert "--model-config-name=gpu" in command
+    assert (PROJECT_ROOT / "model_repository" / "yolov8_infer" / "configs" / "gpu.pbtxt").is_file()
+
+
 def test_repository_and_code_are_mounted_read_only(compose):
     volumes = compose["services"]["triton"]["volumes"]
     for target in ("/models", "/opt/yolov8/python_backends"):

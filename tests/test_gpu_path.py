@@ -114,14 +114,15 @@ def test_profile_and_precision_parameters():
 
 
 def test_prepare_writes_settings_the_served_model_reads_back(tmp_path):
-    """What prepare --tensorrt writes into yolov8_infer's config gives the served model the same options."""
+    """What prepare --tensorrt writes into yolov8_infer's configs gives the served model the same options."""
     copy_template(PROJECT_ROOT / "model_repository", tmp_path)
     options = EngineOptions(640, 640, 1, 1, 40, fp16=False)
     write_engine_settings(tmp_path, options, tmp_path / "engines")
-    text = (tmp_path / "yolov8_infer" / "config.pbtxt").read_text()
-    params = dict(re.findall(r'key: "(\w+)", value: \{ string_value: "([^"]*)" \}', text))
-    assert options_from_parameters(params, 640, 640) == options
-    assert params["engine_dir"] == str((tmp_path / "engines").resolve())
+    for config in ("config.pbtxt", "configs/gpu.pbtxt"):
+        text = (tmp_path / "yolov8_infer" / config).read_text()
+        params = dict(re.findall(r'key: "(\w+)", value: \{ string_value: "([^"]*)" \}', text))
+        assert options_from_parameters(params, 640, 640) == options, config
+        assert params["engine_dir"] == str((tmp_path / "engines").resolve()), config
 
 
 # --- modules import without a GPU; pure logic -----------------------------------------------------

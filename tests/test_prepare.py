@@ -81,9 +81,10 @@ def test_prepare_installs_model_labels_and_configs(tmp_path):
     assert "3 classes" in summary
     assert (repo / "yolov8_infer" / "1" / "model.onnx").exists()
     assert (repo / "yolov8_postprocess" / "labels.txt").read_text().split() == ["class0", "class1", "class2"]
-    infer = (repo / "yolov8_infer" / "config.pbtxt").read_text()
-    assert re.search(r'name: "images".*?dims: \[ 3, 64, 64 \]', infer, re.S)
-    assert re.search(r'name: "output0".*?dims: \[ 7, 84 \]', infer, re.S)
+    for config in ("config.pbtxt", "configs/gpu.pbtxt"):  # the GPU variant follows the model too
+        infer = (repo / "yolov8_infer" / config).read_text()
+        assert re.search(r'name: "images".*?dims: \[ 3, 64, 64 \]', infer, re.S), config
+        assert re.search(r'name: "output0".*?dims: \[ 7, 84 \]', infer, re.S), config
     post = (repo / "yolov8_postprocess" / "config.pbtxt").read_text()
     assert re.search(r'name: "det_boxes".*?dims: \[ 50, 4 \]', post, re.S)
     names = re.search(r'key: "class_names", value: \{ string_value: "((?:[^"\\]|\\.)*)"', post).group(1)

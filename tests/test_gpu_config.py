@@ -1,0 +1,45 @@
+"""yolov8_infer's GPU config variant (configs/gpu.pbtxt): the CPU config's twin, loaded by a real tritonserver."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tritonclient.grpc as grpcclient
+from own_server import image_input, options
+
+from python_backends.prepare import PROJECT_ROOT
+from serving.server import TritonServer
+
+INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
+SCHEDULING = ("preferred_batch_size", "instance_group")
+
+
+def settings(path: Path) -> list[str]:
+    """The config's lines without comments and blank lines, and without the scheduling that may differ."""
+    lines = [line.split("#")[0].rstrip() for line in path.read_text().splitlines()]
+    return [line for line in lines if line.strip() and not line.strip().startswith(SCHEDULING)]
+
+
+def test_gpu_variant_differs_only_in_scheduling():
+    assert settings(INFER / "configs" / "gpu.pbtxt") == settings(INFER / "config.pbtxt")
+    gpu = (INFER / "configs" / "gpu.pbtxt").read_text()
+    assert "preferred_batch_size" not in gpu and re.search(r"instance_group \[ \{ count: 1,", gpu)
+
+
+def test_model_config_name_gpu_loads_one_batching_instance(model_repository, grpc_client, sample_images, tmp_path):
+    """What docker-compose.yml's --model-config-name=gpu does, on this CPU-only tritonserver."""
+    default = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
+    assert default["instance_group"][0]["count"] == 2 and default["dynamic_batching"]["preferred_batch_size"] == [1]
+    server_options = options(model_repository, extra_args=["--model-config-name=gpu"])
+    with TritonServer(server_options, tmp_path / "tritonserver.log") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        config = client.get_model_config("yolov8_infer", as_json=True)["config"]
+        assert config["instance_group"][0]["count"] == 1
+        batching = config["dynamic_batching"]  # Triton fills in max_batch_size: whatever is queued goes together
+        assert batching.get("preferred_batch_size", [config["max_batch_size"]]) == [config["max_batch_size"]] == [32]
+        preprocess = client.get_model_config("yolov8_preprocess", as_json=True)["config"]
+        assert preprocess["name"] == "yolov8_preprocess"  # the stages without a variant keep config.pbtxt
+        reply = client.infer("yolov8", [image_input(sample_images["bus.jpg"].read_bytes())])
+        assert reply.as_numpy("num_dets")[0, 0] >= 1
+        client.close()
