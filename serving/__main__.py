@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--grpc-server-cert", type=Path, help="PEM certificate of the server")
     parser.add_argument("--grpc-server-key", type=Path, help="PEM private key of the server")
     parser.add_argument("--grpc-root-cert", type=Path, help="PEM CA: clients must present a cert it signed (mTLS)")
+    parser.add_argument(
+        "--model-config-name",
+        default=defaults.model_config_name or "",
+        help="load configs/NAME.pbtxt where a model has one ('' = config.pbtxt; default: gpu where TensorRT runs)",
+    )
     parser.add_argument("--log-file", type=Path, help="tritonserver's log (default: this terminal)")
     parser.add_argument("--probe-interval", type=float, default=10.0, help="seconds between probe inferences, 0=off")
     args = parser.parse_args(argv)
@@ -79,6 +84,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         grpc_server_cert=args.grpc_server_cert,
         grpc_server_key=args.grpc_server_key,
         grpc_root_cert=args.grpc_root_cert,
+        model_config_name=args.model_config_name or None,
     )
 
 

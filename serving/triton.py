@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_backends.image_decode import DEFAULT_MAX_PIXELS
+from python_backends.runtimes.select import tensorrt_unavailable_reason
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
@@ -80,6 +81,15 @@ def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def default_config_name() -> str | None:
+    """The ``--model-config-name`` for this machine: ``gpu`` where TensorRT can run, else None.
+
+    With ``gpu``, yolov8_infer loads configs/gpu.pbtxt (one instance that batches); without it,
+    every model loads its config.pbtxt (yolov8_infer's: two instances, one CPU image each).
+    """
+    return "gpu" if tensorrt_unavailable_reason() is None else None
+
+
 @dataclass
 class ServerOptions:
     """tritonserver settings; defaults keep everything on loopback."""
@@ -98,6 +108,7 @@ class ServerOptions:
     grpc_server_cert: Path | None = None  # PEM; with grpc_server_key, gRPC speaks TLS only
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
+    model_config_name: str | None = field(default_factory=default_config_name)  # --model-config-name
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -119,6 +130,8 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
         f"--exit-timeout-secs={options.exit_timeout_s}",
         f"--log-verbose={options.log_verbose}",
     ]
+    if options.model_config_name:
+        cmd.append(f"--model-config-name={options.model_config_name}")
     if options.metrics:
         cmd += [f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}"]
     if options.admin_key:

@@ -10,6 +10,7 @@ from own_server import image_input, options
 
 from python_backends.prepare import PROJECT_ROOT
 from serving.server import TritonServer
+from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
 SCHEDULING = ("preferred_batch_size", "instance_group")
@@ -27,12 +28,16 @@ def test_gpu_variant_differs_only_in_scheduling():
     assert "preferred_batch_size" not in gpu and re.search(r"instance_group \[ \{ count: 1,", gpu)
 
 
-def test_model_config_name_gpu_loads_one_batching_instance(model_repository, grpc_client, sample_images, tmp_path):
-    """What docker-compose.yml's --model-config-name=gpu does, on this CPU-only tritonserver."""
-    default = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
-    assert default["instance_group"][0]["count"] == 2 and default["dynamic_batching"]["preferred_batch_size"] == [1]
-    server_options = options(model_repository, extra_args=["--model-config-name=gpu"])
-    with TritonServer(server_options, tmp_path / "tritonserver.log") as server:
+def test_model_config_name_gpu_loads_one_batching_instance(model_repository, triton, sample_images, tmp_path):
+    """What the server runner does where TensorRT runs, and docker-compose.yml always: on this CPU-only tritonserver."""
+    if triton.options.model_config_name is None:  # the session's server: config.pbtxt
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        default = client.get_model_config("yolov8_infer", as_json=True)["config"]
+        client.close()
+        assert default["instance_group"][0]["count"] == 2
+        assert default["dynamic_batching"]["preferred_batch_size"] == [1]
+    with TritonServer(options(model_repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
+        assert "--model-config-name=gpu" in server_command(server.options, Path())
         client = grpcclient.InferenceServerClient(server.grpc_url)
         config = client.get_model_config("yolov8_infer", as_json=True)["config"]
         assert config["instance_group"][0]["count"] == 1

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 
+from python_backends.runtimes.select import tensorrt_unavailable_reason
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
 from serving.triton import MALLOC_ENVIRONMENT, server_command, server_environment
 
@@ -57,3 +58,14 @@ def test_stubs_get_the_allocator_settings():
     env = server_environment({})
     assert {key: env[key] for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
     assert server_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"  # the user's wins
+
+
+def test_model_config_name_follows_tensorrt_unless_given(tmp_path, monkeypatch):
+    monkeypatch.setattr("serving.__main__.ADMIN_KEY_FILE", tmp_path / "admin_key")
+    default = server_command(server_options(parse_args([])), tmp_path)
+    expected = [] if tensorrt_unavailable_reason() else ["--model-config-name=gpu"]
+    assert [arg for arg in default if arg.startswith("--model-config-name")] == expected
+    given = server_command(server_options(parse_args(["--model-config-name", "gpu"])), tmp_path)
+    assert "--model-config-name=gpu" in given
+    plain = server_command(server_options(parse_args(["--model-config-name", ""])), tmp_path)
+    assert not [arg for arg in plain if arg.startswith("--model-config-name")]
