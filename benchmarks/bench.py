@@ -223,10 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {out}", flush=True)
     inputs = out / "input.json"
     write_perf_data([image], inputs, args.repository)
-    runtime = engine_runtime(args.repository)
     options = ServerOptions(repository=args.repository, http_port=free_port(), grpc_port=free_port(),
                             metrics_port=free_port())  # fmt: skip
     with TritonServer(options, out / "tritonserver.log") as server:
+        with YoloTritonClient(server.grpc_url) as client:
+            infer_config = client.client.get_model_config("yolov8_infer", as_json=True)["config"]
+        runtime = engine_runtime(args.repository, infer_config)
         print("engine in-process, batch 1, 2, 4, 8 ...", flush=True)
         engine = engine_baseline(runtime)
         ensemble, cpu = {}, {}

@@ -7,21 +7,22 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.repository import get_instance_count, get_parameter
 from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.triton_config import instance_count, int_parameter, parameters
 
 
-def engine_runtime(repository: Path) -> OnnxRuntimeRuntime:
-    """The runtime ``yolov8_infer`` runs: its model file and thread count, one stream per instance (config.pbtxt).
+def engine_runtime(repository: Path, config: dict) -> OnnxRuntimeRuntime:
+    """The runtime ``yolov8_infer`` runs, from the model config Triton loaded (``get_model_config`` as JSON).
 
-    In the server each instance runs one image at a time on its share of the cores; here the
-    streams run a batch's images side by side the same way.
+    Its model file and thread count, and one stream per instance: in the server each instance
+    runs one image at a time on its share of the cores; here the streams run a batch's images
+    side by side the same way.
     """
-    config = (repository / "yolov8_infer" / "config.pbtxt").read_text()
+    params = parameters(config)
     return OnnxRuntimeRuntime(
-        str(repository / "yolov8_infer" / "1" / get_parameter(config, "model_file")),
-        intra_op_threads=int(get_parameter(config, "intra_op_threads")),
-        streams=get_instance_count(config),
+        str(repository / "yolov8_infer" / "1" / params.get("model_file", "model.onnx")),
+        intra_op_threads=int_parameter(params, "intra_op_threads", 0),
+        streams=instance_count(config),
     )
 
 

@@ -8,8 +8,12 @@ and the preprocessing do not fight over the same threads.
 
 The kernel drops a process's lock when the process exits, so a crashed stub leaves nothing stale,
 and a request sent straight to one stage cannot skew the picture (as it can a request count).
-Converting the exclusive lock to a shared one is not atomic: two instances that start within
-microseconds of each other may both take all cores, and share them for that run.
+
+"Alone" is decided as a run starts. An image that started alone keeps all cores when another
+image arrives during its run (the newcomer runs on its instance's share beside it), and so does
+one of two instances that start within microseconds of each other, since converting the
+exclusive lock to a shared one is not atomic. Where the lock file cannot be opened, no image is
+ever alone: each instance keeps to its share.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ from pathlib import Path
 
 
 def activity_path(server_pid: int) -> Path:
-    """The lock file of the tritonserver with process id ``server_pid``."""
-    return Path(tempfile.gettempdir()) / f"yolov8-cpu-activity-{server_pid}.lock"
+    """The lock file of this user's tritonserver with process id ``server_pid``."""
+    return Path(tempfile.gettempdir()) / f"yolov8-cpu-activity-{os.getuid()}-{server_pid}.lock"
 
 
 class CpuActivity:
-    """The stages' shared lock file at ``path``; one instance per stage instance (process)."""
+    """The stages' shared lock file at ``path``; one per stage instance (process)."""
 
     def __init__(self, path: Path):
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            print(f"CPU activity lock {path} unavailable ({exc}): every image runs on its instance's share")
+            self.fd = None
 
     @classmethod
     def of_this_server(cls) -> CpuActivity:
@@ -41,6 +49,9 @@ class CpuActivity:
     @contextmanager
     def working(self) -> Iterator[None]:
         """Hold the shared lock while the block runs."""
+        if self.fd is None:
+            yield
+            return
         fcntl.flock(self.fd, fcntl.LOCK_SH)
         try:
             yield
@@ -50,10 +61,11 @@ class CpuActivity:
     @contextmanager
     def working_alone(self) -> Iterator[bool]:
         """Like ``working``; yields True when no other stage was working as the block began."""
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            alone = True
-        except BlockingIOError:
-            alone = False
+        alone = self.fd is not None
+        if alone:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alone = False
         with self.working():  # from exclusive to shared, so that the others never wait for this run
             yield alone

@@ -26,20 +26,6 @@ def _parameter_pattern(key: str) -> re.Pattern:
     return re.compile(r'(key:\s*"' + re.escape(key) + r'",\s*value:\s*\{\s*string_value:\s*)("(?:[^"\\]|\\.)*")')
 
 
-def get_parameter(config: str, key: str) -> str:
-    """The string value of parameter ``key`` in config.pbtxt text."""
-    match = _parameter_pattern(key).search(config)
-    if match is None:
-        raise ValueError(f"no parameter {key!r} in the config")
-    return json.loads(match.group(2))
-
-
-def get_instance_count(config: str) -> int:
-    """How many instances config.pbtxt text asks for (the sum of its instance groups' counts; 1 when none)."""
-    group = re.search(r"instance_group\s*\[(.*?)\]", config, re.S)
-    return sum(int(count) for count in re.findall(r"count:\s*(\d+)", group.group(1) if group else "")) or 1
-
-
 def set_parameter(config: str, key: str, value: str) -> str:
     """Replace the string value of parameter ``key`` in config.pbtxt text."""
     pattern = _parameter_pattern(key)

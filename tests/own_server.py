@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from python_backends.repository import get_instance_count
+from python_backends.triton_config import instance_count
 from serving.server import free_port
 from serving.triton import ServerOptions
 
@@ -34,10 +34,14 @@ def edited_repository(source: Path, target: Path, edits: dict[str, list[tuple[st
     return target
 
 
-def stub_count(repository: Path) -> int:
-    """Python stubs a server of ``repository`` runs: one per instance of each stage."""
-    stages = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
-    return sum(get_instance_count((repository / stage / "config.pbtxt").read_text()) for stage in stages)
+def stub_count(grpc_url: str) -> int:
+    """Python stubs the server at ``grpc_url`` runs: one per instance of each stage, as it loaded them."""
+    client = grpcclient.InferenceServerClient(grpc_url)
+    try:
+        stages = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+        return sum(instance_count(client.get_model_config(stage, as_json=True)["config"]) for stage in stages)
+    finally:
+        client.close()
 
 
 def image_input(payload: bytes, batch: int = 1) -> grpcclient.InferInput:

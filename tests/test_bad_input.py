@@ -137,7 +137,7 @@ def test_listens_on_loopback_only(triton):
 
 def test_stubs_run_with_the_opencv_pixel_limit(triton):
     """The second guard, for formats whose header is not parsed: OpenCV's own limit in every stub."""
-    assert len(triton.stubs) == stub_count(triton.options.repository) >= 3
+    assert len(triton.stubs) == stub_count(triton.grpc_url) >= 3
     for stub in triton.stubs:
         environment = Path(f"/proc/{stub.pid}/environ").read_bytes().split(b"\0")
         assert b"OPENCV_IO_MAX_IMAGE_PIXELS=40000000" in environment, stub

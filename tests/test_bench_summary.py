@@ -8,7 +8,7 @@ from benchmarks.bench import format_summary, round_summary, summarize
 from benchmarks.cpu_usage import cpu_ms_per_image
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
-from python_backends.repository import get_instance_count, get_parameter, set_parameter
+from python_backends.triton_config import instance_count
 
 ENGINE = {1: {"p50_ms": 160.0, "p99_ms": 170.0, "images_per_s": 6.25, "cpu_ms_per_image": 318.0},
           2: {"p50_ms": 300.0, "p99_ms": 310.0, "images_per_s": 6.67, "cpu_ms_per_image": 299.0}}  # fmt: skip
@@ -64,23 +64,15 @@ def test_cpu_per_image_splits_the_machine_between_the_server_the_rest_and_idle()
     assert sum(per_image.values()) == pytest.approx(2 * 5 * 1e3 / 30)  # the machine, all accounted for
 
 
-def test_config_parameters_read_back_what_was_set():
-    config = '{ key: "class_names", value: { string_value: "[]" } },\n'
-    config += '{ key: "intra_op_threads", value: { string_value: "0" } }'
-    config = set_parameter(config, "class_names", '["a \\"b\\"", "c"]')
-    assert get_parameter(config, "class_names") == '["a \\"b\\"", "c"]'
-    assert get_parameter(config, "intra_op_threads") == "0"
-    with pytest.raises(ValueError, match="no parameter 'missing'"):
-        get_parameter(config, "missing")
-
-
 @pytest.mark.parametrize(
     ("config", "count"),
     [
-        ("instance_group [ { count: 2, kind: KIND_CPU } ]", 2),
-        ("instance_group [\n  { count: 1, kind: KIND_CPU },\n  { count: 3, kind: KIND_CPU }\n]", 4),
-        ('max_batch_size: 8\nparameters [ { key: "count: 9", value: { string_value: "" } } ]', 1),
+        ({"instance_group": [{"count": 2, "kind": "KIND_CPU"}]}, 2),
+        ({"instance_group": [{"count": 1}, {"count": 3}]}, 4),
+        ({"instance_group": [{"kind": "KIND_CPU"}]}, 1),
+        ({"max_batch_size": 8}, 1),
     ],
 )
 def test_instance_count_sums_the_groups(config, count):
-    assert get_instance_count(config) == count
+    """The engine baseline runs one stream per instance of the config Triton loaded."""
+    assert instance_count(config) == count

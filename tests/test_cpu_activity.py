@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 from python_backends.cpu_activity import CpuActivity
+from python_backends.prepare import PROJECT_ROOT
 
 HOLD_IT = """
 import sys, time
 from pathlib import Path
 from python_backends.cpu_activity import CpuActivity
+from python_backends.prepare import PROJECT_ROOT
 with CpuActivity(Path(sys.argv[1])).working():
     print("holding", flush=True)
     time.sleep(60)
@@ -30,7 +32,8 @@ def test_alone_only_while_no_other_stage_works(tmp_path):
 
 
 def test_a_killed_holder_leaves_nothing_stale(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_IT, str(tmp_path / "lock")], stdout=subprocess.PIPE)
+    command = [sys.executable, "-c", HOLD_IT, str(tmp_path / "lock")]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=PROJECT_ROOT)
     try:
         assert holder.stdout.readline() == b"holding\n"
         with CpuActivity(tmp_path / "lock").working_alone() as alone:
@@ -40,3 +43,12 @@ def test_a_killed_holder_leaves_nothing_stale(tmp_path):
         holder.wait()
     with CpuActivity(tmp_path / "lock").working_alone() as alone:
         assert alone
+
+
+def test_an_unopenable_lock_never_makes_an_image_alone(tmp_path, capsys):
+    (tmp_path / "elsewhere").touch()
+    (tmp_path / "lock").symlink_to(tmp_path / "elsewhere")  # refused: O_NOFOLLOW
+    activity = CpuActivity(tmp_path / "lock")
+    assert "unavailable" in capsys.readouterr().out
+    with activity.working(), activity.working_alone() as alone:
+        assert not alone

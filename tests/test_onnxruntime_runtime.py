@@ -25,9 +25,16 @@ def one_by_one(model_repository, images) -> np.ndarray:
     return np.concatenate([runtime.run(image[None]) for image in images])
 
 
-def test_streams_zero_means_one_per_core(model_repository):
-    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=0)
-    assert runtime.streams == usable_cores() >= 1
+@pytest.mark.parametrize(("threads", "streams", "each"), [(2, 2, 1), (8, 2, 4), (3, 2, 1), (1, 4, 1)])
+def test_each_stream_gets_its_share_of_the_threads(model_repository, threads, streams, each):
+    path = str(model_repository / "yolov8_infer" / "1" / "model.onnx")
+    runtime = OnnxRuntimeRuntime(path, intra_op_threads=threads, streams=streams)
+    assert runtime.stream_threads == runtime.stream_session.get_session_options().intra_op_num_threads == each
+
+
+def test_zero_threads_share_every_usable_core(model_repository):
+    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
+    assert runtime.stream_threads == max(1, usable_cores() // 2)
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3])
@@ -43,7 +50,7 @@ def test_streams_match_single_runs_in_order(model_repository, images, one_by_one
 
 @pytest.mark.parametrize("streams", [1, 2])
 def test_run_in_stream_matches_single_runs_in_order(model_repository, images, one_by_one, streams):
-    """One instance's share of the cores (1 thread each for 2 streams on 2 cores) gives the same heads."""
+    """One instance's share of the cores gives the same heads."""
     runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
     head = runtime.run_in_stream(images)
     assert head.shape == (3, 6, 8400) and head.dtype == np.float32

@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from python_backends.onnx_model import UnsupportedModelError, make_batch_dynamic, read_model_info, verify_same_outputs
 from python_backends.prepare import PROJECT_ROOT, main, prepare
+from python_backends.repository import set_parameter
 
 
 def tiny_yolo(num_classes=3, size=64, names=None, out_channels=None, task="detect") -> onnx.ModelProto:
@@ -124,3 +125,13 @@ def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     bad.write_bytes(b"not an onnx file")
     assert main(["--onnx", str(bad), "--repository", str(tmp_path / "repo")]) == 2
     assert "not a readable ONNX model" in capsys.readouterr().err
+
+
+def test_set_parameter_escapes_its_value_and_touches_nothing_else():
+    config = '{ key: "class_names", value: { string_value: "[]" } },\n{ key: "other", value: { string_value: "0" } }'
+    config = set_parameter(config, "class_names", '["a \\"b\\"", "c"]')
+    quoted = re.search(r'key: "class_names", value: \{ string_value: ("(?:[^"\\]|\\.)*") \}', config).group(1)
+    assert json.loads(quoted) == '["a \\"b\\"", "c"]'
+    assert '{ key: "other", value: { string_value: "0" } }' in config
+    with pytest.raises(ValueError, match="no parameter 'missing'"):
+        set_parameter(config, "missing", "x")

@@ -84,6 +84,8 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     """``stop`` (what the supervisor does on SIGTERM): in-flight requests complete, new ones are refused."""
     payload = sample_images["zidane.jpg"].read_bytes()
     server = TritonServer(options(model_repository, exit_timeout_s=30), tmp_path / "tritonserver.log").start()
+    stubs_expected = stub_count(server.grpc_url)
+    assert activity_path(server.process.pid).exists()  # the stages' CPU-activity lock, removed below
     outcomes, stop_load = [], threading.Event()
 
     def load():
@@ -119,7 +121,7 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     assert not unexpected, [str(o) for o in unexpected]
     assert status == 0
     stubs, shm = server.leftovers()
-    assert len(server.stubs) == stub_count(model_repository) and len(server.shm) >= 3 and not stubs and not shm
+    assert len(server.stubs) == stubs_expected and len(server.shm) >= 3 and not stubs and not shm
     assert not activity_path(server.process.pid).exists()
 
 

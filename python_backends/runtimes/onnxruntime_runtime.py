@@ -39,10 +39,10 @@ class OnnxRuntimeRuntime:
     - ``run_in_stream``, when ``streams`` callers (the infer stage's instances) run at once:
       the images in one run on this caller's share of the cores.
 
-    A stream's session has ``usable_cores() // streams`` threads (at least 1). Threads that share
-    an operator wait for each other whenever another stage takes a core; streams with an image
-    each do not, so images that arrive under load lose less to the other stages' work on the
-    same cores. ``streams`` 0 means one per usable core.
+    A stream's session has ``intra_op_threads // streams`` threads (at least 1; 0 threads counts
+    every usable core). Threads that share an operator wait for each other whenever another stage
+    takes a core; streams with an image each do not, so images that arrive under load lose less
+    to the other stages' work on the same cores.
 
     A model whose batch dimension is fixed (not prepared) is run one image at a time.
     """
@@ -59,11 +59,12 @@ class OnnxRuntimeRuntime:
         self.output_name = self.session.get_outputs()[0].name
         static_batch = model_input.shape[0]
         self.max_batch_size = static_batch if isinstance(static_batch, int) else max_batch_size
-        self.streams = usable_cores() if streams == 0 else max(1, streams)
+        self.streams = max(1, streams)
         if self.streams > 1:  # one session with a stream's share of the threads; each stream runs it at once
+            self.stream_threads = max(1, (intra_op_threads or usable_cores()) // self.streams)
             self.stream_session = ort.InferenceSession(
                 model_path,
-                sess_options=session_options(max(1, usable_cores() // self.streams)),
+                sess_options=session_options(self.stream_threads),
                 providers=["CPUExecutionProvider"],
             )
             self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="ort-stream")
