@@ -12,8 +12,8 @@ def load_config(model_config: str | dict[str, Any]) -> dict[str, Any]:
 
 
 def parameters(model_config: dict[str, Any]) -> dict[str, str]:
-    """The ``parameters`` block as plain key → string value."""
-    return {key: value["string_value"] for key, value in model_config.get("parameters", {}).items()}
+    """The ``parameters`` block as plain key → string value (gRPC's JSON leaves empty values out)."""
+    return {key: value.get("string_value", "") for key, value in model_config.get("parameters", {}).items()}
 
 
 def instance_count(model_config: dict[str, Any]) -> int:

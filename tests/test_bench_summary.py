@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.bench import format_summary, round_summary, summarize
 from benchmarks.cpu_usage import cpu_ms_per_image
+from benchmarks.engine_baseline import engine_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
 from python_backends.triton_config import instance_count
@@ -76,3 +78,11 @@ def test_cpu_per_image_splits_the_machine_between_the_server_the_rest_and_idle()
 def test_instance_count_sums_the_groups(config, count):
     """The engine baseline runs one stream per instance of the config Triton loaded."""
     assert instance_count(config) == count
+
+
+def test_engine_runtime_follows_the_config_triton_loaded(model_repository, grpc_client):
+    """gRPC's JSON config (empty parameters left out) gives the infer stage's runtime: one stream per instance."""
+    config = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
+    runtime = engine_runtime(model_repository, config)
+    assert runtime.streams == instance_count(config) == 2
+    assert runtime.run(np.zeros((1, 3, 640, 640), np.float32)).shape == (1, 6, 8400)
