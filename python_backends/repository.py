@@ -21,14 +21,9 @@ def set_dims(config: str, tensor: str, dims: list[int]) -> str:
     return new
 
 
-def _parameter_pattern(key: str) -> re.Pattern:
-    """Matches parameter ``key`` of config.pbtxt text: group 1 up to its value, group 2 the quoted value."""
-    return re.compile(r'(key:\s*"' + re.escape(key) + r'",\s*value:\s*\{\s*string_value:\s*)("(?:[^"\\]|\\.)*")')
-
-
 def set_parameter(config: str, key: str, value: str) -> str:
     """Replace the string value of parameter ``key`` in config.pbtxt text."""
-    pattern = _parameter_pattern(key)
+    pattern = re.compile(r'(key:\s*"' + re.escape(key) + r'",\s*value:\s*\{\s*string_value:\s*)"(?:[^"\\]|\\.)*"')
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     new, count = pattern.subn(lambda m: m.group(1) + f'"{escaped}"', config)
     if count == 0:
