@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
-from python_backends.triton_config import instance_count, int_parameter, parameters
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.triton_helpers.config import instance_count, int_parameter, parameters
 
 
 def engine_runtime(repository: Path, config: dict) -> OnnxRuntimeRuntime:

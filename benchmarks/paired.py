@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.engine_baseline import engine_baseline
 from client.api import YoloTritonClient
-from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
 
 SETTLE_S = 0.05  # a pause between turns, so that the tail of one (a last copy, a late thread) misses the other
 

@@ -20,8 +20,6 @@ from client.api import DetectionError, DetectionResult, YoloTritonClient
 from client.progress import Progress
 from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
 
 
@@ -200,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf = commands.add_parser("perf-data", help="perf_analyzer --input-data files: ensemble and each stage")
     perf.add_argument("images", nargs="+", metavar="IMAGE")
     perf.add_argument("-o", "--output", required=True, help="ensemble file; stages go to OUTPUT.<model>.json")
-    perf.add_argument("--repository", default=str(PROJECT_ROOT / "model_repository"), help="for the model file")
+    perf.add_argument("--repository", help="for the model file (default: the project's model_repository)")
     perf.set_defaults(func=run_perf_data)
 
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
@@ -216,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_perf_data(args: argparse.Namespace) -> int:
     from client.perf_data import write_perf_data
+    from python_backends.prepare.repository import DEFAULT_REPOSITORY
 
-    for path in write_perf_data([Path(i) for i in args.images], Path(args.output), Path(args.repository)):
+    repository = Path(args.repository) if args.repository else DEFAULT_REPOSITORY
+    for path in write_perf_data([Path(i) for i in args.images], Path(args.output), repository):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

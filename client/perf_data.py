@@ -1,6 +1,6 @@
 """perf_analyzer ``--input-data`` files for the ensemble and for each stage alone.
 
-The ensemble file holds the encoded images (serving.perf_input). The stage files hold real
+The ensemble file holds the encoded images (client.perf_input). The stage files hold real
 intermediate tensors, computed in-process by the same classes the stages run, so that each stage
 can be measured alone: ``yolov8_preprocess`` gets IMAGE, ``yolov8_infer`` the letterboxed
 ``images`` tensor, ``yolov8_postprocess`` the head ``output0`` and ``LETTERBOX``.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.preprocessor import Preprocessor
-from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
-from serving.perf_input import input_data
-from serving.triton import DEFAULT_REPOSITORY
+from client.perf_input import input_data
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.preprocess.preprocessor import Preprocessor
 
 STAGE_MODELS = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 

@@ -1,5 +1,11 @@
-"""Reusable YOLOv8 serving logic: the stages' classes, tested without Triton.
+"""YOLOv8 serving logic, one package per ensemble stage, tested without Triton.
 
-Each Triton model in ``model_repository/`` only coordinates; the work is done
-by the classes here (``Preprocessor``, the inference runtimes, ``Postprocessor``).
+- ``preprocess``: encoded bytes or BGR frames → letterboxed float32 NCHW tensor and its LETTERBOX mapping;
+- ``infer``: the detector runtimes (ONNX Runtime, TensorRT, FastDeploy) → the raw YOLOv8 head;
+- ``postprocess``: the head → NMS → detections in original-image pixels;
+- ``triton_helpers``: what every stage's ``model.py`` shares: config parameters, tensors, device arrays, the drain gate;
+- ``prepare``: an Ultralytics ONNX export → the model repository (``python -m python_backends.prepare``).
+
+The Triton models in ``model_repository/*/1/model.py`` only coordinate: they read their config and hand
+each request to these classes. The stages do not import each other; they may import ``triton_helpers``.
 """

@@ -34,6 +34,6 @@ fi
 python3 -c "import tensorrt; print('[gpu-setup] TensorRT', tensorrt.__version__)"
 
 # 3. The engine (cached under a key of TensorRT version, GPU, shapes, precision and ONNX hash).
-python3 -m python_backends.tensorrt_engine --onnx "$MODEL" \
+python3 -m python_backends.infer.tensorrt_engine --onnx "$MODEL" \
     --input-size "${INPUT_HEIGHT:-640}" "${INPUT_WIDTH:-640}" \
     --batch-profile "${TRT_BATCH_PROFILE:-1,8,32}" ${TRT_FP32:+--no-fp16}

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.detection_match import mismatches
-from python_backends.gpu_arrays import to_host
-from python_backends.postprocessor import Postprocessor
-from python_backends.preprocessor import Preprocessor
-from serving.perf_input import input_data
+from client.perf_input import input_data
+from python_backends.postprocess.detection_match import mismatches
+from python_backends.postprocess.postprocessor import Postprocessor
+from python_backends.preprocess.preprocessor import Preprocessor
+from python_backends.triton_helpers.gpu_arrays import to_host
 from serving.triton import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
@@ -42,8 +42,8 @@ MAX_PREPROCESS_DIFF = 2 / 255  # linear-resize rounding may differ by a level or
 
 def gpu_missing() -> str | None:
     """Why this machine cannot run the check, or None."""
-    from python_backends.cvcuda_preprocessor import GpuPreprocessingUnavailable, import_cvcuda
-    from python_backends.runtimes.select import tensorrt_unavailable_reason
+    from python_backends.infer.select import tensorrt_unavailable_reason
+    from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, import_cvcuda
 
     reasons = [tensorrt_unavailable_reason()]
     try:
@@ -55,7 +55,7 @@ def gpu_missing() -> str | None:
 
 def preprocessing_rows(images: list[Path]) -> list[tuple[str, str, str, bool]]:
     """(check, result, threshold, passed) for CV-CUDA against OpenCV."""
-    from python_backends.cvcuda_preprocessor import CvCudaPreprocessor
+    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
 
     cpu = Preprocessor()
     rows = []
@@ -83,9 +83,9 @@ def detection_rows(onnx: Path, images: list[Path]) -> tuple[list[tuple[str, str,
     import onnx as onnx_lib
     import tensorrt
 
-    from python_backends.onnx_model import read_model_info
-    from python_backends.runtimes.select import create_runtime
-    from python_backends.tensorrt_engine import EngineOptions
+    from python_backends.infer.select import create_runtime
+    from python_backends.infer.tensorrt_engine import EngineOptions
+    from python_backends.prepare.onnx_model import read_model_info
 
     info = read_model_info(onnx_lib.load(str(onnx)))
     options = EngineOptions(info.input_height, info.input_width, fp16=True)

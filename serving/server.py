@@ -12,8 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from python_backends.cpu_activity import activity_path
-from python_backends.drain import DRAIN_DIR_VARIABLE, DrainGate
+from python_backends.infer.cpu_activity import activity_path
+from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
 
@@ -34,7 +34,7 @@ class TritonServer:
 
     Once ready, it records the server's Python stubs and shared-memory regions, so that
     ``stop`` can make sure none of them outlives the server (``leftovers``). ``stop`` drains
-    the pipeline before SIGTERM (see ``python_backends.drain``).
+    the pipeline before SIGTERM (see ``python_backends.triton_helpers.drain``).
 
     Usage::
 

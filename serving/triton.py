@@ -10,11 +10,11 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_backends.image_decode import DEFAULT_MAX_PIXELS
-from python_backends.runtimes.select import tensorrt_unavailable_reason
+from python_backends.infer.select import tensorrt_unavailable_reason
+from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
 BACKEND_CACHE = PROJECT_ROOT / ".cache" / "triton_backends"
 MIB = 1024 * 1024
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,

@@ -44,7 +44,7 @@ def sample_images(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory, default_onnx) -> Path:
     """A repository prepared from the default model, apart from the user's own model_repository/."""
-    from python_backends.prepare import prepare
+    from python_backends.prepare.prepare_model import prepare
 
     repository = tmp_path_factory.mktemp("model_repository")
     prepare(default_onnx, repository, template=PROJECT_ROOT / "model_repository")

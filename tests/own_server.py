@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
-from python_backends.triton_config import instance_count
+from python_backends.triton_helpers.config import instance_count
 from serving.server import free_port
 from serving.triton import ServerOptions
 

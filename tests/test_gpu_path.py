@@ -11,28 +11,35 @@ import cv2
 import numpy as np
 import pytest
 
-from python_backends.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
-from python_backends.gpu_arrays import concatenate, gpu_unavailable_reason, is_device_array, stack, to_host
-from python_backends.letterbox import letterbox, letterbox_geometry
-from python_backends.prepare import PROJECT_ROOT, main, write_engine_settings
-from python_backends.preprocess_select import create_preprocessor
-from python_backends.preprocessor import Preprocessor
-from python_backends.repository import copy_template
-from python_backends.runtimes.base import RuntimeUnavailable
-from python_backends.runtimes.select import create_runtime, tensorrt_unavailable_reason
-from python_backends.runtimes.tensorrt_runtime import TensorSpec, binding_shapes
-from python_backends.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
+from python_backends.infer.base import RuntimeUnavailable
+from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
+from python_backends.infer.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
+from python_backends.infer.tensorrt_runtime import TensorSpec, binding_shapes
+from python_backends.prepare.cli import main
+from python_backends.prepare.prepare_model import write_engine_settings
+from python_backends.prepare.repository import PROJECT_ROOT, copy_template
+from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
+from python_backends.preprocess.letterbox import letterbox, letterbox_geometry
+from python_backends.preprocess.preprocessor import Preprocessor
+from python_backends.preprocess.select import create_preprocessor
+from python_backends.triton_helpers.gpu_arrays import (
+    concatenate,
+    gpu_unavailable_reason,
+    is_device_array,
+    stack,
+    to_host,
+)
 
 NO_TENSORRT = tensorrt_unavailable_reason()
 GPU_MODULES = (
-    "python_backends.gpu_arrays",
-    "python_backends.triton_tensors",
-    "python_backends.tensorrt_engine",
-    "python_backends.cvcuda_preprocessor",
-    "python_backends.preprocess_select",
-    "python_backends.runtimes.tensorrt_runtime",
-    "python_backends.runtimes.fastdeploy_runtime",
-    "python_backends.runtimes.select",
+    "python_backends.triton_helpers.gpu_arrays",
+    "python_backends.triton_helpers.tensors",
+    "python_backends.infer.tensorrt_engine",
+    "python_backends.preprocess.cvcuda_preprocessor",
+    "python_backends.preprocess.select",
+    "python_backends.infer.tensorrt_runtime",
+    "python_backends.infer.fastdeploy_runtime",
+    "python_backends.infer.select",
 )
 
 
@@ -167,9 +174,9 @@ def test_binding_shapes_take_the_profile_max_batch():
 
 @pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")
 def test_gpu_classes_refuse_clearly_without_a_gpu(tmp_path, default_onnx):
-    from python_backends.cvcuda_preprocessor import CvCudaPreprocessor
-    from python_backends.runtimes.fastdeploy_runtime import FastDeployRuntime
-    from python_backends.runtimes.tensorrt_runtime import TensorRTRuntime
+    from python_backends.infer.fastdeploy_runtime import FastDeployRuntime
+    from python_backends.infer.tensorrt_runtime import TensorRTRuntime
+    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
 
     with pytest.raises(RuntimeUnavailable, match="runtime 'tensorrt' is unavailable"):
         TensorRTRuntime(tmp_path / "missing.engine")
@@ -226,7 +233,7 @@ def test_cvcuda_preprocessing_matches_opencv(name, sample_images):
     pytest.importorskip("cvcuda", reason="needs CV-CUDA on a GPU")
     if gpu_unavailable_reason():
         pytest.skip(f"needs a GPU: {gpu_unavailable_reason()}")
-    from python_backends.cvcuda_preprocessor import CvCudaPreprocessor
+    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
 
     data = sample_images[name].read_bytes()
     cpu_tensor, cpu_map = Preprocessor().from_bytes(data)
@@ -260,7 +267,7 @@ def test_perf_input_prefixes_each_image_with_its_length(tmp_path):
     import base64
     import struct
 
-    from serving.perf_input import input_data
+    from client.perf_input import input_data
 
     image = tmp_path / "x.jpg"
     image.write_bytes(b"\xff\xd8 not really a jpeg")

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from bad_images import bmp_bomb, cmyk_jpeg, encode, gif_bomb, jpeg_with_size, palette_png, png_bomb, webp_bomb
 
-from python_backends.image_decode import ImageDecodeError, decode_image
-from python_backends.image_header import declared_size, jpeg_is_truncated
+from python_backends.preprocess.image_decode import ImageDecodeError, decode_image
+from python_backends.preprocess.image_header import declared_size, jpeg_is_truncated
 
 
 def test_declared_size_of_every_parsed_format():

@@ -5,8 +5,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from python_backends.letterbox import box_mapping, letterbox, letterbox_geometry, scale_boxes
-from python_backends.preprocessor import Preprocessor
+from python_backends.postprocess.postprocessor import scale_boxes
+from python_backends.preprocess.letterbox import box_mapping, letterbox, letterbox_geometry
+from python_backends.preprocess.preprocessor import Preprocessor
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from python_backends.nms import greedy_nms, non_max_suppression
-from python_backends.postprocessor import Postprocessor, ThresholdError
+from python_backends.postprocess.nms import greedy_nms, non_max_suppression
+from python_backends.postprocess.postprocessor import Postprocessor, ThresholdError
 
 
 def head_from(rows: list[tuple[float, float, float, float, list[float]]]) -> np.ndarray:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime, usable_cores
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime, usable_cores
 
 
 @pytest.fixture(scope="module")
 def images(sample_images) -> np.ndarray:
     """float32 (3, 3, 640, 640): three different real photos, preprocessed."""
-    from python_backends.preprocessor import Preprocessor
+    from python_backends.preprocess.preprocessor import Preprocessor
 
     pre = Preprocessor()
     names = ("bus.jpg", "zidane.jpg", "camera.png")

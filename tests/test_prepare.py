@@ -9,9 +9,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from python_backends.onnx_model import UnsupportedModelError, make_batch_dynamic, read_model_info, verify_same_outputs
-from python_backends.prepare import PROJECT_ROOT, main, prepare
-from python_backends.repository import set_parameter
+from python_backends.prepare.cli import main
+from python_backends.prepare.onnx_model import (
+    UnsupportedModelError,
+    make_batch_dynamic,
+    read_model_info,
+    verify_same_outputs,
+)
+from python_backends.prepare.prepare_model import prepare
+from python_backends.prepare.repository import PROJECT_ROOT, set_parameter
 
 
 def tiny_yolo(num_classes=3, size=64, names=None, out_channels=None, task="detect") -> onnx.ModelProto:

@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
-from python_backends.cpu_activity import activity_path
+from python_backends.infer.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import TritonServer
 from serving.supervisor import SupervisorProcess

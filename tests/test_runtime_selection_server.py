@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from python_backends.repository import set_parameter
-from python_backends.runtimes.select import tensorrt_unavailable_reason
+from python_backends.infer.select import tensorrt_unavailable_reason
+from python_backends.prepare.repository import set_parameter
 from serving.server import ServerStartError, TritonServer, free_port
 from serving.triton import ServerOptions
 

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from python_backends.runtimes.select import tensorrt_unavailable_reason
+from python_backends.infer.select import tensorrt_unavailable_reason
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
 from serving.triton import MALLOC_ENVIRONMENT, server_command, server_environment
 

@@ -1,13 +1,13 @@
-"""Triton Python model: NMS and rescaling. Coordinates ``python_backends.Postprocessor``."""
+"""Triton Python model: NMS and rescaling. Coordinates ``python_backends.postprocess``."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from python_backends.drain import DrainGate
-from python_backends.gpu_arrays import to_host
-from python_backends.postprocessor import Postprocessor, ThresholdError
-from python_backends.triton_config import float_parameter, int_parameter, load_config, parameters
-from python_backends.triton_tensors import input_array
+from python_backends.postprocess.postprocessor import Postprocessor, ThresholdError
+from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
+from python_backends.triton_helpers.drain import DrainGate
+from python_backends.triton_helpers.gpu_arrays import to_host
+from python_backends.triton_helpers.tensors import input_array
 
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 

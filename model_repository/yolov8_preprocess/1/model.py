@@ -1,16 +1,16 @@
-"""Triton Python model: decode + letterbox + normalize. Coordinates ``python_backends.Preprocessor``."""
+"""Triton Python model: decode + letterbox + normalize. Coordinates ``python_backends.preprocess``."""
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from python_backends.cpu_activity import CpuActivity
-from python_backends.drain import DrainGate
-from python_backends.frames import FrameError, preprocess_inputs
-from python_backends.gpu_arrays import stack
-from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
-from python_backends.preprocess_select import create_preprocessor
-from python_backends.triton_config import int_parameter, load_config, parameters
-from python_backends.triton_tensors import output_tensor
+from python_backends.infer.cpu_activity import CpuActivity
+from python_backends.preprocess.frames import FrameError, preprocess_inputs
+from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
+from python_backends.preprocess.select import create_preprocessor
+from python_backends.triton_helpers.config import int_parameter, load_config, parameters
+from python_backends.triton_helpers.drain import DrainGate
+from python_backends.triton_helpers.gpu_arrays import stack
+from python_backends.triton_helpers.tensors import output_tensor
 
 
 class TritonPythonModel:

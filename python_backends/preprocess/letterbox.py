@@ -1,4 +1,6 @@
-"""Ultralytics-compatible letterbox (``LetterBox(auto=False, center=True, scaleup=True)``) and its inverse."""
+"""Ultralytics-compatible letterbox (``LetterBox(auto=False, center=True, scaleup=True)``), and the mapping back.
+
+The mapping travels to postprocess as the LETTERBOX tensor, where ``scale_boxes`` inverts it."""
 
 from __future__ import annotations
 
@@ -73,23 +75,3 @@ def box_mapping(height: int, width: int, new_height: int, new_width: int) -> np.
     pad_x = round((new_width - width * gain) / 2 - 0.1)
     pad_y = round((new_height - height * gain) / 2 - 0.1)
     return np.array([gain, pad_x, pad_y, width, height], dtype=np.float32)
-
-
-def scale_boxes(boxes: np.ndarray, mapping: np.ndarray) -> np.ndarray:
-    """Map xyxy boxes from network-input pixels to original-image pixels, clipped to the image.
-
-    Args:
-        boxes: float32 (N, 4) x1, y1, x2, y2 in network-input pixels.
-        mapping: float32 (5,) from :func:`box_mapping`.
-
-    Returns:
-        float32 (N, 4) in original-image pixels.
-    """
-    gain, pad_x, pad_y, width, height = (float(v) for v in mapping)
-    out = boxes.astype(np.float32, copy=True)
-    out[:, [0, 2]] -= pad_x
-    out[:, [1, 3]] -= pad_y
-    out /= np.float32(gain)
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
-    return out

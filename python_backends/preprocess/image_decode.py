@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from python_backends.image_header import ImageHeaderError, declared_size, jpeg_is_truncated
+from python_backends.preprocess.image_header import ImageHeaderError, declared_size, jpeg_is_truncated
 
 DEFAULT_MAX_PIXELS = 40_000_000  # about 40 MP, e.g. 7300x5475; the config's max_image_pixels overrides it
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # encoded input; the config's max_image_bytes overrides it

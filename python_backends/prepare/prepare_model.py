@@ -1,25 +1,14 @@
-"""Prepare any Ultralytics YOLOv8 detection ONNX for serving.
-
-    python -m python_backends.prepare --onnx yolov8n.onnx [--repository model_repository]
-    python -m python_backends.prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
-
-Reads class names, imgsz and stride from the ONNX metadata, makes the batch dimension
-dynamic (checking numerically that outputs do not change), installs the model with a
-labels file, and sets the configs' input size, class count and max_det to match.
-With --tensorrt it also builds (or finds cached) the TensorRT engine of the installed model
-for this machine's TensorRT and GPU, and writes its precision and profile into yolov8_infer.
-"""
+"""Prepare an ONNX export into a model repository, and point yolov8_infer at a TensorRT engine built from it."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import onnx
 
-from python_backends.onnx_model import (
+from python_backends.infer.tensorrt_engine import EngineOptions, ensure_engine
+from python_backends.prepare.onnx_model import (
     ANCHOR_STRIDES,
     UnsupportedModelError,
     YoloModelInfo,
@@ -27,18 +16,7 @@ from python_backends.onnx_model import (
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.repository import config_files, copy_template, install, set_parameter
-from python_backends.tensorrt_engine import (
-    DEFAULT_PROFILE,
-    EngineBuildError,
-    EngineOptions,
-    compute_capability,
-    ensure_engine,
-    import_tensorrt,
-    parse_profile,
-)
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from python_backends.prepare.repository import config_files, copy_template, install, set_parameter
 
 
 def prepare(
@@ -108,55 +86,3 @@ def write_engine_settings(repository: Path, options: EngineOptions, engine_dir: 
         if engine_dir is not None:
             config = set_parameter(config, "engine_dir", str(engine_dir.resolve()))
         config_path.write_text(config)
-
-
-def parse_input_size(text: str) -> tuple[int, int]:
-    """``"640"`` or ``"480x640"`` (height x width) → (height, width)."""
-    parts = text.lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"input size must be N or HxW, got {text!r}")
-    return int(parts[0]), int(parts[-1])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--onnx", required=True, type=Path, help="Ultralytics YOLOv8 detection ONNX export")
-    parser.add_argument("--repository", type=Path, default=PROJECT_ROOT / "model_repository")
-    parser.add_argument("--max-det", type=int, default=300, help="detections kept per image (output rows)")
-    parser.add_argument("--input-size", type=parse_input_size, help="N or HxW (default: the model's imgsz)")
-    parser.add_argument("--tensorrt", action="store_true", help="also build the TensorRT engine (needs a GPU)")
-    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine (default FP16)")
-    parser.add_argument(
-        "--batch-profile",
-        default=",".join(map(str, DEFAULT_PROFILE)),
-        help="engine min,opt,max batch (default %(default)s; FastDeploy's YOLOv8 example used 1,1,40)",
-    )
-    parser.add_argument("--engine-dir", type=Path, help="engine cache (default $YOLOV8_ENGINE_DIR or .cache/engines)")
-    args = parser.parse_args(argv)
-    try:
-        if args.tensorrt:  # refuse before touching the repository
-            import_tensorrt()
-            compute_capability()
-            low, opt, high = parse_profile(args.batch_profile)
-        print(
-            prepare(
-                args.onnx, args.repository, args.max_det, PROJECT_ROOT / "model_repository", input_size=args.input_size
-            )
-        )
-        if args.tensorrt:
-            height, width = args.input_size or _installed_size(args.repository)
-            options = EngineOptions(height, width, low, opt, high, fp16=args.fp16)
-            print(prepare_tensorrt(args.repository, options, args.engine_dir))
-    except (UnsupportedModelError, FileNotFoundError, EngineBuildError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _installed_size(repository: Path) -> tuple[int, int]:
-    info = read_model_info(onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")))
-    return info.input_height, info.input_width
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from python_backends.gpu_arrays import GpuUnavailable, import_cupy, is_device_array
-from python_backends.runtimes.base import RuntimeUnavailable
-from python_backends.tensorrt_engine import EngineBuildError, import_tensorrt
+from python_backends.infer.base import RuntimeUnavailable
+from python_backends.infer.tensorrt_engine import EngineBuildError, import_tensorrt
+from python_backends.triton_helpers.gpu_arrays import GpuUnavailable, import_cupy, is_device_array
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from python_backends.gpu_arrays import GpuUnavailable, gpu_unavailable_reason, import_cupy
-from python_backends.image_decode import (
+from python_backends.preprocess.image_decode import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     check_encoded,
     decode_image,
 )
-from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox_geometry
+from python_backends.preprocess.letterbox import PAD_VALUE, box_mapping, letterbox_geometry
+from python_backends.triton_helpers.gpu_arrays import GpuUnavailable, gpu_unavailable_reason, import_cupy
 
 
 class GpuPreprocessingUnavailable(RuntimeError):

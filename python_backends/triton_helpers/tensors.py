@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from python_backends.gpu_arrays import import_cupy, is_device_array
+from python_backends.triton_helpers.gpu_arrays import import_cupy, is_device_array
 
 
 def input_array(tensor: Any) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from python_backends.runtimes.base import RuntimeUnavailable
-from python_backends.tensorrt_engine import EngineOptions, onnx_input_name
+from python_backends.infer.base import RuntimeUnavailable
+from python_backends.infer.tensorrt_engine import EngineOptions, onnx_input_name
 
 
 def import_fastdeploy() -> Any:

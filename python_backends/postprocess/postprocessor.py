@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from python_backends.letterbox import scale_boxes
-from python_backends.nms import Detections, non_max_suppression
+from python_backends.postprocess.nms import Detections, non_max_suppression
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,26 @@ class PaddedDetections:
     det_scores: np.ndarray
     det_classes: np.ndarray
     image_size: np.ndarray
+
+
+def scale_boxes(boxes: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+    """Map xyxy boxes from network-input pixels to original-image pixels, clipped to the image.
+
+    Args:
+        boxes: float32 (N, 4) x1, y1, x2, y2 in network-input pixels.
+        mapping: float32 (5,) the LETTERBOX tensor from preprocessing: gain, pad_x, pad_y, width, height.
+
+    Returns:
+        float32 (N, 4) in original-image pixels.
+    """
+    gain, pad_x, pad_y, width, height = (float(v) for v in mapping)
+    out = boxes.astype(np.float32, copy=True)
+    out[:, [0, 2]] -= pad_x
+    out[:, [1, 3]] -= pad_y
+    out /= np.float32(gain)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
 
 
 class ThresholdError(ValueError):
@@ -58,7 +77,7 @@ class Postprocessor:
 
         Args:
             head: float32 (4 + num_classes, num_anchors).
-            mapping: float32 (5,) gain, pad_x, pad_y, width, height from preprocessing.
+            mapping: float32 (5,) gain, pad_x, pad_y, width, height from preprocessing (LETTERBOX).
             conf_threshold, iou_threshold: per-request values; None uses the defaults.
         """
         if head.ndim != 2 or head.shape[0] != 4 + self.num_classes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from python_backends.cvcuda_preprocessor import CvCudaPreprocessor, GpuPreprocessingUnavailable
-from python_backends.preprocessor import Preprocessor
+from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor, GpuPreprocessingUnavailable
+from python_backends.preprocess.preprocessor import Preprocessor
 
 DEVICES = ("auto", "cpu", "gpu")
 

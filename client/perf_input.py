@@ -1,9 +1,10 @@
 """Write perf_analyzer's ``--input-data`` JSON for the ensemble: encoded images as IMAGE (TYPE_STRING).
 
-    python -m serving.perf_input OUT.json IMAGE [IMAGE ...]
+    python -m client.perf_input OUT.json IMAGE [IMAGE ...]
 
 Each BYTES element is a 4-byte little-endian length followed by the bytes, base64-encoded
-(perf_analyzer ``docs/input_data.md``). Standard library only: it runs in the -py3-sdk image.
+(perf_analyzer ``docs/input_data.md``). Standard library only, and the ``client`` package needs just numpy and
+tritonclient: docker compose's ``perf`` service runs it in the -py3-sdk image.
 """
 
 from __future__ import annotations

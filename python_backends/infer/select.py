@@ -10,9 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from python_backends.gpu_arrays import gpu_unavailable_reason
-from python_backends.runtimes.base import InferenceRuntime, RuntimeUnavailable
-from python_backends.tensorrt_engine import EngineBuildError, EngineKey, EngineOptions, ensure_engine, import_tensorrt
+from python_backends.infer.base import InferenceRuntime, RuntimeUnavailable
+from python_backends.infer.tensorrt_engine import (
+    EngineBuildError,
+    EngineKey,
+    EngineOptions,
+    ensure_engine,
+    import_tensorrt,
+)
+from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
 RUNTIMES = ("auto", "onnxruntime", "tensorrt", "fastdeploy")
 
@@ -53,7 +59,7 @@ def create_runtime(
             return _tensorrt(Path(onnx_path), options, engine_dir, log)
         except RuntimeUnavailable as exc:
             log(f"runtime auto: {exc}; using onnxruntime on CPU")
-    from python_backends.runtimes.onnxruntime_runtime import OnnxRuntimeRuntime
+    from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
 
     return OnnxRuntimeRuntime(
         onnx_path, intra_op_threads=intra_op_threads, max_batch_size=max_batch_size, streams=cpu_streams
@@ -68,19 +74,19 @@ def _tensorrt(onnx_path: Path, options: EngineOptions, engine_dir: Path | None, 
         engine = ensure_engine(onnx_path, options, engine_dir, log)
     except EngineBuildError as exc:
         raise RuntimeUnavailable(f"runtime 'tensorrt' is unavailable: {exc}") from exc
-    from python_backends.runtimes.tensorrt_runtime import TensorRTRuntime
+    from python_backends.infer.tensorrt_runtime import TensorRTRuntime
 
     return TensorRTRuntime(engine)
 
 
 def _fastdeploy(onnx_path: Path, options: EngineOptions, engine_dir: Path | None):
-    from python_backends.runtimes.fastdeploy_runtime import FastDeployRuntime, import_fastdeploy
+    from python_backends.infer.fastdeploy_runtime import FastDeployRuntime, import_fastdeploy
 
     fd = import_fastdeploy()
     reason = gpu_unavailable_reason()
     if reason:
         raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {reason}")
-    from python_backends.tensorrt_engine import compute_capability, default_engine_dir, file_sha256
+    from python_backends.infer.tensorrt_engine import compute_capability, default_engine_dir, file_sha256
 
     try:
         key = EngineKey(f"fastdeploy{fd.__version__}", compute_capability(), file_sha256(onnx_path), options)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROFILE = (1, 8, 32)  # min/opt/max batch; FastDeploy's YOLOv8 example used 1/1/40
 ENGINE_DIR_ENV = "YOLOV8_ENGINE_DIR"
 PROGRESS_EVERY_S = 15.0
@@ -126,7 +126,7 @@ def compute_capability() -> str:
         lines = reply.stdout.split()
         if reply.returncode == 0 and lines:
             return lines[0]
-    from python_backends.gpu_arrays import gpu_count, import_cupy
+    from python_backends.triton_helpers.gpu_arrays import gpu_count, import_cupy
 
     if gpu_count() == 0:
         raise EngineBuildError("no CUDA GPU is visible (nvidia-smi and CuPy find none)")
@@ -252,7 +252,7 @@ def ensure_engine(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m python_backends.tensorrt_engine --onnx MODEL``: build or find the engine (used in containers,
+    """``python -m python_backends.infer.tensorrt_engine --onnx MODEL``: build or find the engine (used in containers,
     where the repository is read-only and ``prepare`` cannot rewrite configs)."""
     import argparse
     import sys

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from python_backends.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
-from python_backends.letterbox import PAD_VALUE, box_mapping, letterbox
+from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
+from python_backends.preprocess.letterbox import PAD_VALUE, box_mapping, letterbox
 
 
 class Preprocessor:

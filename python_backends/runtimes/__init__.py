@@ -1,1 +1,0 @@
-"""Inference runtimes behind one small interface (see ``base.InferenceRuntime``)."""
