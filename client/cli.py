@@ -12,12 +12,13 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
 
 import cv2
+from tqdm import tqdm
 
 from client.annotate import annotate
 from client.api import DetectionError, DetectionResult, YoloTritonClient
-from client.progress import Progress
 from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
 
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
@@ -76,7 +77,7 @@ class DetectRun:
         self.failed += 1
         print(f"error: {label}: {why}", file=sys.stderr)
 
-    def run(self, items: Iterable[ImageItem | FrameItem], progress: Progress, on_result: Callable) -> None:
+    def run(self, items: Iterable[ImageItem | FrameItem], progress: tqdm, on_result: Callable) -> None:
         with ThreadPoolExecutor(self.args.concurrency) as pool:
             for item, future in ordered_map(pool, self.detect, items, 2 * self.args.concurrency):
                 try:
@@ -88,7 +89,7 @@ class DetectRun:
                 else:
                     self.results.append(result)
                     on_result(item, result)
-                progress.advance()
+                progress.update()
 
     def save_image(self, item: ImageItem, result: DetectionResult) -> None:
         if self.save_dir is None:
@@ -99,7 +100,7 @@ class DetectRun:
             target = self.save_dir / f"{item.path.stem}_{len(self.results)}{item.path.suffix}"
         cv2.imwrite(str(target), annotate(pixels, result))
 
-    def run_video(self, path: Path, progress: Progress) -> None:
+    def run_video(self, path: Path, progress: tqdm) -> None:
         writer = None
         try:
             frames = video_frames(path)
@@ -134,11 +135,16 @@ def count_frames(path: Path) -> int:
         capture.release()
 
 
+def progress_bar(total: int, quiet: bool, stream: TextIO) -> tqdm:
+    """A tqdm bar (count, img/s, ETA) on ``stream``; disabled with ``quiet``, for 3 items or fewer, or off a TTY."""
+    return tqdm(total=total, unit="img", file=stream, disable=quiet or total <= 3 or not stream.isatty())
+
+
 def run_detect(args: argparse.Namespace) -> int:
     images, videos = expand(args.sources)
     total = len(images) + sum(count_frames(v) for v in videos)
     started = time.perf_counter()
-    progress = Progress(total, enabled=total > 3 and not args.quiet)
+    progress = progress_bar(total, args.quiet, sys.stderr)
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
     tls = {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
