@@ -47,19 +47,41 @@ def bmp_bomb(width: int = 60000, height: int = 60000) -> bytes:
 
 
 def webp_bomb() -> bytes:
-    """An extended (VP8X) WebP header declaring 16384 x 16384."""
-    vp8x = struct.pack("<I", 0) + (16383).to_bytes(3, "little") * 2
-    body = b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+    """A real animated 16x16 WebP whose extended (VP8X) header declares a 16384 x 16384 canvas."""
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((0, 0, 0), (1, 2, 3))]
+    data = bytearray(pillow_bytes(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True))
+    assert data[12:16] == b"VP8X"
+    data[24:30] = (16383).to_bytes(3, "little") * 2  # canvas width - 1, height - 1
+    return bytes(data)
 
 
 def gif_bomb() -> bytes:
-    return b"GIF89a" + struct.pack("<HH", 65535, 65535) + b"\x00\x00\x00" + b"\x3b"
+    """A real 2x2 GIF whose logical screen is declared 65535 x 65535."""
+    data = bytearray(pillow_bytes(Image.new("RGB", (2, 2), (10, 20, 30)), "GIF"))
+    struct.pack_into("<HH", data, 6, 65535, 65535)
+    return bytes(data)
 
 
-def pillow_bytes(image: Image.Image, fmt: str) -> bytes:
+def tiff_bomb() -> bytes:
+    """A real 2x2 little-endian TIFF whose ImageWidth and ImageLength tags are rewritten to 60000."""
+    data = bytearray(pillow_bytes(Image.new("RGB", (2, 2)), "TIFF"))
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT (3) or LONG (4), the value inline
+            struct.pack_into("<H" if kind == 3 else "<I", data, entry + 8, 60000)
+    return bytes(data)
+
+
+def pnm_bomb() -> bytes:
+    """A binary PPM header declaring 60000 x 60000 pixels, followed by one row."""
+    return b"P6\n60000 60000\n255\n" + b"\x00" * 3 * 60000
+
+
+def pillow_bytes(image: Image.Image, fmt: str, **options) -> bytes:
     out = io.BytesIO()
-    image.save(out, fmt)
+    image.save(out, fmt, **options)
     return out.getvalue()
 
 

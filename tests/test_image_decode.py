@@ -3,10 +3,21 @@
 import cv2
 import numpy as np
 import pytest
-from bad_images import bmp_bomb, cmyk_jpeg, encode, gif_bomb, jpeg_with_size, palette_png, png_bomb, webp_bomb
+from bad_images import (
+    bmp_bomb,
+    cmyk_jpeg,
+    encode,
+    gif_bomb,
+    jpeg_with_size,
+    palette_png,
+    png_bomb,
+    pnm_bomb,
+    tiff_bomb,
+    webp_bomb,
+)
 
-from python_backends.preprocess.image_decode import ImageDecodeError, decode_image
-from python_backends.preprocess.image_header import declared_size, jpeg_is_truncated
+from python_backends.preprocess.image_decode import ImageDecodeError, declared_size, decode_image
+from python_backends.preprocess.jpeg import jpeg_is_truncated
 
 
 def test_declared_size_of_every_parsed_format():
@@ -16,6 +27,8 @@ def test_declared_size_of_every_parsed_format():
     lossless = cv2.imencode(".webp", image, [cv2.IMWRITE_WEBP_QUALITY, 101])[1]
     assert declared_size(lossless.tobytes()) == (70, 30)
     assert declared_size(b"II*\x00 a TIFF is left to OpenCV") is None
+    for ext in (".tiff", ".ppm"):  # every format that Pillow reads gets the same check
+        assert declared_size(encode(image, ext)) == (70, 30), ext
 
 
 @pytest.mark.parametrize(
@@ -26,8 +39,10 @@ def test_declared_size_of_every_parsed_format():
         (bmp_bomb(), (60000, 60000)),
         (webp_bomb(), (16384, 16384)),
         (gif_bomb(), (65535, 65535)),
+        (tiff_bomb(), (60000, 60000)),
+        (pnm_bomb(), (60000, 60000)),
     ],
-    ids=["png", "jpeg", "bmp", "webp", "gif"],
+    ids=["png", "jpeg", "bmp", "webp", "gif", "tiff", "pnm"],
 )
 def test_bombs_are_refused_before_decoding(data, size):
     assert declared_size(data) == size

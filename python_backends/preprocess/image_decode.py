@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import warnings
+
 import cv2
 import numpy as np
+from PIL import Image
 
-from python_backends.preprocess.image_header import ImageHeaderError, declared_size, jpeg_is_truncated
+from python_backends.preprocess.jpeg import JPEG_SIGNATURE, JpegHeaderError, jpeg_is_truncated
 
 DEFAULT_MAX_PIXELS = 40_000_000  # about 40 MP, e.g. 7300x5475; the config's max_image_pixels overrides it
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # encoded input; the config's max_image_bytes overrides it
@@ -25,8 +30,9 @@ def decode_image(
     orientation included.
 
     Input that is too large is refused before decoding: more than ``max_bytes`` encoded
-    bytes, or a header (PNG, JPEG, BMP, WebP, GIF) that declares more than ``max_pixels``
-    pixels. Other formats go to OpenCV, whose own limit is OPENCV_IO_MAX_IMAGE_PIXELS.
+    bytes, or a header that declares more than ``max_pixels`` pixels, in every format whose
+    header Pillow reads (PNG, JPEG, BMP, WebP, GIF, TIFF, PNM, ...). Other input goes to
+    OpenCV, whose own limit is OPENCV_IO_MAX_IMAGE_PIXELS.
 
     Args:
         data: encoded bytes, or a 1-D uint8 array of them.
@@ -58,13 +64,15 @@ def check_encoded(data: bytes | np.ndarray, max_pixels: int, max_bytes: int) -> 
 
 
 def check_header(data: bytes, max_pixels: int) -> None:
-    """Refuse a broken header, a truncated JPEG, or a declared size of 0 or more than ``max_pixels`` pixels."""
+    """Refuse a truncated JPEG or header, or a declared size of 0 or more than ``max_pixels`` pixels."""
     try:
-        size = declared_size(data)
-        if size is not None and data.startswith(b"\xff\xd8") and jpeg_is_truncated(data):
-            raise ImageHeaderError("truncated JPEG: no end-of-image marker after its image data")
-    except ImageHeaderError as exc:
+        if data.startswith(JPEG_SIGNATURE) and jpeg_is_truncated(data):
+            raise ImageDecodeError(
+                f"cannot decode image ({len(data)} bytes): truncated JPEG: no end-of-image marker after its image data"
+            )
+    except JpegHeaderError as exc:
         raise ImageDecodeError(f"cannot decode image ({len(data)} bytes): {exc}") from None
+    size = declared_size(data, max_pixels)
     if size is None:
         return
     width, height = size
@@ -75,3 +83,47 @@ def check_header(data: bytes, max_pixels: int) -> None:
             f"image too large: its header declares {width}x{height} = {width * height} pixels, "
             f"the limit is {max_pixels} (refused before decoding)"
         )
+
+
+def declared_size(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """(width, height) that the header declares, read by Pillow without decoding the pixels.
+
+    None when Pillow knows no format with this signature, or cannot read this header for another
+    reason than its end: OpenCV then decides, under its own limit.
+
+    Raises:
+        ImageDecodeError: the header of a format that Pillow knows ends too soon.
+    """
+    kind = pillow_format(data)
+    if kind is None:
+        return None
+    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own guard, at our limit
+    try:
+        with warnings.catch_warnings():  # a bomb is refused by the caller, with its size; broken metadata is not ours
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=[kind]) as image:
+                return image.size
+    except Image.DecompressionBombError:  # over twice the limit: Pillow does not say the size, its plugin does
+        with Image.OPEN[kind][0](io.BytesIO(data)) as image:
+            return image.size
+    except (OSError, EOFError, struct.error) as exc:  # Pillow's "Truncated File Read", or an end of file
+        if not isinstance(exc, OSError) or "truncated" in str(exc).lower():
+            raise ImageDecodeError(f"cannot decode image ({len(data)} bytes): truncated {kind} header") from None
+    except (SyntaxError, ValueError, TypeError, IndexError):  # what Pillow's plugins raise for headers they reject
+        pass
+    return None
+
+
+def pillow_format(data: bytes) -> str | None:
+    """The Pillow format ("PNG", "JPEG", "TIFF", ...) whose signature ``data`` starts with, or None."""
+    Image.init()
+    prefix = data[:16]
+    for kind in Image.ID:
+        accept = Image.OPEN[kind][1]
+        try:
+            matched = accept is not None and accept(prefix)  # formats without a signature test (TGA, ...) never match
+        except (struct.error, IndexError, TypeError):  # a test that needs more bytes than there are (as Image.open)
+            continue
+        if matched and not isinstance(matched, str):  # a string is Pillow's warning, not a match
+            return kind
+    return None
