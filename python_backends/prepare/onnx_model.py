@@ -108,7 +108,7 @@ def _parsed(key: str, value: str) -> object:
             return int(value)
         if key in LITERAL_KEYS:
             return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError):  # literal_eval('{[1]: 2}') is a TypeError
         pass
     return value
 
