@@ -1,5 +1,6 @@
 """Model preparation: metadata, the batch rewrite (equal outputs), config patching, clear refusals."""
 
+import ast
 import json
 import re
 
@@ -7,7 +8,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
+from tritonclient.grpc import model_config_pb2
 
 from python_backends.prepare.cli import main
 from python_backends.prepare.onnx_model import (
@@ -20,8 +23,13 @@ from python_backends.prepare.prepare_model import prepare
 from python_backends.prepare.repository import PROJECT_ROOT, set_parameter
 
 
-def tiny_yolo(num_classes=3, size=64, names=None, out_channels=None, task="detect") -> onnx.ModelProto:
-    """A YOLOv8-shaped ONNX: (1, 3, S, S) -> (1, 4 + nc, anchors), with Reshapes hard-coding batch 1."""
+def tiny_yolo(
+    num_classes=3, size=64, names=None, out_channels=None, task="detect", dynamic_size=False
+) -> onnx.ModelProto:
+    """A YOLOv8-shaped ONNX: (1, 3, S, S) -> (1, 4 + nc, anchors), with Reshapes hard-coding batch 1.
+
+    ``dynamic_size``: H, W and the anchors are symbolic, (1, 3, height, width) -> (1, 4 + nc, anchors).
+    """
     channels = out_channels or 4 + num_classes
     rng = np.random.default_rng(1)
     nodes = [helper.make_node("Conv", ["images", "w"], ["feat"])]
@@ -32,16 +40,22 @@ def tiny_yolo(num_classes=3, size=64, names=None, out_channels=None, task="detec
         nodes.append(
             helper.make_node("AveragePool", ["feat"], [f"p{stride}"], kernel_shape=[stride] * 2, strides=[stride] * 2)
         )
-        inits.append(numpy_helper.from_array(np.array([1, channels, cells], np.int64), f"shape{stride}"))
+        shape = [1, channels, -1 if dynamic_size else cells]
+        inits.append(numpy_helper.from_array(np.array(shape, np.int64), f"shape{stride}"))
         nodes.append(helper.make_node("Reshape", [f"p{stride}", f"shape{stride}"], [f"r{stride}"]))
         parts.append(f"r{stride}")
     nodes += [helper.make_node("Concat", parts, ["cat"], axis=2), helper.make_node("Sigmoid", ["cat"], ["output0"])]
     anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+    image_hw = ["height", "width"] if dynamic_size else [size, size]
     graph = helper.make_graph(
         nodes,
         "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, channels, anchors])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *image_hw])],
+        [
+            helper.make_tensor_value_info(
+                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
+            )
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -141,3 +155,71 @@ def test_set_parameter_escapes_its_value_and_touches_nothing_else():
     assert '{ key: "other", value: { string_value: "0" } }' in config
     with pytest.raises(ValueError, match="no parameter 'missing'"):
         set_parameter(config, "missing", "x")
+
+
+def served_metadata(config: dict) -> dict:
+    """yolov8_infer's ``metadata`` parameter as Ultralytics reads it: TritonRemoteModel's eval(), then AutoBackend's
+    conversion (ultralytics 8.3.202, ultralytics/utils/triton.py and ultralytics/nn/autobackend.py)."""
+    text = config.get("parameters", {}).get("metadata", {}).get("string_value", "None")
+    metadata = eval(text)  # exactly what Ultralytics does
+    assert metadata == ast.literal_eval(text)  # a plain literal: nothing but data
+    for k, v in metadata.items():
+        if k in {"stride", "batch", "channels"}:
+            metadata[k] = int(v)
+        elif k in {"imgsz", "names", "kpt_shape", "args"} and isinstance(v, str):
+            metadata[k] = eval(v)
+    return metadata
+
+
+def file_metadata(config_path) -> dict:
+    """The ``metadata`` parameter of a config.pbtxt, parsed as Triton parses the file."""
+    config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
+    return served_metadata({"parameters": {"metadata": {"string_value": config.parameters["metadata"].string_value}}})
+
+
+def test_ultralytics_triton_client_gets_the_export_metadata(grpc_client, default_onnx):
+    """``YOLO("grpc://host:8001/yolov8_infer", task="detect")`` gets real class names, imgsz, stride from Triton."""
+    config = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
+    metadata = served_metadata(config)
+    names = metadata["names"]
+    assert names == {0: "Normal", 1: "Fall"} and all(type(k) is int for k in names)
+    dims = [int(d) for d in config["input"][0]["dims"]]
+    assert dims == [3, 640, 640] and metadata["imgsz"] == dims[1:] == [640, 640]
+    assert (metadata["task"], metadata["stride"], type(metadata["batch"])) == ("detect", 32, int)
+    export = {p.key: p.value for p in onnx.load(str(default_onnx)).metadata_props}
+    assert list(metadata) == list(export)  # every key of the export, in its order
+    assert metadata["description"] == export["description"] and "D:\\Human" in export["description"]  # backslashes
+    assert metadata["args"]["dynamic"] is False and metadata["channels"] == 3
+
+
+def test_metadata_follows_the_input_size_and_holds_what_the_export_has(tmp_path):
+    """A dynamic-H/W export served at 96x128: imgsz is the served size; absent optional keys stay absent."""
+    source = tmp_path / "tiny.onnx"
+    onnx.save(tiny_yolo(num_classes=2, size=64, dynamic_size=True, names={0: "a", 1: "b"}), source)
+    repo = tmp_path / "repo"
+    prepare(source, repo, template=PROJECT_ROOT / "model_repository", input_size=(96, 128))
+    for config in ("config.pbtxt", "configs/gpu.pbtxt"):
+        path = repo / "yolov8_infer" / config
+        assert re.search(r'name: "images".*?dims: \[ 3, 96, 128 \]', path.read_text(), re.S), config
+        metadata = file_metadata(path)
+        assert metadata == {
+            "task": "detect",
+            "stride": 32,
+            "imgsz": [96, 128],
+            "names": {0: "a", 1: "b"},
+            "batch": 1,  # AutoBackend requires it; the export had none
+        }, config
+
+
+def test_metadata_of_an_export_with_names_only(tmp_path):
+    """No stride/task/batch/imgsz in the export: AutoBackend's required keys are filled, nothing else is made up."""
+    model = tiny_yolo(num_classes=1, size=32)
+    names = [p.value for p in model.metadata_props if p.key == "names"]
+    del model.metadata_props[:]
+    model.metadata_props.add(key="names", value=names[0])
+    source = tmp_path / "names_only.onnx"
+    onnx.save(model, source)
+    repo = tmp_path / "repo"
+    prepare(source, repo, template=PROJECT_ROOT / "model_repository")
+    metadata = file_metadata(repo / "yolov8_infer" / "config.pbtxt")
+    assert metadata == {"names": {0: "class0"}, "imgsz": [32, 32], "stride": 32, "task": "detect", "batch": 1}

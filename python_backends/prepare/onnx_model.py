@@ -31,6 +31,7 @@ class YoloModelInfo:
     stride: int
     num_anchors: int
     batch_dim: int | str  # an int for a static batch, a name for a dynamic one
+    metadata: tuple[tuple[str, str], ...] = ()  # the export's metadata_props (key, value), in order
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -79,7 +80,37 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         stride=stride,
         num_anchors=num_anchors,
         batch_dim=in_dims[0],
+        metadata=tuple(meta.items()),
     )
+
+
+INT_KEYS = ("stride", "batch", "channels")  # Ultralytics' AutoBackend int()s these
+LITERAL_KEYS = ("imgsz", "names", "args")  # ... and eval()s these when they are strings
+
+
+def ultralytics_metadata(info: YoloModelInfo) -> dict[str, object]:
+    """The export's metadata as Ultralytics' Triton client wants it, for the model as served.
+
+    Every key of the export, in its order, with stride/batch/channels as ints and imgsz/names/args
+    parsed; imgsz is the served [height, width] and names {int: str}. The keys AutoBackend requires
+    (stride, task, batch, imgsz, names) are always there, defaulted where the export lacks them.
+    """
+    metadata = {key: _parsed(key, value) for key, value in info.metadata}
+    metadata |= {"imgsz": [info.input_height, info.input_width], "names": dict(enumerate(info.class_names))}
+    required = {"stride": info.stride, "task": "detect", "batch": 1}
+    return metadata | {key: value for key, value in required.items() if key not in metadata}
+
+
+def _parsed(key: str, value: str) -> object:
+    """A metadata_props string as the Python value it spells; unparsable ones stay strings."""
+    try:
+        if key in INT_KEYS:
+            return int(value)
+        if key in LITERAL_KEYS:
+            return ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError):  # literal_eval('{[1]: 2}') is a TypeError
+        pass
+    return value
 
 
 def _image_size(meta: dict[str, str], in_dims: list[int | str]) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from python_backends.prepare.onnx_model import YoloModelInfo
+from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here
@@ -39,16 +39,23 @@ def config_files(stage: Path) -> list[Path]:
 
 
 def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
-    """Rewrite the models' config files (variants included) for this model's input size, class count and max_det."""
+    """Rewrite the models' config files (variants included) for this model's input size, class count and max_det.
+
+    yolov8_infer also gets the export's metadata (``ultralytics_metadata``) as a Python literal, which
+    Ultralytics' ``YOLO("grpc://host:8001/yolov8_infer")`` client eval()s.
+    """
     image = [3, info.input_height, info.input_width]
     head = [4 + len(info.class_names), info.num_anchors]
+    metadata = repr(ultralytics_metadata(info))
     edits = {
         "yolov8_preprocess": lambda c: set_parameter(
             set_parameter(set_dims(c, "images", image), "input_height", str(info.input_height)),
             "input_width",
             str(info.input_width),
         ),
-        "yolov8_infer": lambda c: set_dims(set_dims(c, "images", image), "output0", head),
+        "yolov8_infer": lambda c: set_parameter(
+            set_dims(set_dims(c, "images", image), "output0", head), "metadata", metadata
+        ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameter(
                 set_parameter(set_dims(c, "output0", head), "num_classes", str(len(info.class_names))),
