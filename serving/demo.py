@@ -5,8 +5,11 @@ python -m serving.demo [IMAGE ...]
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -21,6 +24,26 @@ from serving.triton import PROJECT_ROOT, ServerOptions
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 ANNOTATED = PROJECT_ROOT / ".cache" / "demo"
 DEFAULT_IMAGES = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to stderr (file descriptor 2) to /dev/null while the block runs.
+
+    libpng, inside OpenCV, prints "libpng warning: iCCP: known incorrect sRGB profile" when it
+    reads astronaut.png: the file carries an sRGB colour profile that libpng deems malformed.
+    It is harmless (OpenCV ignores colour profiles), and no OpenCV setting turns it off.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv: list[str]) -> int:
@@ -42,8 +65,10 @@ def main(argv: list[str]) -> int:
         delta = deltas(snapshot(client.client, models), before)
     print(format_table(results))
     ANNOTATED.mkdir(parents=True, exist_ok=True)
-    for image, result in zip(images, results):
-        cv2.imwrite(str(ANNOTATED / image.name), annotate(cv2.imread(str(image), cv2.IMREAD_COLOR), result))
+    with native_stderr_silenced():  # libpng's warning about astronaut.png's colour profile
+        pixels = [cv2.imread(str(image), cv2.IMREAD_COLOR) for image in images]
+    for image, picture, result in zip(images, pixels, results):
+        cv2.imwrite(str(ANNOTATED / image.name), annotate(picture, result))
     print(f"\nannotated images: {ANNOTATED}/")
     print(f"\nclient latency per image: mean {sum(latencies) / len(latencies):.1f} ms over {len(latencies)} images")
     print("\nwhere the time went (Triton per-model statistics, mean ms per request):")
