@@ -85,7 +85,7 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
 
 
 INT_KEYS = ("stride", "batch", "channels")  # Ultralytics' AutoBackend int()s these
-LITERAL_KEYS = ("imgsz", "names", "args")  # ... and eval()s these when they are strings
+LITERAL_KEYS = ("args",)  # ... and eval()s these; also imgsz and names, which are replaced by the served ones
 
 
 def ultralytics_metadata(info: YoloModelInfo) -> dict[str, object]:
