@@ -78,6 +78,24 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
+    """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN, ...), from its stats socket."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(str(state_dir / "haproxy.sock"))
+            sock.sendall(b"show stat\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError:
+        return {}
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return {(row["pxname"], row["svname"]): row["status"] for row in rows if row["svname"].startswith("replica-")}
+
+
 class Replica:
     """One ``python -m serving`` in a process group of its own; ``pgid`` is its supervisor's pid."""
 
@@ -250,7 +268,7 @@ class Cluster:
                 if replica.exited():
                     raise ClusterError(f"{replica.name} exited: see {replica.log_dir / 'supervisor.log'}")
             if all(r.is_ready() for r in self.replicas) and http_ok(prometheus):
-                states = self.balancer_states()
+                states = balancer_states(self.state_dir)
                 if states and all(state == "UP" for state in states.values()):
                     for replica in self.replicas:
                         replica.record_resources()
@@ -263,27 +281,6 @@ class Cluster:
         for helper in self.helpers:
             if helper.process.poll() is not None:
                 raise ClusterError(f"{helper.name} exited with {helper.process.returncode}: {helper.log_tail()}")
-
-    def balancer_states(self) -> dict[tuple[str, str], str]:
-        """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN, ...), from its stats socket."""
-        try:
-            with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(2)
-                sock.connect(str(self.state_dir / "haproxy.sock"))
-                sock.sendall(b"show stat\n")
-                data = b""
-                while chunk := sock.recv(65536):
-                    data += chunk
-        except OSError:
-            return {}
-        lines = data.decode().splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
-        return {
-            (row["pxname"], row["svname"]): row["status"]
-            for row in rows
-            if row.get("svname", "").startswith("replica-")
-        }
 
     def write_replicas_json(self) -> None:
         path = self.state_dir / "replicas.json"

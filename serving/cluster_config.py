@@ -83,6 +83,7 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
             *servers["grpc"],
             "backend http_replicas",
             "    balance roundrobin",
+            "    option http-server-close",  # no idle connection to Triton: it waits for those when it stops
             *servers["http"],
             "",
         ]
