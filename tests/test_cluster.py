@@ -129,13 +129,18 @@ def wait_successes(load: Load, count: int, timeout_s: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def wait_replaced(cluster: RunningCluster, index: int, old_pgid: int, timeout_s: float = 180.0) -> None:
-    """Until the cluster has started replica ``index`` again and HAProxy has every replica up."""
+def wait_replaced(cluster: RunningCluster, index: int, old_pgid: int, timeout_s: float = 180.0) -> set[str]:
+    """Until the cluster has started replica ``index`` again and HAProxy has every replica up.
+
+    Returns the states HAProxy's gRPC backend showed for that replica meanwhile.
+    """
+    seen, key = set(), ("grpc_replicas", f"replica-{index}")
     deadline = time.monotonic() + timeout_s
-    while cluster.replicas()[index]["pgid"] == old_pgid:
-        assert time.monotonic() < deadline, "the replica was not started again"
-        time.sleep(0.1)
-    cluster.wait_all_up(timeout_s)
+    while cluster.replicas()[index]["pgid"] == old_pgid or not all(s == "UP" for s in cluster.states().values()):
+        assert time.monotonic() < deadline, f"replica-{index} not started again and back in rotation: {seen}"
+        seen.add(cluster.states().get(key))
+        time.sleep(0.05)
+    return seen
 
 
 def test_replicas_json_and_balancing(cluster, expected, bus):
@@ -170,11 +175,12 @@ def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
     try:
         wait_successes(load, 8)
         os.killpg(victim["pgid"], signal.SIGKILL)
-        wait_replaced(cluster, 0, victim["pgid"])
+        seen = wait_replaced(cluster, 0, victim["pgid"])
         done = len(load.outcomes)
         wait_successes(load, done + 8)
     finally:
         outcomes = load.stop(timeout_s=120)
+    assert "DOWN" in seen, f"HAProxy took the dead replica out of rotation: {seen}"
     assert not [o for o in outcomes if o.error], "a client that retries UNAVAILABLE loses no request"
     assert all(o.correct for o in outcomes)
     assert not group_pids(victim["pgid"])
@@ -183,15 +189,10 @@ def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
 def test_rolling_restart_needs_no_client_retry(cluster, bus, expected):
     victim = cluster.replicas()[1]
     load = Load(cluster.grpc_url, bus, expected, clients=4, retries=0).start()
-    seen = set()
     try:
         wait_successes(load, 8)
         os.kill(victim["pgid"], signal.SIGTERM)  # the supervisor: it drains
-        deadline = time.monotonic() + 60
-        while cluster.replicas()[1]["pgid"] == victim["pgid"] and time.monotonic() < deadline:
-            seen.add(cluster.states().get(("grpc_replicas", "replica-1")))
-            time.sleep(0.05)
-        wait_replaced(cluster, 1, victim["pgid"])
+        seen = wait_replaced(cluster, 1, victim["pgid"])
         done = len(load.outcomes)
         wait_successes(load, done + 8)
     finally:
