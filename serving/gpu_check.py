@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from client.perf_input import input_data
 from client.stage_stats import PHASES, STAGES, deltas, snapshot
 from python_backends.postprocess.detection_match import mismatches
@@ -91,7 +92,7 @@ def preprocessing_rows(images: list[Path]) -> list[dict]:
         for image in images:
             data = image.read_bytes()
             (want, want_map), (got, got_map) = cpu.from_bytes(data), gpu.from_bytes(data)
-            got = to_host(gpu.stack([got]))[0]
+            got = to_host(got)
             np.testing.assert_array_equal(got_map, want_map)
             worst = max(worst, float(np.abs(got - want).max()))
         judged = not gpu_decode  # another JPEG decoder (nvJPEG): reported, not judged
@@ -135,7 +136,7 @@ def gpu_preprocess_detections(onnx: Path, images: list[Path], num_classes: int) 
     found = {}
     for image in images:
         tensor, mapping = pre.from_bytes(image.read_bytes())
-        batch = to_host(pre.stack([tensor]))
+        batch = to_host(tensor)[None]
         found[image.name] = detections_of(post.detect(runtime.run(batch)[0], mapping))
     return found
 
@@ -194,31 +195,20 @@ def served(device: str, images: list[Path], want: dict[str, list[dict]], work: P
         with YoloTritonClient(server.grpc_url) as client:
             got = {image.name: detections_of(client.detect(image)) for image in images}
         rows = [compare(f"served, {device} preprocessing: detections vs the CPU path", got, want)]
-        perf = shutil.which("perf_analyzer")
-        if perf is None:
-            return rows + [
-                row(f"served, {device}: per-stage costs", "not run: perf_analyzer not on PATH", "-", True)
-            ], {}
+        if not PERF_ANALYZER.exists():
+            return rows + [row(f"served, {device}: per-stage costs", f"not run: no {PERF_ANALYZER}", "-", True)], {}
         data = work / "perf-input.json"
         data.write_text(json.dumps(input_data(images[:2])))
         stats_client = grpcclient.InferenceServerClient(server.grpc_url)
         for concurrency in CONCURRENCIES:
             before = snapshot(stats_client, ("yolov8", *STAGES))
             csv_path = logs / f"perf-{device}-c{concurrency}.csv"
-            cmd = [perf, "-m", "yolov8", "-u", server.grpc_url, "-i", "grpc", "--input-data", str(data)]
-            cmd += [
-                f"--concurrency-range={concurrency}:{concurrency}",
-                "--measurement-interval=3000",
-                "-f",
-                str(csv_path),
-            ]
-            with open(logs / f"perf-{device}-c{concurrency}.log", "w") as out:
-                subprocess.run(cmd, check=True, timeout=240, stdout=out, stderr=subprocess.STDOUT)
+            run = run_perf_analyzer("yolov8", server.grpc_url, data, concurrency, csv_path)
             delta = deltas(snapshot(stats_client, ("yolov8", *STAGES)), before)
-            throughput, p50 = perf_summary(csv_path)
             stages[str(concurrency)] = {
-                "images_per_s": throughput,
-                "client_p50_ms": p50,
+                "images_per_s": round(run.throughput, 1),
+                "client_p50_ms": round(run.row["p50 latency"] / 1e3, 2),
+                "unstable": bool(run.row["unstable"]),
                 "stages": {
                     model: {
                         "requests": d.success,
@@ -229,15 +219,6 @@ def served(device: str, images: list[Path], want: dict[str, list[dict]], work: P
                 },
             }
     return rows, stages
-
-
-def perf_summary(csv_path: Path) -> tuple[float, float]:
-    """(inferences per second, client p50 ms) from perf_analyzer's CSV."""
-    import csv
-
-    with open(csv_path) as f:
-        first = next(csv.DictReader(f))
-    return round(float(first["Inferences/Second"]), 1), round(float(first["p50 latency"]) / 1e3, 2)
 
 
 def versions() -> dict[str, str]:

@@ -25,10 +25,9 @@ from python_backends.preprocess.letterbox import letterbox, letterbox_geometry
 from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.gpu_arrays import (
-    concatenate,
+    concatenate_on,
     gpu_unavailable_reason,
     is_device_array,
-    stack,
     to_host,
 )
 
@@ -208,8 +207,8 @@ def test_host_arrays_pass_through_the_device_helpers():
     a, b = np.ones((2, 3), np.float32), np.zeros((1, 3), np.float32)
     assert not is_device_array(a)
     assert to_host(a) is a
-    assert concatenate([a, b]).shape == (3, 3) and concatenate([a]) is a
-    assert stack([a, a]).shape == (2, 2, 3)
+    assert concatenate_on([a, b], "cpu").shape == (3, 3) and concatenate_on([a], "cpu") is a
+    assert Preprocessor.stack([a, a]).shape == (2, 2, 3) and Preprocessor.stack([a]).base is a
 
     class FakeDeviceArray:
         __cuda_array_interface__ = {}

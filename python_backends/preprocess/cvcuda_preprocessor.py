@@ -76,9 +76,9 @@ def import_nvimgcodec() -> Any | None:
 class CvCudaPreprocessor:
     """Encoded bytes → float32 (3, H, W) RGB in [0, 1] on the GPU, letterboxed like ``Preprocessor``.
 
-    ``from_bytes`` returns (CuPy float32 (3, H, W), NumPy float32 (5,) mapping) with the work queued on
-    this preprocessor's stream, not yet finished; ``stack`` joins a request's tensors on that stream and
-    synchronizes once, so the batch can be handed to Triton through DLPack.
+    ``from_bytes``/``from_bgr`` return (CuPy float32 (3, H, W), NumPy float32 (5,) mapping), finished.
+    The ``*_batch`` forms queue a whole request on this preprocessor's stream; ``stack`` joins its tensors
+    there and synchronizes once per request, so the batch can be handed to Triton through DLPack.
     """
 
     device = "gpu"
@@ -112,33 +112,32 @@ class CvCudaPreprocessor:
             else None
         )
         self.decoder_name = "nvimgcodec" if codec else "opencv"
+        self._in_flight: list[Any] = []  # decoded images and CV-CUDA tensors that queued work still reads
 
     def from_bytes(self, data: bytes | np.ndarray) -> tuple[Any, np.ndarray]:
-        """Decode and preprocess one image; raises ImageDecodeError for bytes that are not an image."""
-        return self.from_bytes_batch([data])[0]
+        """Decode and preprocess one image, finished (synchronized); raises ImageDecodeError for non-images."""
+        tensor, mapping = self.from_bytes_batch([data])[0]
+        self._finish()
+        return tensor, mapping
+
+    def from_bgr(self, image: np.ndarray) -> tuple[Any, np.ndarray]:
+        """Preprocess one decoded uint8 (H, W, 3) BGR frame, finished (synchronized)."""
+        tensor, mapping = self.from_bgr_batch([image])[0]
+        self._finish()
+        return tensor, mapping
 
     def from_bytes_batch(self, items: Any) -> list[tuple[Any, np.ndarray]]:
         """One request's encoded images: decoded in one nvImageCodec call (OpenCV: one by one), then letterboxed.
 
-        Raises ImageDecodeError for the first item that is not an image (the request fails as a whole).
+        The work is queued, not finished: join the tensors with ``stack``. Raises ImageDecodeError for
+        the first item that is not an image (the request fails as a whole).
         """
-        decoded = self._decode_all(items)
-        return [
-            (
-                self._letterbox_normalize(image, is_rgb),
-                box_mapping(int(image.shape[0]), int(image.shape[1]), self.input_height, self.input_width),
-            )
-            for image, is_rgb in decoded
-        ]
+        return [self._letterbox_normalize(image, is_rgb) for image, is_rgb in self._decode_all(items)]
 
-    def from_bgr(self, image: np.ndarray) -> tuple[Any, np.ndarray]:
-        """Preprocess a decoded uint8 (H, W, 3) BGR frame: upload it, then letterbox on the GPU."""
-        height, width = int(image.shape[0]), int(image.shape[1])
+    def from_bgr_batch(self, frames: Any) -> list[tuple[Any, np.ndarray]]:
+        """One request's uint8 (H, W, 3) BGR frames, uploaded and letterboxed; queued like ``from_bytes_batch``."""
         with self._stream:
-            device_image = self._cp.asarray(image)
-        return self._letterbox_normalize(device_image, False), box_mapping(
-            height, width, self.input_height, self.input_width
-        )
+            return [self._letterbox_normalize(self._cp.asarray(frame), False) for frame in frames]
 
     def _decode_all(self, items: Any) -> list[tuple[Any, bool]]:
         """[(uint8 (H, W, 3) device array, True when RGB)]; nvImageCodec gives RGB, OpenCV BGR."""
@@ -157,8 +156,11 @@ class CvCudaPreprocessor:
                 raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): not a supported or complete image")
         return [(self._cp.asarray(image), True) for image in images]
 
-    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> Any:
+    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> tuple[Any, np.ndarray]:
+        """(float32 (3, H, W) device tensor, float32 (5,) mapping) for a uint8 (h, w, 3) device image."""
         cv, cp = self._cvcuda, self._cp
+        self._in_flight.append(image)
+        mapping = box_mapping(int(image.shape[0]), int(image.shape[1]), self.input_height, self.input_width)
         plan = letterbox_plan(image.shape[0], image.shape[1], self.input_height, self.input_width)
         with self._stream:
             batch = as_tensor(cv, cp.ascontiguousarray(image)[None], "NHWC")
@@ -178,14 +180,20 @@ class CvCudaPreprocessor:
                 batch = cv.cvtcolor(batch, cv.ColorConversion.BGR2RGB, stream=self._cv_stream)
             batch = cv.convertto(batch, np.float32, scale=1.0 / 255.0, offset=0.0, stream=self._cv_stream)
             batch = cv.reformat(batch, "NCHW", stream=self._cv_stream)
-            return cp.asarray(batch.cuda())[0].copy()  # own memory: CV-CUDA's buffer is freed with `batch`
+            self._in_flight.append(batch)
+            return cp.asarray(batch.cuda())[0].copy(), mapping  # own memory, not CV-CUDA's buffer
 
     def stack(self, tensors: list[Any]) -> Any:
         """float32 (B, 3, H, W) on the GPU from a request's (3, H, W) tensors; one synchronization per request."""
         with self._stream:
             batch = self._cp.stack(tensors)
-        self._stream.synchronize()
+        self._finish()
         return batch
+
+    def _finish(self) -> None:
+        """Wait for the queued work, then let go of what it read."""
+        self._stream.synchronize()
+        self._in_flight.clear()
 
 
 def as_tensor(cvcuda: Any, array: Any, layout: str) -> Any:

@@ -60,6 +60,10 @@ class Preprocessor:
         """``from_bytes`` for each of a request's encoded images."""
         return [self.from_bytes(item) for item in items]
 
+    def from_bgr_batch(self, frames: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``from_bgr`` for each of a request's uint8 (H, W, 3) BGR frames."""
+        return [self.from_bgr(frame) for frame in frames]
+
     @staticmethod
     def stack(tensors: list[np.ndarray]) -> np.ndarray:
         """float32 (B, 3, H, W) from a request's (3, H, W) tensors; a single tensor is not copied."""
