@@ -1,17 +1,89 @@
-"""Steady load on a cluster (or one server) from client threads, recording every request's outcome.
+"""``make cluster`` as a subprocess, and steady load on it from client threads; shared by benchmarks/cluster.py
+and tests/test_cluster.py.
 
-Shared by ``benchmarks/cluster.py`` and the cluster tests: each client thread sends one image after
-another through ``client.YoloTritonClient`` and records when it started and ended, whether it
-succeeded, how many attempts it took, and whether its detections match the expected ones.
+Each client thread sends one image after another through ``client.YoloTritonClient`` and records when
+it started and ended, whether it succeeded, how many attempts it took, and whether its detections
+match the expected ones.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from client.api import DetectionError, DetectionResult, YoloTritonClient
+from serving.cluster import balancer_states
+from serving.server import free_port
+from serving.triton import PROJECT_ROOT
+
+
+class ClusterProcess:
+    """``python -m serving.cluster --replicas 2`` as a subprocess, and ways to look at it."""
+
+    def __init__(self, repository: Path, state_dir: Path, *extra: str, env: dict | None = None):
+        self.state_dir = state_dir
+        self.grpc_port, self.http_port, self.prometheus_port = free_port(), free_port(), free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "serving.cluster",
+            "--replicas=2",
+            f"--repository={repository}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-port={self.http_port}",
+            f"--prometheus-port={self.prometheus_port}",
+            f"--state-dir={state_dir}",
+            *extra,
+        ]
+        self.log = state_dir / "cluster.log"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def wait_serving(self, timeout_s: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while "cluster: serving:" not in self.log.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster is not serving:\n{self.log.read_text()}")
+            time.sleep(0.25)
+
+    def replicas(self) -> list[dict]:
+        return json.loads((self.state_dir / "replicas.json").read_text())
+
+    def states(self) -> dict[tuple[str, str], str]:
+        return balancer_states(self.state_dir)
+
+    def wait_all_up(self, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not (self.states() and all(s == "UP" for s in self.states().values())):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replicas not back in rotation: {self.states()}")
+            time.sleep(0.1)
+
+    def fail_counts(self) -> int:
+        """Failed yolov8 requests, summed over the replicas (Triton's own statistics)."""
+        total = 0
+        for replica in self.replicas():
+            url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                total += json.load(reply)["model_stats"][0]["inference_stats"]["fail"]["count"]
+        return total
+
+    def query(self, promql: str) -> list[dict]:
+        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return json.load(reply)["data"]["result"]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import yaml
 from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES
 
 # protobuf framing, the threshold inputs and a batch's other fields ride on top of the image bytes
-BODY_CAP_BYTES = DEFAULT_MAX_BYTES + 1024 * 1024
+BODY_CAP_BYTES = DEFAULT_MAX_BYTES + 8 * 1024 * 1024  # 40 MiB, as the Kubernetes gateway
 RULE_FILE = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes" / "base" / "prometheus-rule.yaml"
 CHECK_INTERVAL_MS = 500  # health and agent checks; 2 failed checks take a replica out: about 1 s
 

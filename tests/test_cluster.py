@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,81 +23,18 @@ import tritonclient.grpc as grpcclient
 from own_server import image_input
 from tritonclient.utils import InferenceServerException
 
-from benchmarks.cluster_load import Load
+from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
-from serving.cluster import balancer_states, group_pids
+from serving.cluster import group_pids
 from serving.cluster_config import BODY_CAP_BYTES
 from serving.processes import child_pids, is_alive, shm_regions
-from serving.server import free_port
-from serving.triton import PROJECT_ROOT
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
 
 
-class RunningCluster:
-    """``python -m serving.cluster --replicas 2`` as a subprocess, and ways to look at it."""
-
-    def __init__(self, repository: Path, state_dir: Path, *extra: str, env: dict | None = None):
-        self.state_dir = state_dir
-        self.grpc_port, self.http_port, self.prometheus_port = free_port(), free_port(), free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "serving.cluster",
-            "--replicas=2",
-            f"--repository={repository}",
-            f"--grpc-port={self.grpc_port}",
-            f"--http-port={self.http_port}",
-            f"--prometheus-port={self.prometheus_port}",
-            f"--state-dir={state_dir}",
-            *extra,
-        ]
-        self.log = state_dir / "cluster.log"
-        state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def wait_serving(self, timeout_s: float = 300.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while "cluster: serving:" not in self.log.read_text():
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"not serving after {timeout_s} s:\n{self.log.read_text()}"
-            time.sleep(0.25)
-
-    def replicas(self) -> list[dict]:
-        return json.loads((self.state_dir / "replicas.json").read_text())
-
-    def states(self) -> dict[tuple[str, str], str]:
-        return balancer_states(self.state_dir)
-
-    def wait_all_up(self, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not (self.states() and all(s == "UP" for s in self.states().values())):
-            assert time.monotonic() < deadline, f"replicas not back in rotation: {self.states()}"
-            time.sleep(0.1)
-
-    def fail_counts(self) -> int:
-        """Failed yolov8 requests, summed over the replicas (Triton's own statistics)."""
-        total = 0
-        for replica in self.replicas():
-            url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
-            with urllib.request.urlopen(url, timeout=10) as reply:
-                total += json.load(reply)["model_stats"][0]["inference_stats"]["fail"]["count"]
-        return total
-
-    def query(self, promql: str) -> list[dict]:
-        url = f"http://127.0.0.1:{self.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.load(reply)["data"]["result"]
-
-
 @pytest.fixture(scope="module")
 def cluster(model_repository, tmp_path_factory):
-    running = RunningCluster(model_repository, tmp_path_factory.mktemp("cluster"))
+    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"))
     try:
         running.wait_serving()
         yield running
@@ -129,7 +65,7 @@ def wait_successes(load: Load, count: int, timeout_s: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def wait_replaced(cluster: RunningCluster, index: int, old_pgid: int, timeout_s: float = 180.0) -> set[str]:
+def wait_replaced(cluster: ClusterProcess, index: int, old_pgid: int, timeout_s: float = 180.0) -> set[str]:
     """Until the cluster has started replica ``index`` again and HAProxy has every replica up.
 
     Returns the states HAProxy's gRPC backend showed for that replica meanwhile.
@@ -260,7 +196,7 @@ def test_cluster_that_cannot_start(model_repository, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        blocked = RunningCluster(model_repository, tmp_path / "port", f"--grpc-port={port}")
+        blocked = ClusterProcess(model_repository, tmp_path / "port", f"--grpc-port={port}")
         assert blocked.process.wait(60) == 1
     assert f"port {port} (gRPC) is already in use" in blocked.log.read_text()
     tools = tmp_path / "bin"
@@ -268,7 +204,7 @@ def test_cluster_that_cannot_start(model_repository, tmp_path):
     for tool in ("nginx", "prometheus"):
         (tools / tool).symlink_to(shutil.which(tool))
     env = os.environ | {"PATH": str(tools)}
-    missing = RunningCluster(model_repository, tmp_path / "tool", env=env)
+    missing = ClusterProcess(model_repository, tmp_path / "tool", env=env)
     assert missing.process.wait(60) == 1
     assert "haproxy is not installed: run `make setup`" in missing.log.read_text()
     for attempt in (blocked, missing):
