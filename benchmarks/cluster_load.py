@@ -51,6 +51,10 @@ class ClusterProcess:
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
     def wait_serving(self, timeout_s: float = 300.0) -> None:
         deadline = time.monotonic() + timeout_s
         while "cluster: serving:" not in self.log.read_text():
