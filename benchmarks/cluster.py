@@ -2,15 +2,16 @@
 
 Starts ``make cluster`` with 2 replicas on free loopback ports and measures, in this order:
 
-1. the balancer's added latency at concurrency 1: interleaved pairs, straight to a replica and through
-   nginx + HAProxy, for a detection (bus.jpg) and for a bare ServerReady call; p50 of each, and the
-   median of the paired differences;
-2. throughput from 8 clients with both replicas in rotation, then with one (HAProxy's runtime API puts
+1. on idle replicas, oversized requests (4 concurrent gRPC and one HTTP, 100 MiB each): the error,
+   the time to it, the replicas' RSS before and after;
+2. the balancer's added latency at concurrency 1: interleaved pairs, straight to replica-0 and through
+   nginx + HAProxy to the same replica, for a detection (bus.jpg) and for a bare ServerReady call;
+   p50 of each, and the median of the paired differences;
+3. throughput from 8 clients with both replicas in rotation, then with one (HAProxy's runtime API puts
    the other in maintenance); on a 2-core machine expect about the same: the work is CPU-bound;
-3. the autoscaling signal: Prometheus's recorded metric idle and under that load, and the replica count
+4. the autoscaling signal: Prometheus's recorded metric idle and under that load, and the replica count
    the HPA's formula asks for, ceil(replicas * average / target);
-4. each Grafana panel's query (deploy/kubernetes/base/grafana-dashboard.json) against the local Prometheus;
-5. oversized requests (gRPC and HTTP, 100 MiB): the error, the time to it, the replicas' RSS before and after;
+5. each Grafana panel's query (deploy/kubernetes/base/grafana-dashboard.json) against the local Prometheus;
 6. failover: 4 clients (retrying UNAVAILABLE, the client's default) while a replica's process group gets
    kill -9; the longest gap between two successes, against the longest before the kill.
 
@@ -56,7 +57,11 @@ def image_request(payload: bytes) -> list[grpcclient.InferInput]:
 
 
 def added_latency(cluster: ClusterProcess, pairs: int) -> dict:
-    """p50 straight to replica-0 and through the balancer, interleaved, at concurrency 1 (ms)."""
+    """p50 straight to replica-0 and through the balancer to the same replica, interleaved, at concurrency 1 (ms).
+
+    replica-1 is in maintenance meanwhile, so both paths end at the same server.
+    """
+    haproxy_command(cluster, "set server grpc_replicas/replica-1 state maint")
     direct = grpcclient.InferenceServerClient(f"127.0.0.1:{cluster.replicas()[0]['grpc_port']}")
     balanced = grpcclient.InferenceServerClient(cluster.grpc_url)
     inputs = image_request(IMAGE.read_bytes())
@@ -83,6 +88,8 @@ def added_latency(cluster: ClusterProcess, pairs: int) -> dict:
         }
     direct.close()
     balanced.close()
+    haproxy_command(cluster, "set server grpc_replicas/replica-1 state ready")
+    cluster.wait_all_up()
     return result
 
 
@@ -111,6 +118,16 @@ def throughput(cluster: ClusterProcess, expected, seconds: float, clients: int) 
     }
 
 
+def idle_metric(cluster: ClusterProcess, timeout_s: float = 60.0) -> dict[str, float]:
+    """The recorded metric per pod once Prometheus has recorded it for both replicas, before any load."""
+    deadline = time.monotonic() + timeout_s
+    while len(values := {r["metric"]["pod"]: float(r["value"][1]) for r in cluster.query(RULE)}) < 2:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    return values
+
+
 def hpa_target() -> float:
     hpa = yaml.safe_load((BASE / "hpa.yaml").read_text()) if (BASE / "hpa.yaml").exists() else None
     if hpa is None:
@@ -118,10 +135,9 @@ def hpa_target() -> float:
     return float(hpa["spec"]["metrics"][0]["pods"]["target"]["averageValue"])
 
 
-def grafana_panels(cluster: ClusterProcess) -> dict | str:
-    dashboard = BASE / "grafana-dashboard.json"
+def grafana_panels(cluster: ClusterProcess, dashboard: Path) -> dict | str:
     if not dashboard.exists():
-        return f"{dashboard.relative_to(PROJECT_ROOT)} is not in this checkout"
+        return f"{dashboard} is not in this checkout"
     panels = {}
     for panel in json.loads(dashboard.read_text())["panels"]:
         for target in panel.get("targets", []):
@@ -207,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="each throughput measurement")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--oversized-mib", type=int, default=100)
+    parser.add_argument("--dashboard", type=Path, default=BASE / "grafana-dashboard.json", help="Grafana JSON")
     args = parser.parse_args(argv)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -218,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             expected = client.detect(IMAGE)
             for _ in range(6):
                 client.detect(IMAGE)
-        report["idle_recorded_metric"] = {r["metric"]["pod"]: float(r["value"][1]) for r in cluster.query(RULE)}
+        time.sleep(2)
+        report["oversized"] = oversized(cluster, args.oversized_mib, concurrent=4)
+        report["idle_recorded_metric"] = idle_metric(cluster)
         report["latency"] = added_latency(cluster, args.pairs)
         report["two_replicas"] = throughput(cluster, expected, args.seconds, args.clients)
         target = hpa_target()
@@ -229,12 +248,11 @@ def main(argv: list[str] | None = None) -> int:
             "average": average,
             "desired_replicas": math.ceil(2 * average / target) if values else None,
         }
-        report["grafana_panels_series"] = grafana_panels(cluster)
+        report["grafana_panels_series"] = grafana_panels(cluster, args.dashboard)
         haproxy_command(cluster, "set server grpc_replicas/replica-1 state maint")
         report["one_replica"] = throughput(cluster, expected, args.seconds, args.clients)
         haproxy_command(cluster, "set server grpc_replicas/replica-1 state ready")
         cluster.wait_all_up()
-        report["oversized"] = oversized(cluster, args.oversized_mib, concurrent=4)
         report["failover"] = failover(cluster, expected, clients=4)
     finally:
         if cluster.process.poll() is None:
