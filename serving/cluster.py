@@ -62,7 +62,9 @@ def group_pids(pgid: int) -> list[int]:
 
 
 def port_in_use(port: int) -> bool:
+    """Something listens on 127.0.0.1:``port`` (connections in TIME_WAIT don't count, as for nginx and HAProxy)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -320,7 +322,8 @@ class Cluster:
             replica.clean_up()
         for helper in reversed(self.helpers):
             helper.stop()
-        log.info("stopped: replicas, nginx, haproxy and prometheus")
+        if running or self.helpers:
+            log.info("stopped: replicas, nginx, haproxy and prometheus")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,6 +17,10 @@ from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES
 
 # protobuf framing, the threshold inputs and a batch's other fields ride on top of the image bytes
 BODY_CAP_BYTES = DEFAULT_MAX_BYTES + 8 * 1024 * 1024  # 40 MiB, as the Kubernetes gateway
+# tritonserver 2.51 segfaults on an HTTP body of 4 MiB or more that it parses as JSON (a valid 8 MiB JSON
+# request too; 3 MiB is answered): a body without the binary-data extension's Inference-Header-Content-Length
+# gets this cap. Images travel in the binary extension (measured: 30 MiB answered).
+JSON_BODY_CAP_BYTES = 2 * 1024 * 1024
 RULE_FILE = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes" / "base" / "prometheus-rule.yaml"
 CHECK_INTERVAL_MS = 500  # health and agent checks; 2 failed checks take a replica out: about 1 s
 
@@ -91,7 +95,11 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
 
 
 def nginx_config(front: FrontPorts, state_dir: Path, body_cap: int = BODY_CAP_BYTES) -> str:
-    """nginx.conf: the client-facing listeners; refuses bodies over ``body_cap`` before HAProxy sees them."""
+    """nginx.conf: the client-facing listeners; refuses bodies over ``body_cap`` before HAProxy sees them.
+
+    HTTP bodies that Triton would parse whole as JSON (no Inference-Header-Content-Length, or a JSON part
+    of a megabyte or more) are capped at JSON_BODY_CAP_BYTES; binary-extension requests at ``body_cap``.
+    """
     temp = state_dir / "nginx"
     grpc_error = (
         "default_type application/grpc; "
@@ -113,6 +121,10 @@ http {{
     scgi_temp_path {temp / 'scgi'};
     client_max_body_size {body_cap};
     client_body_buffer_size 1m;
+    map $http_inference_header_content_length $body_kind {{
+        "~^[0-9]{{1,6}}$" binary;  # a JSON part under 1 MB, then the tensors' bytes
+        default json;
+    }}
     upstream haproxy_grpc {{ server 127.0.0.1:{front.haproxy_grpc_port}; keepalive 32; }}
     upstream haproxy_http {{ server 127.0.0.1:{front.haproxy_http_port}; keepalive 32; }}
     server {{
@@ -127,11 +139,18 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{front.http_port};
-        location / {{
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_read_timeout 300s;
+        location / {{  # nginx checks a body's length against the limit where it first matches, then rewrites
+            if ($body_kind = json) {{ rewrite ^(.*)$ /json-body$1 last; }}
             proxy_pass http://haproxy_http;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_read_timeout 300s;
+        }}
+        location /json-body/ {{
+            internal;
+            client_max_body_size {JSON_BODY_CAP_BYTES};
+            rewrite ^/json-body(/.*)$ $1 break;
+            proxy_pass http://haproxy_http;
         }}
     }}
 }}

@@ -177,6 +177,22 @@ def test_oversized_request_refused_at_the_balancer(cluster, bus):
     assert cluster.fail_counts() == fails, "no replica saw the oversized requests"
 
 
+def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
+    """tritonserver 2.51 segfaulted on a valid 8 MiB JSON request (and 4 MiB of non-JSON): the balancer refuses it."""
+    image = {"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES", "data": ["x" * 8 * 2**20]}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer",
+        data=json.dumps({"inputs": [image]}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    time.sleep(1)  # a crashed tritonserver is noticed within 0.5 s
+    for replica in ("replica-0", "replica-1"):
+        assert "restarting tritonserver" not in (cluster.state_dir / replica / "supervisor.log").read_text()
+
+
 def test_bad_image_gets_invalid_argument_once(cluster):
     """Through the balancer a bad image fails exactly as often as sent straight to one replica: not retried."""
     deltas = []
