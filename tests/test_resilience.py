@@ -19,6 +19,7 @@ from serving.supervisor import SupervisorProcess
 
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+INTERNAL = "StatusCode.INTERNAL"
 
 
 def send(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
@@ -61,10 +62,19 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
             in_flight = pool.submit(send, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
             time.sleep(1.0)
             killed = [s for s in first_stubs if s.model == "yolov8_infer"]  # each instance: the busy one among them
-            for stub in killed:
-                os.kill(stub.pid, signal.SIGKILL)
-            outcome = in_flight.result(timeout=150)
+            # Paused, the supervisor cannot kill the server before Triton notices the dead stub (it polls about
+            # once a second): running, it often wins that race and the request gets UNAVAILABLE "Socket closed".
+            supervised.process.send_signal(signal.SIGSTOP)
+            try:
+                for stub in killed:
+                    os.kill(stub.pid, signal.SIGKILL)
+                outcome = in_flight.result(timeout=150)
+            finally:
+                supervised.process.send_signal(signal.SIGCONT)
         assert isinstance(outcome, InferenceServerException) and outcome.status() != DEADLINE, outcome
+        # the request was in the killed stage: Triton's own error names the dead stub of the instance running it
+        unhealthy = [f"Stub process '{s.instance}' is not healthy" for s in killed]
+        assert outcome.status() == INTERNAL and any(text in outcome.message() for text in unhealthy), outcome
         second_pid = supervised.wait_serving()
         assert second_pid != first_pid
         assert send(supervised.grpc_url, payload) >= 1
