@@ -40,6 +40,11 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def large_jpeg(photo: bytes, width: int, height: int) -> bytes:
+    """A real photo stretched to ``width`` x ``height`` and re-encoded: a valid image that is slow to decode."""
+    return encode(cv2.resize(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), (width, height)), ".jpg")
+
+
 def bmp_bomb(width: int = 60000, height: int = 60000) -> bytes:
     data = bytearray(encode(np.zeros((2, 2, 3), np.uint8), ".bmp"))
     struct.pack_into("<ii", data, 18, width, -height)  # negative height: top-down rows

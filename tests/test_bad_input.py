@@ -1,5 +1,6 @@
 """Bad and unusual input through the real server: each bad request fails alone, clearly; the next succeeds."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -7,13 +8,15 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from bad_images import cmyk_jpeg, encode, jpeg_with_size, palette_png, png_bomb
+from bad_images import cmyk_jpeg, encode, jpeg_with_size, large_jpeg, palette_png, png_bomb
 from own_server import stub_count
 from tritonclient.utils import InferenceServerException
 
+from client.stage_stats import deltas, executions_by_batch_size, snapshot
 from serving.processes import listening_addresses
 
 INVALID = "StatusCode.INVALID_ARGUMENT"
+PREPROCESS = "yolov8_preprocess"
 
 
 def infer(client, payload: bytes, conf: float | None = None, iou: float | None = None):
@@ -108,14 +111,14 @@ def test_unusual_image_works(grpc_client, sample_images, case):
     assert (boxes[:, [1, 3]] <= expected.shape[0]).all()
 
 
-def test_mixed_concurrent_requests(triton, sample_images):
-    """Good and bad requests at once (batched together by the stages): every good one gets its result."""
+def test_mixed_concurrent_requests(triton, grpc_client, sample_images):
+    """Good and bad requests at once, batched together by yolov8_preprocess: every good one gets its result."""
     good = sample_images["bus.jpg"].read_bytes()
     bads = [payload for payload, _ in bad_payloads(sample_images).values()]
     payloads = [good if i % 2 == 0 else bads[(i // 2) % len(bads)] for i in range(12)]
+    clients = [grpcclient.InferenceServerClient(triton.grpc_url) for _ in range(len(payloads) + 1)]
 
-    def one(payload):
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
+    def one(client, payload):
         try:
             return int(infer(client, payload).as_numpy("num_dets")[0, 0])
         except InferenceServerException as exc:
@@ -123,10 +126,20 @@ def test_mixed_concurrent_requests(triton, sample_images):
         finally:
             client.close()
 
-    with ThreadPoolExecutor(len(payloads)) as pool:
-        outcomes = list(pool.map(one, payloads))
+    before, batches_before = snapshot(grpc_client, (PREPROCESS,)), executions_by_batch_size(grpc_client, PREPROCESS)
+    with ThreadPoolExecutor(len(clients)) as pool:
+        # a 36 MP JPEG holds yolov8_preprocess for about 0.5 s, so the 12 requests queue and are batched together
+        slow = pool.submit(one, clients[-1], large_jpeg(good, 6000, 6000))
+        time.sleep(0.1)
+        outcomes = list(pool.map(one, clients, payloads))
     assert len({outcomes[i] for i in range(0, 12, 2)}) == 1 and isinstance(outcomes[0], int) and outcomes[0] >= 1
     assert all(outcomes[i] == INVALID for i in range(1, 12, 2)), outcomes
+    assert isinstance(slow.result(), int), slow.result()
+    # 7 good images and 6 bad: an execution of 8 or more held both
+    delta = deltas(snapshot(grpc_client, (PREPROCESS,)), before)[PREPROCESS]
+    batches = executions_by_batch_size(grpc_client, PREPROCESS) - batches_before
+    assert delta.inferences == 13 and delta.executions < delta.inferences, delta
+    assert any(size >= 8 for size in batches), batches
 
 
 def test_listens_on_loopback_only(triton):
