@@ -45,6 +45,13 @@ def large_jpeg(photo: bytes, width: int, height: int) -> bytes:
     return encode(cv2.resize(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), (width, height)), ".jpg")
 
 
+def pasted(photo: np.ndarray, width: int, height: int, x: int, y: int) -> np.ndarray:
+    """``photo`` (H, W, 3) uint8 pasted at (x, y) into a ``width`` x ``height`` canvas of gray 114 (letterbox pad)."""
+    canvas = np.full((height, width, 3), 114, np.uint8)
+    canvas[y : y + photo.shape[0], x : x + photo.shape[1]] = photo
+    return canvas
+
+
 def bmp_bomb(width: int = 60000, height: int = 60000) -> bytes:
     data = bytearray(encode(np.zeros((2, 2, 3), np.uint8), ".bmp"))
     struct.pack_into("<ii", data, 18, width, -height)  # negative height: top-down rows
