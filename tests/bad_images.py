@@ -91,6 +91,15 @@ def pnm_bomb() -> bytes:
     return b"P6\n60000 60000\n255\n" + b"\x00" * 3 * 60000
 
 
+def hdr_bomb(width: int = 10000, height: int = 10000) -> bytes:
+    """A Radiance HDR header declaring ``width`` x ``height`` pixels, then a few bytes of pixel data.
+
+    Pillow has no Radiance reader, so only OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS) stands in its way;
+    10000 x 10000 is over the project's 40 MP but under OpenCV's default limit of 2^30 pixels.
+    """
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width) + b"\x80\x80\x80\x81" * 64
+
+
 def pillow_bytes(image: Image.Image, fmt: str, **options) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **options)

@@ -8,11 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from bad_images import cmyk_jpeg, encode, jpeg_with_size, large_jpeg, palette_png, pasted, png_bomb
+from bad_images import cmyk_jpeg, encode, hdr_bomb, jpeg_with_size, large_jpeg, palette_png, pasted, png_bomb
 from own_server import stub_count
 from tritonclient.utils import InferenceServerException
 
 from client.stage_stats import deltas, executions_by_batch_size, snapshot
+from python_backends.preprocess.image_decode import declared_size
 from serving.processes import listening_addresses
 
 INVALID = "StatusCode.INVALID_ARGUMENT"
@@ -195,9 +196,16 @@ def test_listens_on_loopback_only(triton):
         assert listening_addresses(port) == {"127.0.0.1"}, port
 
 
-def test_stubs_run_with_the_opencv_pixel_limit(triton):
+def test_stubs_run_with_the_opencv_pixel_limit(triton, grpc_client, sample_images):
     """The second guard, for formats whose header is not parsed: OpenCV's own limit in every stub."""
     assert len(triton.stubs) == stub_count(triton.grpc_url) >= 3
     for stub in triton.stubs:
         environment = Path(f"/proc/{stub.pid}/environ").read_bytes().split(b"\0")
         assert b"OPENCV_IO_MAX_IMAGE_PIXELS=40000000" in environment, stub
+    bomb = hdr_bomb(10000, 10000)
+    assert declared_size(bomb) is None  # Pillow cannot read it: OpenCV's limit is what refuses it
+    with pytest.raises(InferenceServerException) as error:
+        infer(grpc_client, bomb)
+    assert error.value.status() == INVALID
+    assert "pixels <= CV_IO_MAX_IMAGE_PIXELS" in error.value.message(), error.value.message()
+    assert_good(grpc_client, sample_images)
