@@ -13,10 +13,10 @@ from matching import mismatches
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
-from client.stage_stats import executions_by_batch_size
 from python_backends.infer.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import TritonServer
+from serving.soak import large_batches
 from serving.supervisor import SupervisorProcess
 
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
@@ -54,11 +54,6 @@ def send_timed(url: str, payload: bytes, batch: int, timeout_s: float = 120.0):
     finally:
         client.close()
     return outcome, time.monotonic()
-
-
-def large_batches(client, size: int) -> int:
-    """Executions of yolov8_preprocess so far that held ``size`` images or more."""
-    return sum(n for batch, n in executions_by_batch_size(client, "yolov8_preprocess").items() if batch >= size)
 
 
 def wait_for(condition, timeout_s: float) -> bool:
