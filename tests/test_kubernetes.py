@@ -139,8 +139,8 @@ def test_resources_are_requested_and_limited(overlay):
     resources = triton_container(objects)["resources"]
     for key in ("cpu", "memory"):
         assert key in resources["requests"] and key in resources["limits"], key
-    dshm = quantity_bytes(volume_at(triton_pod(objects), triton_container(objects), "/dev/shm")["emptyDir"]["sizeLimit"])
-    assert quantity_bytes(resources["limits"]["memory"]) > dshm  # /dev/shm is charged to the memory limit
+    dshm = volume_at(triton_pod(objects), triton_container(objects), "/dev/shm")["emptyDir"]
+    assert quantity_bytes(resources["limits"]["memory"]) > quantity_bytes(dshm["sizeLimit"])  # charged to the pod
     gpus = {resources["requests"].get("nvidia.com/gpu"), resources["limits"].get("nvidia.com/gpu")}
     assert gpus == ({1} if name == "gpu" else {None})
 
@@ -314,9 +314,10 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
     assert template.count("set $triton ${TRITON_UPSTREAM};") == 2
     env = {e["name"]: e.get("value") for e in nginx["env"]}
     assert env["TRITON_UPSTREAM"].startswith("yolov8-triton-headless.$(POD_NAMESPACE).svc.")
-    assert re.search(r"^resolver \$\{NGINX_LOCAL_RESOLVERS\} valid=\d+s", template, re.M) and env[
-        "NGINX_ENTRYPOINT_LOCAL_RESOLVERS"
-    ]
+    assert (
+        re.search(r"^resolver \$\{NGINX_LOCAL_RESOLVERS\} valid=\d+s", template, re.M)
+        and env["NGINX_ENTRYPOINT_LOCAL_RESOLVERS"]
+    )
     mounts = {m["mountPath"]: m["name"] for m in nginx["volumeMounts"]}
     (templates,) = [v for v in gateway["volumes"] if v["name"] == mounts["/etc/nginx/templates"]]
     assert templates["configMap"]["name"] == "yolov8-gateway-nginx"
