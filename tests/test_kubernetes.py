@@ -7,8 +7,12 @@ import json
 import re
 import shutil
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import kubernetes_validate
+import numpy as np
 import pytest
 import yaml
 
@@ -321,3 +325,103 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
     mounts = {m["mountPath"]: m["name"] for m in nginx["volumeMounts"]}
     (templates,) = [v for v in gateway["volumes"] if v["name"] == mounts["/etc/nginx/templates"]]
     assert templates["configMap"]["name"] == "yolov8-gateway-nginx"
+
+
+# --- the gateway's nginx config, run by a real nginx in front of the test tritonserver ---
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """What the nginx image's entrypoint does (envsubst of the defined variables only)."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+@pytest.fixture(scope="module")
+def gateway(triton, tmp_path_factory):
+    """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
+    from serving.server import free_port
+
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed here")
+    grpc_port, http_port, health_port = free_port(), free_port(), free_port()
+    conf = fill_template(
+        (BASE / "gateway-nginx.conf.template").read_text(),
+        {"NGINX_LOCAL_RESOLVERS": "127.0.0.1", "TRITON_UPSTREAM": "127.0.0.1"},
+    )
+    conf = conf.replace("listen 8001 ", f"listen 127.0.0.1:{grpc_port} ").replace(
+        "listen 8000;", f"listen 127.0.0.1:{http_port};"
+    )
+    conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{health_port};")
+    conf = conf.replace("$triton:8001;", f"$triton:{triton.options.grpc_port};")
+    conf = conf.replace("$triton:8000;", f"$triton:{triton.options.http_port};")
+    root = tmp_path_factory.mktemp("gateway")
+    (root / "gateway.conf").write_text(conf)
+    temp_paths = " ".join(
+        f"{kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (root / "nginx.conf").write_text(
+        f"daemon off; pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn; events {{}}\n"
+        f"http {{ access_log off; {temp_paths} include {root / 'gateway.conf'}; }}\n"
+    )
+    process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not _answers(f"http://127.0.0.1:{health_port}/healthz"):
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "nginx did not start within 10 s"
+            time.sleep(0.1)
+        yield f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def _infer_image(url: str, image: bytes):
+    """One gRPC request to the yolov8 ensemble; returns its num_dets, or raises InferenceServerException."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(url) as client:
+        image_input = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+        image_input.set_data_from_numpy(np.array([[image]], dtype=object))
+        reply = client.infer("yolov8", [image_input], client_timeout=60)
+        return int(reply.as_numpy("num_dets")[0][0])
+
+
+def _ensemble_requests(http_url: str) -> int:
+    """Requests the yolov8 ensemble has answered, from Triton's statistics at ``http_url`` (http://host:port)."""
+    with urllib.request.urlopen(f"{http_url}/v2/models/yolov8/stats", timeout=10) as reply:
+        stats = json.load(reply)["model_stats"][0]["inference_stats"]
+    return int(stats["success"]["count"]) + int(stats["fail"]["count"])
+
+
+def test_gateway_serves_grpc_and_http_through_to_triton(gateway, sample_images):
+    grpc_url, http_url = gateway
+    assert _infer_image(grpc_url, sample_images["bus.jpg"].read_bytes()) > 0
+    with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=10) as reply:
+        assert reply.status == 200
+
+
+def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, triton):
+    from tritonclient.utils import InferenceServerException
+
+    grpc_url, http_url = gateway
+    before = _ensemble_requests(triton.http_url)
+    started = time.monotonic()
+    with pytest.raises(InferenceServerException) as refused:
+        _infer_image(grpc_url, bytes(41 << 20))  # 41 MiB: over the 40 MiB cap
+    assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
+    assert "larger than 40 MiB" in refused.value.message()
+    request = urllib.request.Request(f"http://{http_url}/v2/models/yolov8/infer", data=bytes(41 << 20), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as http_refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert http_refused.value.code == 413
+    assert time.monotonic() - started < 30, "not refused promptly"
+    assert _ensemble_requests(triton.http_url) == before  # neither request reached the ensemble
