@@ -425,3 +425,51 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     assert http_refused.value.code == 413
     assert time.monotonic() - started < 30, "not refused promptly"
     assert _ensemble_requests(triton.http_url) == before  # neither request reached the ensemble
+
+
+# --- PromQL checked by Prometheus' own promtool (Debian's prometheus package) ---
+
+
+def promtool(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("promtool")
+    if binary is None:
+        pytest.skip("promtool (Debian's prometheus package) is not installed here")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_recording_rule_gives_queue_per_compute_per_pod_in_prometheus(tmp_path):
+    """promtool evaluates the rule on synthetic counters: a busy pod, an idle one, and another model's queue."""
+    rule = yaml.safe_load((BASE / "prometheus-rule.yaml").read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    busy, idle = 'namespace="local",pod="replica-0"', 'namespace="local",pod="replica-1"'
+    series = {  # counters in µs, one sample per 5 s: replica-0 waits 1 ms per 4 ms of compute
+        f'nv_inference_queue_duration_us{{model="yolov8_infer",{busy}}}': "0+1000x40",
+        f'nv_inference_compute_infer_duration_us{{model="yolov8_infer",{busy}}}': "0+4000x40",
+        f'nv_inference_queue_duration_us{{model="yolov8_preprocess",{busy}}}': "0+90000x40",
+        f'nv_inference_queue_duration_us{{model="yolov8_infer",{idle}}}': "0x40",
+        f'nv_inference_compute_infer_duration_us{{model="yolov8_infer",{idle}}}': "0x40",
+    }
+    expected = [{"labels": f"{RECORD}{{{busy}}}", "value": 0.25}, {"labels": f"{RECORD}{{{idle}}}", "value": 0}]
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "5s",
+        "tests": [
+            {
+                "interval": "5s",
+                "input_series": [{"series": name, "values": values} for name, values in series.items()],
+                "promql_expr_test": [{"expr": RECORD, "eval_time": "2m", "exp_samples": expected}],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    reply = promtool(tmp_path, "test", "rules", "test.yaml")
+    assert reply.returncode == 0, reply.stdout + reply.stderr
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path):
+    panels = json.loads((BASE / "grafana-dashboard.json").read_text())["panels"]
+    rules = [{"record": f"panel:{p['id']}:{t['refId']}", "expr": t["expr"]} for p in panels for t in p["targets"]]
+    (tmp_path / "panels.yaml").write_text(yaml.safe_dump({"groups": [{"name": "panels", "rules": rules}]}))
+    reply = promtool(tmp_path, "check", "rules", "panels.yaml")
+    assert reply.returncode == 0, reply.stdout + reply.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in reply.stdout
