@@ -23,6 +23,7 @@ ENV PROJECT=/opt/yolov8 \
 
 # 1. Packages first: this layer is rebuilt only when the script (and so its pins) changes.
 COPY scripts/gpu_container_setup.sh /opt/yolov8/scripts/gpu_container_setup.sh
+COPY scripts/tensorrt_shim /opt/yolov8/scripts/tensorrt_shim
 RUN bash /opt/yolov8/scripts/gpu_container_setup.sh --packages-only
 
 # 2. Code and models, owned by root and read-only to the server's user.
