@@ -3,27 +3,23 @@
 Each behaviour runs on a tritonserver of its own whose repository copy has a short limit. A stage is
 held busy for real: preprocess (like infer) takes the server's CPU-activity lock
 (``python_backends/infer/cpu_activity.py``) in ``execute``, so while the test holds that lock
-exclusively, the preprocess stub waits inside ``execute`` and later requests wait in its queue.
+exclusively (``held_stage``), the preprocess stub waits inside ``execute`` and later requests wait in its queue.
 Postprocess takes no lock; there a batch of 32 heads with 8400 candidates each keeps it busy.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from held_stage import stages_held, waits_for_lock
 from own_server import edited_repository, image_input, options
 from tritonclient.utils import InferenceServerException
 
-from python_backends.infer.cpu_activity import activity_path
 from serving.processes import cpu_seconds
 from serving.server import TritonServer
 
@@ -78,29 +74,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0
         time.sleep(0.01)
 
 
-def waits_for_lock(pid: int, path: Path) -> bool:
-    """``pid`` is blocked on an flock of ``path`` (a ``->`` line of /proc/locks)."""
-    inode = os.stat(path).st_ino
-    for line in Path("/proc/locks").read_text().splitlines():
-        fields = line.split()
-        if "->" in fields and fields[-4] == str(pid) and int(fields[-3].rsplit(":", 1)[1]) == inode:
-            return True
-    return False
-
-
-@contextmanager
-def stages_held(server: TritonServer) -> Iterator[Path]:
-    """Hold the server's CPU-activity lock exclusively: preprocess and infer wait in ``execute`` until released."""
-    path = activity_path(server.process.pid)
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield path
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 def stub_pid(server: TritonServer, model: str) -> int:
     (pid,) = [stub.pid for stub in server.stubs if stub.model == model]
     return pid
@@ -135,7 +108,7 @@ def test_request_queued_past_the_timeout_is_refused(model_repository, sample_ima
     payload = sample_images["bus.jpg"].read_bytes()
     with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
         preprocess = stub_pid(server, "yolov8_preprocess")
-        with ThreadPoolExecutor(2) as pool, stages_held(server) as lock:
+        with ThreadPoolExecutor(2) as pool, stages_held(server.process.pid) as lock:
             running = pool.submit(detections, server.grpc_url, payload)
             wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
             queued = pool.submit(detections, server.grpc_url, payload)
@@ -164,7 +137,7 @@ def assert_queue_full(errors: list) -> None:
 def test_burst_over_the_preprocess_queue_limit_is_rejected_at_once(short_queues, sample_images):
     payload = sample_images["bus.jpg"].read_bytes()
     url, preprocess = short_queues.grpc_url, stub_pid(short_queues, "yolov8_preprocess")
-    with ThreadPoolExecutor(8) as pool, stages_held(short_queues) as lock:
+    with ThreadPoolExecutor(8) as pool, stages_held(short_queues.process.pid) as lock:
         running = pool.submit(detections, url, payload)
         wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
         burst = [pool.submit(detections, url, payload) for _ in range(6)]
