@@ -7,7 +7,6 @@ The second Ctrl-C goes to ``python -m serving`` itself, while a request is held 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -35,10 +34,21 @@ def signal_handlers_restored():
     assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
-def test_default_restart_limit_is_5_in_10_minutes():
-    defaults = inspect.signature(Supervisor).parameters
-    assert defaults["max_restarts"].default == 5
-    assert defaults["restart_window_s"].default == 600.0
+def test_python_m_serving_gives_up_after_5_restarts_in_10_minutes(tmp_path, monkeypatch):
+    """The limits of the Supervisor that ``python -m serving`` builds (its run() is not started here)."""
+    from serving import __main__ as serving_main
+
+    built: list[Supervisor] = []
+
+    class Built(Supervisor):
+        def run(self) -> int:
+            built.append(self)
+            return 0
+
+    monkeypatch.setattr(serving_main, "Supervisor", Built)
+    monkeypatch.setattr(serving_main, "ADMIN_KEY_FILE", tmp_path / "admin_key")
+    assert serving_main.main(["--repository", str(tmp_path)]) == 0
+    assert (built[0].max_restarts, built[0].restart_window_s) == (5, 600.0)
 
 
 class StageKiller(threading.Thread):
