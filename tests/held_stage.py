@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,3 +38,11 @@ def waits_for_lock(pid: int, path: Path) -> bool:
         if "->" in fields and fields[-4] == str(pid) and int(fields[-3].rsplit(":", 1)[1]) == inode:
             return True
     return False
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition``; fail after ``timeout_s`` (a liveness bound, not a timing check)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.01)

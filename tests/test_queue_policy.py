@@ -1,6 +1,7 @@
 """The stages' queue policies (README, "Overload"): the documented limits, a timeout, and bursts over a limit.
 
-Each behaviour runs on a tritonserver of its own whose repository copy has a short limit. A stage is
+The documented values are read from the shared server; the behaviours run on tritonservers of their own
+whose repository copy has a short limit (one for the timeout, one for both bursts). A stage is
 held busy for real: preprocess (like infer) takes the server's CPU-activity lock
 (``python_backends/infer/cpu_activity.py``) in ``execute``, so while the test holds that lock
 exclusively (``held_stage``), the preprocess stub waits inside ``execute`` and later requests wait in its queue.
@@ -10,13 +11,12 @@ Postprocess takes no lock; there a batch of 32 heads with 8400 candidates each k
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from held_stage import stages_held, waits_for_lock
+from held_stage import stages_held, wait_until, waits_for_lock
 from own_server import edited_repository, image_input, options
 from tritonclient.utils import InferenceServerException
 
@@ -64,14 +64,6 @@ def busy_heads(batch: int = 32) -> np.ndarray:
     head[:, 2:4] = rng.uniform(1, 4, (batch, 2, 8400))
     head[:, 4:] = rng.uniform(0.5, 1, (batch, 2, 8400))
     return head
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    """Poll ``condition``; fail after ``timeout_s`` (a liveness bound, not a timing check)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.01)
 
 
 def stub_pid(server: TritonServer, model: str) -> int:

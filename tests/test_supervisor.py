@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import tritonclient.grpc as grpcclient
-from held_stage import stages_held, waits_for_lock
+from held_stage import stages_held, wait_until, waits_for_lock
 from own_server import image_input, options
 from tritonclient.utils import InferenceServerException
 
@@ -144,14 +144,6 @@ def ensemble_outcome(url: str, payload: bytes):
         client.close()
 
 
-def wait_until_true(condition, what: str, timeout_s: float = 60.0) -> None:
-    """Poll ``condition``; fail after ``timeout_s`` (a liveness bound, not a timing check)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
-        time.sleep(0.05)
-
-
 def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     """The first Ctrl-C drains, which here cannot end before the 600 s exit timeout; the second one kills.
 
@@ -167,9 +159,9 @@ def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
         preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
         with ThreadPoolExecutor(1) as pool, stages_held(server_pid) as lock:
             held = pool.submit(ensemble_outcome, supervised.grpc_url, payload)
-            wait_until_true(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
+            wait_until(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
             supervised.process.send_signal(signal.SIGINT)
-            wait_until_true(lambda: DRAINING in supervised.supervisor_log.read_text(), "the first SIGINT logged")
+            wait_until(lambda: DRAINING in supervised.supervisor_log.read_text(), "the first SIGINT logged")
             assert supervised.process.poll() is None and not held.done()  # draining, the request held
             supervised.process.send_signal(signal.SIGINT)
             status = supervised.process.wait(timeout=60)  # a liveness bound, 10x shorter than the drain
