@@ -135,6 +135,7 @@ def test_restarts_older_than_the_window_do_not_count(model_repository, tmp_path,
 
 
 def ensemble_outcome(url: str, payload: bytes):
+    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
     client = grpcclient.InferenceServerClient(url)
     try:
         return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
