@@ -80,8 +80,8 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
-    """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN, ...), from its stats socket."""
+def balancer_stats(state_dir: Path) -> list[dict[str, str]]:
+    """HAProxy's ``show stat`` rows (pxname, svname, status, bin, ...) from its stats socket; [] if it is not up."""
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(2)
@@ -91,10 +91,15 @@ def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
             while chunk := sock.recv(65536):
                 data += chunk
     except OSError:
-        return {}
+        return []
     lines = data.decode().splitlines()
     header = lines[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+
+
+def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
+    """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN (agent), ...)."""
+    rows = balancer_stats(state_dir)
     return {(row["pxname"], row["svname"]): row["status"] for row in rows if row["svname"].startswith("replica-")}
 
 

@@ -1,9 +1,10 @@
 """Configuration files for ``make cluster``: nginx in front, HAProxy behind it, Prometheus beside them.
 
-Requests go client → nginx (caps the request body, whole body read before anything is forwarded)
-→ HAProxy (per-request round robin, active health checks, agent-check drain, retries) → a replica.
-HAProxy 2.6 cannot cap a streamed HTTP/2 body (gRPC sends no content-length); nginx's
-``client_max_body_size`` can, and answers an oversized gRPC call with RESOURCE_EXHAUSTED.
+Requests go client → nginx (caps the request body) → HAProxy (holds each whole request, then per-request
+round robin, active health checks, agent-check drain, retries) → a replica. HAProxy 2.6 cannot cap a
+streamed HTTP/2 body (gRPC sends no content-length); nginx's ``client_max_body_size`` can, and answers
+an oversized gRPC call with RESOURCE_EXHAUSTED, but it streams gRPC bodies on: HAProxy, which forwards
+only complete requests, is what keeps the first 40 MiB of an oversized one from reaching a replica.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
     """haproxy.cfg: gRPC (h2 to the replicas) and HTTP backends over the same replicas.
 
     A replica is in rotation while ``GET /v2/health/ready`` answers 200 and its agent does not say
-    ``drain``. A request whose connection failed, or whose replica closed without answering, is
-    sent to another replica (when HAProxy still holds the whole request: bodies up to tune.bufsize).
+    ``drain``. HAProxy reads a request's whole body (up to the cap) before it picks a replica; a request
+    whose connection failed, or whose replica closed without answering, is sent to another replica.
     """
     servers = {"grpc": [], "http": []}
     for i, r in enumerate(replicas):
@@ -62,7 +63,11 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
         [
             "global",
             "    maxconn 1024",
-            "    tune.bufsize 262144",  # requests up to 256 KiB can be retried on another replica
+            # a buffer holds a whole request up to the cap: HAProxy forwards a body only once it has all of it
+            # (nginx streams gRPC bodies and cuts an oversized one at the cap: no replica sees any of it),
+            # and can then send it again to another replica
+            f"    tune.bufsize {BODY_CAP_BYTES + 1024 * 1024}",
+            "    tune.h2.max-frame-size 16384",  # else HAProxy announces the buffer size, over HTTP/2's limit
             f"    stats socket {state_dir / 'haproxy.sock'} mode 600 level admin",
             "defaults",
             "    mode http",
@@ -73,6 +78,8 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
             "    retries 2",
             "    option redispatch 1",
             "    retry-on conn-failure empty-response 503",
+            "    option http-buffer-request",
+            "    timeout http-request 60s",
             "    option httpchk GET /v2/health/ready",
             "    http-check expect status 200",
             f"    default-server inter {CHECK_INTERVAL_MS}ms fall 2 rise 2 agent-inter {CHECK_INTERVAL_MS}ms",

@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
-from serving.cluster import group_pids
+from serving.cluster import balancer_stats, group_pids
 from serving.cluster_config import BODY_CAP_BYTES
 from serving.processes import child_pids, is_alive, shm_regions
 
@@ -156,14 +156,21 @@ def test_autoscaling_signal_rises_under_load(cluster, bus, expected):
         load.stop(timeout_s=120)
 
 
+def bytes_to_replicas(cluster: ClusterProcess) -> int:
+    """Request bytes HAProxy has sent to the replicas so far."""
+    return sum(int(row["bin"]) for row in balancer_stats(cluster.state_dir) if row["svname"].startswith("replica-"))
+
+
 def test_oversized_request_refused_at_the_balancer(cluster, bus):
-    fails = cluster.fail_counts()
+    fails, sent = cluster.fail_counts(), bytes_to_replicas(cluster)
     client = grpcclient.InferenceServerClient(cluster.grpc_url)
     try:
         with pytest.raises(InferenceServerException) as refused:
             client.infer("yolov8", [image_input(b"\xff" * (BODY_CAP_BYTES + 8 * 2**20))], client_timeout=60)
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
         assert "refused by the load balancer" in refused.value.message()
+        time.sleep(1)  # HAProxy counts a stream's bytes when it ends
+        assert bytes_to_replicas(cluster) == sent, "no byte of it reached a replica"
         reply = client.infer("yolov8", [image_input(bus)], client_timeout=60)
         assert reply.as_numpy("num_dets")[0, 0] >= 1
     finally:
