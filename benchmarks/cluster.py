@@ -41,7 +41,7 @@ from tritonclient.utils import InferenceServerException
 from benchmarks.cluster_load import ClusterProcess, Load, longest_gap_s
 from client.api import YoloTritonClient
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
-from serving.cluster import group_pids
+from serving.cluster import balancer_stats, group_pids
 from serving.processes import rss_bytes
 from serving.triton import PROJECT_ROOT
 
@@ -150,12 +150,16 @@ def replicas_rss(cluster: ClusterProcess) -> list[int]:
     return [rss_bytes(group_pids(r["pgid"])) for r in cluster.replicas()]
 
 
+def bytes_to_replicas(cluster: ClusterProcess) -> int:
+    return sum(int(row["bin"]) for row in balancer_stats(cluster.state_dir) if row["svname"].startswith("replica-"))
+
+
 def oversized(cluster: ClusterProcess, mib: int, concurrent: int) -> dict:
     """``concurrent`` gRPC requests of ``mib`` MiB at once, then one HTTP request; errors, times, RSS."""
     payload = b"\xff" * (mib * 2**20)
     idle_start = replicas_rss(cluster)
     time.sleep(5)  # the control: how much RSS moves without these requests (probe inferences run every 10 s)
-    before = replicas_rss(cluster)
+    before, sent = replicas_rss(cluster), bytes_to_replicas(cluster)
 
     def grpc_call(_):
         client = grpcclient.InferenceServerClient(cluster.grpc_url)
@@ -182,6 +186,7 @@ def oversized(cluster: ClusterProcess, mib: int, concurrent: int) -> dict:
     time.sleep(1)
     after = replicas_rss(cluster)
     return {
+        "bytes_to_replicas": bytes_to_replicas(cluster) - sent,
         "mib": mib,
         "grpc_concurrent": concurrent,
         "grpc_statuses": sorted({status for status, _ in grpc_results}),
@@ -296,7 +301,7 @@ def summary(r: dict) -> str:
             *panel_lines,
             f"oversized {big['mib']} MiB: gRPC x{big['grpc_concurrent']} {big['grpc_statuses']} within "
             f"{big['grpc_max_s']:.2f} s (client serialization included), HTTP {big['http_status']} in "
-            f"{big['http_s']:.2f} s; replica RSS MiB {big['replica_rss_mib_before']} -> {big['replica_rss_mib_after']} "
+            f"{big['http_s']:.2f} s; bytes to the replicas {big['bytes_to_replicas']}; replica RSS MiB {big['replica_rss_mib_before']} -> {big['replica_rss_mib_after']} "
             f"(control, 5 s idle before: {big['replica_rss_mib_idle_5s_earlier']} -> {big['replica_rss_mib_before']})",
             f"failover (kill -9 of replica-0's group, {fo['clients']} clients retrying UNAVAILABLE): "
             f"{fo['requests']} requests, lost {fo['lost']}, wrong {fo['wrong']}, retried {fo['retried']}; "
