@@ -301,7 +301,8 @@ def summary(r: dict) -> str:
             *panel_lines,
             f"oversized {big['mib']} MiB: gRPC x{big['grpc_concurrent']} {big['grpc_statuses']} within "
             f"{big['grpc_max_s']:.2f} s (client serialization included), HTTP {big['http_status']} in "
-            f"{big['http_s']:.2f} s; bytes to the replicas {big['bytes_to_replicas']}; replica RSS MiB {big['replica_rss_mib_before']} -> {big['replica_rss_mib_after']} "
+            f"{big['http_s']:.2f} s; bytes to the replicas {big['bytes_to_replicas']}; "
+            f"replica RSS MiB {big['replica_rss_mib_before']} -> {big['replica_rss_mib_after']} "
             f"(control, 5 s idle before: {big['replica_rss_mib_idle_5s_earlier']} -> {big['replica_rss_mib_before']})",
             f"failover (kill -9 of replica-0's group, {fo['clients']} clients retrying UNAVAILABLE): "
             f"{fo['requests']} requests, lost {fo['lost']}, wrong {fo['wrong']}, retried {fo['retried']}; "

@@ -1,14 +1,16 @@
 """Configuration files for ``make cluster``: nginx in front, HAProxy behind it, Prometheus beside them.
 
-Requests go client → nginx (caps the request body) → HAProxy (holds each whole request, then per-request
-round robin, active health checks, agent-check drain, retries) → a replica. HAProxy 2.6 cannot cap a
-streamed HTTP/2 body (gRPC sends no content-length); nginx's ``client_max_body_size`` can, and answers
-an oversized gRPC call with RESOURCE_EXHAUSTED, but it streams gRPC bodies on: HAProxy, which forwards
-only complete requests, is what keeps the first 40 MiB of an oversized one from reaching a replica.
+Requests go client → nginx (reads each whole request body, caps it) → HAProxy (per-request round robin,
+active health checks, agent-check drain, retries) → a replica. HAProxy 2.6 cannot cap a streamed HTTP/2
+body (gRPC sends no content-length); nginx's ``client_max_body_size`` can, and answers an oversized gRPC
+call with RESOURCE_EXHAUSTED. nginx streams gRPC bodies on as they arrive (so the first 40 MiB of an
+oversized one would reach a replica), unless the body is read first: a mirror with ``mirror_request_body``
+does that (nginx's own tests use it for buffered gRPC); the mirror's subrequest answers 204 at once.
 """
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +53,8 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
     """haproxy.cfg: gRPC (h2 to the replicas) and HTTP backends over the same replicas.
 
     A replica is in rotation while ``GET /v2/health/ready`` answers 200 and its agent does not say
-    ``drain``. HAProxy reads a request's whole body (up to the cap) before it picks a replica; a request
-    whose connection failed, or whose replica closed without answering, is sent to another replica.
+    ``drain``. A request whose connection failed, or whose replica closed without answering, is sent to
+    another replica (when HAProxy still holds the whole request: bodies up to tune.bufsize).
     """
     servers = {"grpc": [], "http": []}
     for i, r in enumerate(replicas):
@@ -63,11 +65,7 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
         [
             "global",
             "    maxconn 1024",
-            # a buffer holds a whole request up to the cap: HAProxy forwards a body only once it has all of it
-            # (nginx streams gRPC bodies and cuts an oversized one at the cap: no replica sees any of it),
-            # and can then send it again to another replica
-            f"    tune.bufsize {BODY_CAP_BYTES + 1024 * 1024}",
-            "    tune.h2.max-frame-size 16384",  # else HAProxy announces the buffer size, over HTTP/2's limit
+            "    tune.bufsize 262144",  # a request up to 256 KiB can be sent again to another replica
             f"    stats socket {state_dir / 'haproxy.sock'} mode 600 level admin",
             "defaults",
             "    mode http",
@@ -78,8 +76,6 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
             "    retries 2",
             "    option redispatch 1",
             "    retry-on conn-failure empty-response 503",
-            "    option http-buffer-request",
-            "    timeout http-request 60s",
             "    option httpchk GET /v2/health/ready",
             "    http-check expect status 200",
             f"    default-server inter {CHECK_INTERVAL_MS}ms fall 2 rise 2 agent-inter {CHECK_INTERVAL_MS}ms",
@@ -115,6 +111,7 @@ def nginx_config(front: FrontPorts, state_dir: Path, body_cap: int = BODY_CAP_BY
         "return 204;"
     )
     return f"""daemon off;
+user {getpass.getuser()};  # started as root, the worker would run as nobody and could not read its temp files
 worker_processes 1;
 pid {temp / 'nginx.pid'};
 error_log stderr error;
@@ -137,12 +134,15 @@ http {{
     server {{
         listen 127.0.0.1:{front.grpc_port} http2;
         location / {{
+            mirror /read-whole-body;  # the body is read (to a file over 1 MiB) before grpc_pass sends any of it
+            mirror_request_body on;
             grpc_pass grpc://haproxy_grpc;
             grpc_read_timeout 300s;
             grpc_send_timeout 300s;
             error_page 413 = @too_large;
         }}
         location @too_large {{ {grpc_error} }}
+        location = /read-whole-body {{ internal; return 204; }}
     }}
     server {{
         listen 127.0.0.1:{front.http_port};

@@ -60,9 +60,11 @@ def test_dns_name_and_an_endpoint_that_is_down(triton, sample_images):
 
 
 def test_a_retry_after_unavailable_lands_on_another_server(triton, second, sample_images):
-    second.gate.close()  # second now answers UNAVAILABLE "shutting down" while it stays connected and ready
     url = f"{second.grpc_url},{triton.grpc_url}"
     with YoloTritonClient(url, retries=1, backoff_s=0.01) as client:
+        for _ in range(4):  # round robin over both: both connections are up before the test
+            assert client.client.is_server_ready()
+        second.gate.close()  # second now answers UNAVAILABLE "shutting down" while it stays connected and ready
         attempts = []
         for _ in range(6):
             assert client.detect(sample_images["bus.jpg"]).detections
