@@ -43,6 +43,7 @@ from serving.triton import PROJECT_ROOT
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
 DRAIN_DELAY_S = 3 * CHECK_INTERVAL_MS / 1000  # agent check read at least twice before the replica refuses work
 REPLICA_EXIT_TIMEOUT_S = 10
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 600.0  # per replica: more means it cannot serve, restarting only hides that
 log = logging.getLogger("cluster")
 
 
@@ -111,6 +112,7 @@ class Replica:
         self.log_dir = state_dir / self.name
         self.process: subprocess.Popen | None = None
         self.shm: set[Path] = set()
+        self.restarts: list[float] = []
 
     @property
     def name(self) -> str:
@@ -303,13 +305,22 @@ class Cluster:
             tick += 1
             for replica in self.replicas:
                 if replica.exited():
-                    status = replica.process.returncode
-                    log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
-                    replica.clean_up()
-                    replica.start()
-                    self.write_replicas_json()
+                    self._restart(replica)
                 elif tick % 4 == 0:
                     replica.record_resources()
+
+    def _restart(self, replica: Replica) -> None:
+        status, now = replica.process.returncode, time.monotonic()
+        replica.restarts = [t for t in replica.restarts if now - t < RESTART_WINDOW_S] + [now]
+        if len(replica.restarts) > MAX_RESTARTS:
+            raise ClusterError(
+                f"{replica.name} exited {len(replica.restarts)} times in {RESTART_WINDOW_S:.0f} s, "
+                f"last with {status}: see {replica.log_dir}"
+            )
+        log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
+        replica.clean_up()
+        replica.start()
+        self.write_replicas_json()
 
     def stop(self) -> None:
         """SIGTERM every replica (each drains: out of rotation first), wait; then the balancers and Prometheus."""
