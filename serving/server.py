@@ -13,10 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from python_backends.infer.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
-from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
+from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
 
 class ServerStartError(RuntimeError):
@@ -64,7 +66,13 @@ class TritonServer:
         return f"http://{self.options.host}:{self.options.http_port}"
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
-        """Start the server and wait until ``/v2/health/ready`` answers 200."""
+        """Start the server and wait until ``/v2/health/ready`` answers 200.
+
+        Refuses to start (ServerStartError) under a NumPy its Python stubs can't use (``stub_numpy_problem``).
+        """
+        problem = stub_numpy_problem(np.__version__)
+        if problem:
+            raise ServerStartError(problem)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))

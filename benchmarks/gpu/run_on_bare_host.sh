@@ -12,6 +12,8 @@
 # Then: bash benchmarks/gpu/run_on_bare_host.sh OUT_DIR   (the GPU tests, then python -m serving.gpu_check,
 # as Triton starts by default and with its pinned-memory pool off). The packages go into the host's own
 # site-packages: the Python backend's stubs did not see a PYTHONPATH folder of them.
+# That host's NumPy was 2.5.2, which the 2.51 stub can't use (serving/triton.py::stub_numpy_problem); the
+# server runner now refuses to start there, so a rerun needs NumPy 1.x (e.g. numpy==1.26.4 ahead on the path).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:?usage: run_on_bare_host.sh OUT_DIR}
