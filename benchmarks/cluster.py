@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    cluster = ClusterProcess(args.repository.resolve(), PROJECT_ROOT / ".cache" / f"cluster-bench-{stamp}")
+    cluster = ClusterProcess(args.repository.resolve(), PROJECT_ROOT / ".cache" / "cluster-bench" / stamp)
     report: dict = {"cpus": os.cpu_count()}
     try:
         cluster.wait_serving()
