@@ -3,7 +3,9 @@ Kubernetes 1.33 schemas (kubernetes-validate, offline), then the points of the d
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -359,8 +361,10 @@ def gateway(triton, tmp_path_factory):
     temp_paths = " ".join(
         f"{kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    # started as root, nginx's workers would run as nobody and could not write the request bodies it buffers
+    user = f"user {getpass.getuser()}; " if os.geteuid() == 0 else ""
     (root / "nginx.conf").write_text(
-        f"daemon off; pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn; events {{}}\n"
+        f"{user}daemon off; pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn; events {{}}\n"
         f"http {{ access_log off; {temp_paths} include {root / 'gateway.conf'}; }}\n"
     )
     process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.PIPE)
@@ -423,6 +427,12 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     with pytest.raises(urllib.error.HTTPError) as http_refused:
         urllib.request.urlopen(request, timeout=30)
     assert http_refused.value.code == 413
+    json_body = urllib.request.Request(
+        f"http://{http_url}/v2/models/yolov8/infer", data=b" " * (3 << 20), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as json_refused:  # Triton 2.51 crashed parsing 4 MiB of JSON
+        urllib.request.urlopen(json_body, timeout=30)
+    assert json_refused.value.code == 413
     assert time.monotonic() - started < 30, "not refused promptly"
     assert _ensemble_requests(triton.http_url) == before  # neither request reached the ensemble
 
