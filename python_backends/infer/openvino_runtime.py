@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,26 @@ def compile_options(threads: int, streams: int = 1) -> dict[str, object]:
     return options
 
 
+@contextmanager
+def cache_lock(cache_dir: Path):
+    """Hold ``cache_dir/.lock`` exclusively: instances that compile at once would write the same blob, and
+    OpenVINO 2026.4 then fails in one of them ("cannot set permissions: No such file or directory")."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def openvino_reason(exc: Exception) -> str:
+    """OpenVINO's message without its "Exception from src/...cpp:N:" trace lines, on one line."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    reason = " ".join(line for line in lines if line and not line.startswith("Exception from "))
+    return reason or type(exc).__name__
+
+
 class OpenVinoRuntime:
     """Runs the model with OpenVINO's CPU plugin, all cores for one caller or a stream's share of them.
 
@@ -65,21 +87,22 @@ class OpenVinoRuntime:
             import openvino as ov
         except ImportError as exc:
             raise RuntimeUnavailable(f"runtime 'openvino' is unavailable: {exc}") from exc
+        cache_dir = Path(cache_dir or default_cache_dir())
         core = ov.Core()
-        core.set_property({"CACHE_DIR": str(cache_dir or default_cache_dir())})
+        core.set_property({"CACHE_DIR": str(cache_dir)})
         threads = intra_op_threads or usable_cores()
         self.streams = max(1, streams)
         try:
-            self.compiled = core.compile_model(model_path, "CPU", compile_options(threads))
-            self.streamed = (
-                core.compile_model(model_path, "CPU", compile_options(threads, self.streams))
-                if self.streams > 1
-                else self.compiled
-            )
+            with cache_lock(cache_dir):
+                self.compiled = core.compile_model(model_path, "CPU", compile_options(threads))
+                self.streamed = (
+                    core.compile_model(model_path, "CPU", compile_options(threads, self.streams))
+                    if self.streams > 1
+                    else self.compiled
+                )
         except RuntimeError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RuntimeUnavailable(
-                f"runtime 'openvino' is unavailable: cannot compile {model_path}: {first_line}"
+                f"runtime 'openvino' is unavailable: cannot compile {model_path}: {openvino_reason(exc)}"
             ) from exc
         static_batch = self.compiled.input(0).get_partial_shape()[0]
         self.max_batch_size = static_batch.get_length() if static_batch.is_static else max_batch_size
