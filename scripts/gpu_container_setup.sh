@@ -29,7 +29,11 @@ if ! python3 -c "import tensorrt" 2>/dev/null; then
     version=${lib##*libnvinfer.so.}
     log "installing tensorrt-cu13-bindings==$version.* to match the image's libnvinfer $version"
     python3 -m pip install -q --target "$DEPS" --no-deps "tensorrt-cu13-bindings==$version.*"
+    # that wheel installs `tensorrt_bindings` only: the shim makes `import tensorrt` find it
+    cp -r "$PROJECT/scripts/tensorrt_shim/tensorrt" "$DEPS/"
 fi
+# trtexec builds FP32 and, before TensorRT 11, FP16 engines; TensorRT 11's has no precision flags, so FP16
+# there goes through the Python builder (python_backends/infer/tensorrt_engine.py::trtexec_can_build)
 [ -x /usr/src/tensorrt/bin/trtexec ] && export PATH="/usr/src/tensorrt/bin:$PATH"
 python3 -c "import tensorrt; print('[gpu-setup] TensorRT', tensorrt.__version__)"
 

@@ -1,178 +1,307 @@
-"""``make gpu-check``, for a GPU machine: is the GPU path as accurate as the CPU path, and how fast is it?
+"""``make gpu-check``, for a GPU machine: is the GPU path as accurate as the CPU path, and what does each stage cost?
 
-    python -m serving.gpu_check [--onnx MODEL] [--url HOST:GRPC_PORT] [IMAGE ...]
+    python -m serving.gpu_check [--out DIR] [--no-serve] [IMAGE ...]
 
-1. CV-CUDA against OpenCV preprocessing: max |difference| of the float32 tensors, with OpenCV
-   decode on both sides (the CV-CUDA ops alone) and with nvImageCodec decode when installed.
-2. TensorRT FP16 against ONNX Runtime FP32 detections on the sample photos: each detection must
-   pair with one of the same class at IoU >= 0.9 and |Δscore| <= 0.02.
-3. A short perf_analyzer run on the ensemble (``--url``, else a tritonserver started here),
-   when perf_analyzer is on PATH.
+It runs what this machine can run and records what it cannot, never a figure it did not measure:
 
-Prints a Markdown table for benchmarks/README.md. Exits 3 on a machine without a usable GPU,
-1 when a parity check fails.
+1. CV-CUDA against OpenCV preprocessing: max |difference| of the float32 tensors, with OpenCV decode
+   on both sides (the CV-CUDA ops alone) and with nvImageCodec decode where it is installed.
+2. Detections with CV-CUDA preprocessing against the CPU path, both through ONNX Runtime.
+3. TensorRT FP16 against ONNX Runtime FP32 detections, and the engine cache, where TensorRT is installed.
+4. A tritonserver serving the ensemble with ``device: gpu`` preprocessing, then ``device: cpu``: detections
+   over gRPC against the CPU path, and per-stage costs from Triton's statistics under perf_analyzer at
+   concurrency 1 and 8.
+
+Writes ``benchmarks/gpu/<date>/``: nvidia-smi.txt, results.json, results.md and logs/. Exits 3 on a
+machine without CuPy, a CUDA GPU and CV-CUDA; 1 when a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import datetime
 import json
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-import numpy as np
-
+from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from client.perf_input import input_data
+from client.stage_stats import PHASES, STAGES, deltas, snapshot
 from python_backends.postprocess.detection_match import mismatches
 from python_backends.postprocess.postprocessor import Postprocessor
+from python_backends.prepare.repository import DEFAULT_REPOSITORY, set_parameter
 from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.triton_helpers.gpu_arrays import to_host
 from serving.triton import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 DEFAULT_IMAGES = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")
-DEFAULT_ONNX = PROJECT_ROOT / "model_repository" / "yolov8_infer" / "1" / "model.onnx"
-MIN_IOU, MAX_SCORE_DIFF = 0.9, 0.02
+DEFAULT_ONNX = DEFAULT_REPOSITORY / "yolov8_infer" / "1" / "model.onnx"
+RESULTS = PROJECT_ROOT / "benchmarks" / "gpu"
+MIN_IOU, MAX_SCORE_DIFF = 0.9, 0.02  # the GPU path's stated bounds against the CPU path
 MAX_PREPROCESS_DIFF = 2 / 255  # linear-resize rounding may differ by a level or two
+CONCURRENCIES = (1, 8)
 
 
 def gpu_missing() -> str | None:
-    """Why this machine cannot run the check, or None."""
-    from python_backends.infer.select import tensorrt_unavailable_reason
+    """Why this machine cannot run the check at all (no CuPy, GPU or CV-CUDA), or None."""
     from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, import_cvcuda
+    from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
-    reasons = [tensorrt_unavailable_reason()]
     try:
         import_cvcuda()
     except GpuPreprocessingUnavailable as exc:
-        reasons.append(str(exc))
-    return "; ".join(r for r in reasons if r) or None
+        return str(exc)
+    return gpu_unavailable_reason()
 
 
-def preprocessing_rows(images: list[Path]) -> list[tuple[str, str, str, bool]]:
-    """(check, result, threshold, passed) for CV-CUDA against OpenCV."""
+def row(check: str, result: str, threshold: str, passed: bool) -> dict:
+    return {"check": check, "result": result, "threshold": threshold, "pass": passed}
+
+
+def detections_of(found) -> list[dict]:
+    """A Postprocessor's detections (or the client's) as the dicts ``mismatches`` compares."""
+    if hasattr(found, "detections"):
+        return [{"box": list(d.box), "score": d.score, "class_id": d.class_id} for d in found.detections]
+    return [
+        {"box": b.tolist(), "score": float(s), "class_id": int(c)}
+        for b, s, c in zip(found.boxes, found.scores, found.class_ids)
+    ]
+
+
+def preprocessing_rows(images: list[Path]) -> list[dict]:
+    """CV-CUDA against OpenCV: max |Δ| of the tensors, x255 (OpenCV decode; nvImageCodec decode)."""
+    import numpy as np
+
     from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
 
-    cpu = Preprocessor()
-    rows = []
+    cpu, rows = Preprocessor(), []
     for gpu_decode in (False, True):
         gpu = CvCudaPreprocessor(gpu_decode=gpu_decode)
         if gpu_decode and gpu.decoder_name != "nvimgcodec":
-            rows.append(("nvImageCodec + CV-CUDA vs OpenCV", "nvImageCodec not installed", "-", True))
+            rows.append(
+                row("nvImageCodec decode + CV-CUDA vs OpenCV", "not run: nvImageCodec not installed", "-", True)
+            )
             continue
         worst = 0.0
         for image in images:
             data = image.read_bytes()
             (want, want_map), (got, got_map) = cpu.from_bytes(data), gpu.from_bytes(data)
+            got = to_host(got)
             np.testing.assert_array_equal(got_map, want_map)
-            worst = max(worst, float(np.abs(to_host(got) - want).max()))
-        label = f"{gpu.decoder_name} decode + CV-CUDA vs OpenCV, max |Δ| (x255)"
-        passed = worst <= MAX_PREPROCESS_DIFF or gpu_decode  # another JPEG decoder: reported, not judged
+            worst = max(worst, float(np.abs(got - want).max()))
+        judged = not gpu_decode  # another JPEG decoder (nvJPEG): reported, not judged
         rows.append(
-            (label, f"{worst * 255:.2f}", f"<= {MAX_PREPROCESS_DIFF * 255:.0f}" if not gpu_decode else "-", passed)
+            row(
+                f"{gpu.decoder_name} decode + CV-CUDA vs OpenCV, max |Δ| x255",
+                f"{worst * 255:.2f}",
+                f"<= {MAX_PREPROCESS_DIFF * 255:.0f}" if judged else "reported",
+                worst <= MAX_PREPROCESS_DIFF or not judged,
+            )
         )
     return rows
 
 
-def detection_rows(onnx: Path, images: list[Path]) -> tuple[list[tuple[str, str, str, bool]], str]:
-    """TensorRT FP16 against ONNX Runtime FP32 on CPU-preprocessed images; also the TensorRT version."""
-    import onnx as onnx_lib
-    import tensorrt
-
+def cpu_reference(onnx: Path, images: list[Path], num_classes: int) -> dict[str, list[dict]]:
+    """The CPU path's detections (OpenCV, ONNX Runtime, postprocess) per image name."""
     from python_backends.infer.select import create_runtime
+
+    runtime, pre, post = create_runtime("onnxruntime", str(onnx)), Preprocessor(), Postprocessor(num_classes)
+    found = {}
+    for image in images:
+        tensor, mapping = pre.from_bytes(image.read_bytes())
+        found[image.name] = detections_of(post.detect(runtime.run(tensor[None])[0], mapping))
+    return found
+
+
+def compare(label: str, got: dict[str, list[dict]], want: dict[str, list[dict]]) -> dict:
+    problems = [f"{name}: {p}" for name in want for p in mismatches(got[name], want[name], MIN_IOU, MAX_SCORE_DIFF)]
+    for problem in problems:
+        print(f"  {label}: {problem}", file=sys.stderr)
+    total = sum(len(d) for d in want.values())
+    bounds = f"IoU >= {MIN_IOU}, |Δscore| <= {MAX_SCORE_DIFF}"
+    return row(label, f"{total} CPU-path detections, {len(problems)} problems", bounds, not problems)
+
+
+def gpu_preprocess_detections(onnx: Path, images: list[Path], num_classes: int) -> dict[str, list[dict]]:
+    from python_backends.infer.select import create_runtime
+    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
+
+    runtime, pre, post = create_runtime("onnxruntime", str(onnx)), CvCudaPreprocessor(), Postprocessor(num_classes)
+    found = {}
+    for image in images:
+        tensor, mapping = pre.from_bytes(image.read_bytes())
+        batch = to_host(tensor)[None]
+        found[image.name] = detections_of(post.detect(runtime.run(batch)[0], mapping))
+    return found
+
+
+def tensorrt_rows(onnx: Path, images: list[Path], want: dict[str, list[dict]]) -> list[dict]:
+    """TensorRT FP16 against the CPU path, twice: the second run must take the engine from the cache."""
+    from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason:
+        return [row("TensorRT FP16 vs ONNX Runtime FP32 detections", f"not run: {reason}", "-", True)]
+    import onnx as onnx_lib
+
     from python_backends.infer.tensorrt_engine import EngineOptions
     from python_backends.prepare.onnx_model import read_model_info
 
     info = read_model_info(onnx_lib.load(str(onnx)))
     options = EngineOptions(info.input_height, info.input_width, fp16=True)
-    trt = create_runtime("tensorrt", str(onnx), engine_options=options)
-    ort = create_runtime("onnxruntime", str(onnx))
+    logs: list[str] = []
+    trt = create_runtime("tensorrt", str(onnx), engine_options=options, log=logs.append)
+    create_runtime("tensorrt", str(onnx), engine_options=options, log=logs.append)
     pre, post = Preprocessor(info.input_height, info.input_width), Postprocessor(len(info.class_names))
-    problems, total = [], 0
+    got = {}
     for image in images:
         tensor, mapping = pre.from_bytes(image.read_bytes())
-        batch = tensor[None]
-        found = [post.detect(runtime.run(batch)[0], mapping) for runtime in (ort, trt)]
-        dicts = [
-            [
-                {"box": b.tolist(), "score": float(s), "class_id": int(c)}
-                for b, s, c in zip(d.boxes, d.scores, d.class_ids)
-            ]
-            for d in found
-        ]
-        total += len(dicts[0])
-        problems += [f"{image.name}: {p}" for p in mismatches(dicts[1], dicts[0], MIN_IOU, MAX_SCORE_DIFF)]
-    for problem in problems:
-        print(f"  mismatch: {problem}", file=sys.stderr)
-    row = (
-        "TensorRT FP16 vs ONNX Runtime FP32 detections",
-        f"{total} reference detections, {len(problems)} problems",
-        f"IoU >= {MIN_IOU}, |Δscore| <= {MAX_SCORE_DIFF}",
-        not problems,
+        got[image.name] = detections_of(post.detect(trt.run(tensor[None])[0], mapping))
+    cached = any(line.startswith("using cached TensorRT engine") for line in logs[1:])
+    return [
+        compare("TensorRT FP16 vs ONNX Runtime FP32 detections", got, want),
+        row("TensorRT engine cache: second load reuses the engine", "yes" if cached else "no", "yes", cached),
+    ]
+
+
+def repository_with_device(device: str, target: Path) -> Path:
+    """A copy of the prepared repository whose yolov8_preprocess runs on ``device``."""
+    shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("__pycache__"))
+    config = target / "yolov8_preprocess" / "config.pbtxt"
+    config.write_text(set_parameter(config.read_text(), "device", device))
+    return target
+
+
+def served(device: str, images: list[Path], want: dict[str, list[dict]], work: Path, logs: Path) -> tuple[list, dict]:
+    """Serve with ``device`` preprocessing: detections over gRPC, and per-stage ms at each concurrency."""
+    import tritonclient.grpc as grpcclient
+
+    from client.api import YoloTritonClient
+    from serving.server import TritonServer, free_port
+    from serving.triton import ServerOptions
+
+    repository = repository_with_device(device, work / f"repository-{device}")
+    options = ServerOptions(
+        repository=repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
     )
-    return [row], tensorrt.__version__
-
-
-def perf_rows(url: str | None, images: list[Path]) -> list[tuple[str, str, str, bool]]:
-    """A short perf_analyzer run on the ensemble (skipped without perf_analyzer)."""
-    binary = shutil.which("perf_analyzer")
-    if binary is None:
-        return [("perf_analyzer", "skipped: not on PATH (docker compose --profile bench run --rm perf)", "-", True)]
-    with tempfile.TemporaryDirectory() as tmp:
-        data, out = Path(tmp) / "input.json", Path(tmp) / "perf.csv"
+    stages: dict[str, dict] = {}
+    with TritonServer(options, logs / f"tritonserver-{device}.log") as server:
+        with YoloTritonClient(server.grpc_url) as client:
+            got = {image.name: detections_of(client.detect(image)) for image in images}
+        rows = [compare(f"served, {device} preprocessing: detections vs the CPU path", got, want)]
+        if not PERF_ANALYZER.exists():
+            return rows + [row(f"served, {device}: per-stage costs", f"not run: no {PERF_ANALYZER}", "-", True)], {}
+        data = work / "perf-input.json"
         data.write_text(json.dumps(input_data(images[:2])))
-        if url is None:
-            from serving.server import TritonServer, free_port
-            from serving.triton import ServerOptions
+        stats_client = grpcclient.InferenceServerClient(server.grpc_url)
+        for concurrency in CONCURRENCIES:
+            before = snapshot(stats_client, ("yolov8", *STAGES))
+            csv_path = logs / f"perf-{device}-c{concurrency}.csv"
+            run = run_perf_analyzer("yolov8", server.grpc_url, data, concurrency, csv_path)
+            delta = deltas(snapshot(stats_client, ("yolov8", *STAGES)), before)
+            stages[str(concurrency)] = {
+                "images_per_s": round(run.throughput, 1),
+                "client_p50_ms": round(run.row["p50 latency"] / 1e3, 2),
+                "unstable": bool(run.row["unstable"]),
+                "stages": {
+                    model: {
+                        "requests": d.success,
+                        "batches": d.executions,
+                        **{p: round(d.mean_ms(p), 3) for p in PHASES},
+                    }
+                    for model, d in delta.items()
+                },
+            }
+    return rows, stages
 
-            options = ServerOptions(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
-            with TritonServer(options, Path(tmp) / "tritonserver.log") as server:
-                _perf(binary, server.grpc_url, data, out)
-        else:
-            _perf(binary, url, data, out)
-        with open(out) as f:
-            return [
-                (
-                    f"ensemble, concurrency {row['Concurrency']}",
-                    f"{float(row['Inferences/Second']):.1f} img/s, p95 {float(row['p95 latency']) / 1e3:.1f} ms",
-                    "-",
-                    True,
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for module in ("numpy", "cupy", "cvcuda", "cv2", "onnxruntime", "tensorrt", "tritonclient"):
+        try:
+            found[module] = str(getattr(__import__(module), "__version__", "?"))
+        except Exception as exc:  # not installed, or its libraries fail to load
+            found[module] = f"not importable ({type(exc).__name__})"
+    try:
+        from nvidia import nvimgcodec
+
+        found["nvimgcodec"] = str(getattr(nvimgcodec, "__version__", "?"))
+    except Exception as exc:
+        found["nvimgcodec"] = f"not importable ({type(exc).__name__})"
+    return found
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# GPU check, {results['date']}", "", f"GPU: {results['gpu']}", ""]
+    lines += ["| check | result | threshold | pass |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['check']} | {r['result']} | {r['threshold']} | {'yes' if r['pass'] else 'NO'} |"
+        for r in results["checks"]
+    ]
+    for device, by_concurrency in results["stage_costs"].items():
+        for concurrency, run in by_concurrency.items():
+            title = f"{device} preprocessing, concurrency {concurrency}: {run['images_per_s']} images/s"
+            lines += ["", f"## {title}, client p50 {run['client_p50_ms']} ms", ""]
+            lines += ["| model | requests | batches | " + " | ".join(f"{p} ms" for p in PHASES) + " |"]
+            lines += ["|---|---|---|" + "---|" * len(PHASES)]
+            for model, s in run["stages"].items():
+                lines.append(
+                    f"| {model} | {s['requests']} | {s['batches']} | " + " | ".join(str(s[p]) for p in PHASES) + " |"
                 )
-                for row in csv.DictReader(f)
-            ]
-
-
-def _perf(binary: str, url: str, data: Path, out: Path) -> None:
-    cmd = [binary, "-m", "yolov8", "-u", url, "-i", "grpc", "--input-data", str(data)]
-    cmd += ["--concurrency-range", "1:8:7", "--measurement-interval", "3000", "--percentile", "95", "-f", str(out)]
-    subprocess.run(cmd, check=True, timeout=300)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="*", type=Path)
     parser.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="the prepared model.onnx")
-    parser.add_argument("--url", help="a running server's gRPC address for perf_analyzer (default: start one)")
+    parser.add_argument("--out", type=Path, help=f"results folder (default {RESULTS}/<date>)")
+    parser.add_argument("--no-serve", action="store_true", help="skip the tritonserver part")
     args = parser.parse_args(argv)
     missing = gpu_missing()
     if missing:
-        print(f"gpu-check needs an NVIDIA GPU with cupy, tensorrt and cvcuda; here: {missing}", file=sys.stderr)
+        print(f"gpu-check needs an NVIDIA GPU with cupy and cvcuda; here: {missing}", file=sys.stderr)
         return 3
+    started = time.monotonic()
+    out = args.out or RESULTS / datetime.date.today().isoformat()
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True)
+    (out / "nvidia-smi.txt").write_text(smi.stdout + smi.stderr)
+    query = ["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"]
+    gpu = subprocess.run(query, capture_output=True, text=True).stdout.strip()
     images = args.images or [SAMPLES / name for name in DEFAULT_IMAGES]
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
-    rows = preprocessing_rows(images)
-    detections, trt_version = detection_rows(args.onnx, images)
-    rows += detections + perf_rows(args.url, images)
-    names = ", ".join(i.name for i in images)
-    print(f"\nGPU: {gpu.stdout.strip() or 'unknown'}; TensorRT {trt_version}; images: {names}\n")
-    print("| check | result | threshold | pass |\n|---|---|---|---|")
-    for check, result, threshold, passed in rows:
-        print(f"| {check} | {result} | {threshold} | {'yes' if passed else 'NO'} |")
-    return 0 if all(row[3] for row in rows) else 1
+    num_classes = len((DEFAULT_REPOSITORY / "yolov8_postprocess" / "labels.txt").read_text().splitlines())
+    want = cpu_reference(args.onnx, images, num_classes)
+    checks = preprocessing_rows(images)
+    got = gpu_preprocess_detections(args.onnx, images, num_classes)
+    checks.append(compare("CV-CUDA preprocessing vs OpenCV, detections (ONNX Runtime)", got, want))
+    checks += tensorrt_rows(args.onnx, images, want)
+    stage_costs = {}
+    if not args.no_serve:
+        with tempfile.TemporaryDirectory() as tmp:
+            for device in ("gpu", "cpu"):
+                rows, stage_costs[device] = served(device, images, want, Path(tmp), logs)
+                checks += rows
+    results = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gpu": gpu or "unknown",
+        "versions": versions(),
+        "images": [image.name for image in images],
+        "checks": checks,
+        "stage_costs": stage_costs,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0 if all(r["pass"] for r in checks) else 1
 
 
 if __name__ == "__main__":

@@ -13,10 +13,15 @@ from pathlib import Path
 from python_backends.infer.select import tensorrt_unavailable_reason
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
 from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
+from python_backends.triton_helpers.gpu_arrays import gpu_count
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKEND_CACHE = PROJECT_ROOT / ".cache" / "triton_backends"
 MIB = 1024 * 1024
+# Triton's CUDA memory pool per GPU (its default is 64 MB). GPU tensors between stages go through it; past
+# it, Triton hands inputs over in host memory. A queue of batches of 640x640 FP32 images (4.9 MB each) needs
+# far more than 64 MB; docker-compose.yml and the Kubernetes gpu overlay pass the same size.
+CUDA_POOL_MIB = 512
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
 # model-config, inference and statistics stay open: clients read class names and statistics.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
@@ -81,6 +86,11 @@ def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def default_cuda_pool_mib() -> int:
+    """``CUDA_POOL_MIB`` on a machine with a CUDA GPU (seen through CuPy), else 0 (no flag)."""
+    return CUDA_POOL_MIB if gpu_count() else 0
+
+
 def default_config_name() -> str | None:
     """The ``--model-config-name`` for this machine: ``gpu`` where TensorRT can run, else None.
 
@@ -109,6 +119,7 @@ class ServerOptions:
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
     model_config_name: str | None = field(default_factory=default_config_name)  # --model-config-name
+    cuda_pool_mib: int = field(default_factory=default_cuda_pool_mib)  # per GPU; 0: no GPU, no flag
     extra_args: list[str] = field(default_factory=list)
 
 
@@ -132,6 +143,8 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
     ]
     if options.model_config_name:
         cmd.append(f"--model-config-name={options.model_config_name}")
+    if options.cuda_pool_mib:
+        cmd += [f"--cuda-memory-pool-byte-size={gpu}:{options.cuda_pool_mib * MIB}" for gpu in range(gpu_count())]
     if options.metrics:
         cmd += [f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}"]
     if options.admin_key:

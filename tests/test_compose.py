@@ -62,6 +62,7 @@ def test_shm_size_holds_a_full_batch(compose):
 def test_triton_gets_the_allocator_settings_of_our_launcher(compose):
     environment = compose["services"]["triton"]["environment"]
     assert {key: environment.get(key) for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
+    assert (environment["MALLOC_MMAP_THRESHOLD_"], environment["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "268435456")
 
 
 def test_triton_loads_the_gpu_config_variants(compose):

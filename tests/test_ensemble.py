@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from matching import mismatches
+from matching import CPU_PARITY, mismatches
 from sample_images import PROJECT_ROOT
 from tritonclient.utils import InferenceServerException
 
@@ -46,7 +46,8 @@ def test_detections_match_ultralytics(triton, sample_images, reference, setting)
             got = client.detect(sample_images[name], conf=conf, iou=iou)
             assert (got.width, got.height) == (want["width"], want["height"]), name
             found = [d.__dict__ | {"box": list(d.box)} for d in got.detections]
-            assert not mismatches(found, want["detections"]), (name, mismatches(found, want["detections"]))
+            problems = mismatches(found, want["detections"], **CPU_PARITY)
+            assert not problems, (name, problems)
 
 
 def test_server_defaults_are_ultralytics_defaults(grpc_client, sample_images, reference):
@@ -67,6 +68,7 @@ def test_batched_request_keeps_order(triton, sample_images):
         assert not mismatches(
             [d.__dict__ | {"box": list(d.box)} for d in b.detections],
             [d.__dict__ | {"box": list(d.box)} for d in s.detections],
+            **CPU_PARITY,
         )
 
 

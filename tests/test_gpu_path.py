@@ -15,6 +15,8 @@ from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.infer.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
 from python_backends.infer.tensorrt_runtime import TensorSpec, binding_shapes
+from python_backends.postprocess.detection_match import mismatches
+from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.prepare.cli import main
 from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.repository import PROJECT_ROOT, copy_template
@@ -23,10 +25,9 @@ from python_backends.preprocess.letterbox import letterbox, letterbox_geometry
 from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.gpu_arrays import (
-    concatenate,
+    concatenate_on,
     gpu_unavailable_reason,
     is_device_array,
-    stack,
     to_host,
 )
 
@@ -148,10 +149,23 @@ def test_gpu_modules_import_without_touching_cuda():
     assert reply.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("hw", [(1080, 810), (720, 1280), (600, 512), (481, 640), (640, 640), (10, 4000), (3, 5)])
-def test_gpu_letterbox_plan_matches_the_cpu_letterbox(hw):
+@pytest.mark.parametrize(
+    ("hw", "resize_shape", "tblr"),
+    [
+        ((1080, 810), (1, 640, 480, 3), (0, 0, 80, 80)),  # gain 640 / 1080: 810 -> 480, pad (640 - 480) / 2
+        ((720, 1280), (1, 360, 640, 3), (140, 140, 0, 0)),  # gain 0.5
+        ((600, 512), (1, 640, 546, 3), (0, 0, 47, 47)),  # 512 * 640 / 600 = 546.13 -> 546, pad 94 = 47 + 47
+        ((481, 640), None, (79, 80, 0, 0)),  # gain 1: no resize; pad 159 = 79 + 80 (extra pixel at the bottom)
+        ((640, 640), None, (0, 0, 0, 0)),
+        ((10, 4000), (1, 2, 640, 3), (319, 319, 0, 0)),  # gain 0.16: 10 rows -> 1.6 -> 2
+        ((3, 5), (1, 384, 640, 3), (128, 128, 0, 0)),  # gain 128 (upscaled): 3 rows -> 384, pad 256 = 128 + 128
+    ],
+)
+def test_gpu_letterbox_plan_matches_the_cpu_letterbox(hw, resize_shape, tblr):
     """The CV-CUDA resize size and borders put the image exactly where the CPU letterbox does."""
     plan = letterbox_plan(*hw, 640, 640)
+    assert plan.resize_shape == resize_shape
+    assert (plan.top, plan.bottom, plan.left, plan.right) == tblr
     geo = letterbox_geometry(*hw, 640, 640)
     resized = (1, hw[0], hw[1], 3) if plan.resize_shape is None else plan.resize_shape
     assert resized[1:3] == (geo.resized_h, geo.resized_w)
@@ -193,8 +207,8 @@ def test_host_arrays_pass_through_the_device_helpers():
     a, b = np.ones((2, 3), np.float32), np.zeros((1, 3), np.float32)
     assert not is_device_array(a)
     assert to_host(a) is a
-    assert concatenate([a, b]).shape == (3, 3) and concatenate([a]) is a
-    assert stack([a, a]).shape == (2, 2, 3)
+    assert concatenate_on([a, b], "cpu").shape == (3, 3) and concatenate_on([a], "cpu") is a
+    assert Preprocessor.stack([a, a]).shape == (2, 2, 3) and Preprocessor.stack([a]).base is a
 
     class FakeDeviceArray:
         __cuda_array_interface__ = {}
@@ -249,10 +263,25 @@ def test_tensorrt_head_matches_onnxruntime(model_repository, sample_images, tmp_
     trt = create_runtime("tensorrt", str(onnx_path), engine_options=EngineOptions(fp16=False), engine_dir=tmp_path)
     ort = create_runtime("onnxruntime", str(onnx_path))
     image = cv2.imread(str(sample_images["bus.jpg"]))
-    batch = np.stack([Preprocessor().from_bgr(image)[0]] * 3)
+    tensor, mapping = Preprocessor().from_bgr(image)
+    batch = np.stack([tensor] * 3)
     got, want = trt.run(batch), ort.run(batch)
     assert got.shape == want.shape
     assert np.abs(got - want).max() < 1e-2 * max(1.0, float(np.abs(want).max()))
+    # (B, 4 + classes, anchors): box rows in network pixels (up to 640), score rows in [0, 1]; each its own bound.
+    assert np.abs(got[:, :4] - want[:, :4]).max() < 1e-2 * float(np.abs(want[:, :4]).max())
+    assert np.abs(got[:, 4:] - want[:, 4:]).max() < 1e-2
+    post = Postprocessor(num_classes=got.shape[1] - 4)
+    for got_head, want_head in zip(got, want):  # after NMS, in original-image pixels
+        found = [post.detect(head, mapping) for head in (got_head, want_head)]
+        dicts = [
+            [
+                {"box": b.tolist(), "score": float(s), "class_id": int(c)}
+                for b, s, c in zip(d.boxes, d.scores, d.class_ids)
+            ]
+            for d in found
+        ]
+        assert dicts[1] and not mismatches(*dicts), mismatches(*dicts)
 
 
 @pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")

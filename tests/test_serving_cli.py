@@ -57,6 +57,8 @@ def test_stubs_get_opencv_pixel_limit():
 def test_stubs_get_the_allocator_settings():
     env = server_environment({})
     assert {key: env[key] for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
+    assert MALLOC_ENVIRONMENT == {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+    assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "268435456")  # 32, 256 MiB
     assert server_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"  # the user's wins
 
 

@@ -130,8 +130,12 @@ def compute_capability() -> str:
 
     if gpu_count() == 0:
         raise EngineBuildError("no CUDA GPU is visible (nvidia-smi and CuPy find none)")
-    major, minor = import_cupy().cuda.Device(0).compute_capability  # "89" -> "8.9"
-    return f"{major}.{minor}"
+    return dotted_capability(import_cupy().cuda.Device(0).compute_capability)
+
+
+def dotted_capability(digits: str) -> str:
+    """CuPy's compute capability digits as nvidia-smi writes them: ``"89"`` -> ``"8.9"``, ``"100"`` -> ``"10.0"``."""
+    return f"{digits[:-1]}.{digits[-1]}"
 
 
 def engine_key(onnx_path: Path, options: EngineOptions) -> EngineKey:
@@ -144,7 +148,7 @@ def build_engine(onnx_path: Path, key: EngineKey, engine_path: Path, log: Callab
     """Build the engine for ``key`` into ``engine_path`` (trtexec when on PATH, else the Python builder)."""
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_suffix(".partial")
-    trtexec = shutil.which("trtexec")
+    trtexec = shutil.which("trtexec") if trtexec_can_build(key.tensorrt_version, key.options.fp16) else None
     log(
         f"building TensorRT {key.tensorrt_version} engine for sm{key.compute_capability} "
         f"({'FP16' if key.options.fp16 else 'FP32'}, batch {key.options.min_batch}/{key.options.opt_batch}/"
@@ -171,6 +175,12 @@ def build_engine(onnx_path: Path, key: EngineKey, engine_path: Path, log: Callab
 def _report_progress(done: threading.Event, started: float, log: Callable[[str], None]) -> None:
     while not done.wait(PROGRESS_EVERY_S):
         log(f"... still building the TensorRT engine ({time.monotonic() - started:.0f} s)")
+
+
+def trtexec_can_build(tensorrt_version: str, fp16: bool) -> bool:
+    """False for FP16 on TensorRT 11 and later: its trtexec has no precision flags (``--fp16`` fails the build),
+    so FP16 goes through the Python builder with ModelOpt's FP16 ONNX (see ``_enable_fp16``)."""
+    return not fp16 or int(tensorrt_version.split(".")[0]) < 11
 
 
 def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:

@@ -13,7 +13,12 @@ import numpy as np
 
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.tensorrt_engine import EngineBuildError, import_tensorrt
-from python_backends.triton_helpers.gpu_arrays import GpuUnavailable, import_cupy, is_device_array
+from python_backends.triton_helpers.gpu_arrays import (
+    GpuUnavailable,
+    import_cupy,
+    is_device_array,
+    stream_waits_for_current,
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,8 @@ class TensorRTRuntime:
 
     def _run_chunk(self, images: Any, on_device: bool) -> Any:
         cp, count = self._cp, len(images)
+        if on_device:  # the batch was joined on the caller's stream: wait for it, without blocking the host
+            stream_waits_for_current(cp, self._stream)
         with self._stream:
             self._buffers[self.input.name][:count] = cp.asarray(images, dtype=self.input.dtype)
             self._context.set_input_shape(self.input.name, (count, *self.input.shape[1:]))

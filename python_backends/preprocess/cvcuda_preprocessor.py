@@ -54,6 +54,16 @@ def import_cvcuda() -> Any:
     return cvcuda
 
 
+def rgb_color_spec(codec: Any) -> Any:
+    """nvImageCodec's RGB output colour spec: ``ColorSpec.SRGB`` from 0.7.0 on, ``ColorSpec.RGB`` before."""
+    spec = getattr(codec.ColorSpec, "SRGB", None) or getattr(codec.ColorSpec, "RGB", None)
+    if spec is None:
+        raise GpuPreprocessingUnavailable(
+            f"nvImageCodec {getattr(codec, '__version__', '?')} has no SRGB/RGB ColorSpec"
+        )
+    return spec
+
+
 def import_nvimgcodec() -> Any | None:
     """``nvidia.nvimgcodec``, or None when it is not installed (decode then runs on the CPU)."""
     try:
@@ -66,8 +76,9 @@ def import_nvimgcodec() -> Any | None:
 class CvCudaPreprocessor:
     """Encoded bytes → float32 (3, H, W) RGB in [0, 1] on the GPU, letterboxed like ``Preprocessor``.
 
-    ``from_bytes`` returns (CuPy float32 (3, H, W), NumPy float32 (5,) mapping); the stream is
-    synchronized before returning, so the array can be handed to Triton through DLPack.
+    ``from_bytes``/``from_bgr`` return (CuPy float32 (3, H, W), NumPy float32 (5,) mapping), finished.
+    The ``*_batch`` forms queue a whole request on this preprocessor's stream; ``stack`` joins its tensors
+    there and synchronizes once per request, so the batch can be handed to Triton through DLPack.
     """
 
     device = "gpu"
@@ -96,44 +107,60 @@ class CvCudaPreprocessor:
         codec = import_nvimgcodec() if gpu_decode else None
         self._decoder = codec.Decoder() if codec else None
         self._decode_params = (
-            codec.DecodeParams(apply_exif_orientation=True, color_spec=codec.ColorSpec.RGB, allow_any_depth=False)
+            codec.DecodeParams(apply_exif_orientation=True, color_spec=rgb_color_spec(codec), allow_any_depth=False)
             if codec
             else None
         )
         self.decoder_name = "nvimgcodec" if codec else "opencv"
+        self._in_flight: list[Any] = []  # decoded images and CV-CUDA tensors that queued work still reads
 
     def from_bytes(self, data: bytes | np.ndarray) -> tuple[Any, np.ndarray]:
-        """Decode and preprocess one image; raises ImageDecodeError for bytes that are not an image."""
-        image, is_rgb = self._decode(data)
-        height, width = int(image.shape[0]), int(image.shape[1])
-        tensor = self._letterbox_normalize(image, is_rgb)
-        return tensor, box_mapping(height, width, self.input_height, self.input_width)
+        """Decode and preprocess one image, finished (synchronized); raises ImageDecodeError for non-images."""
+        tensor, mapping = self.from_bytes_batch([data])[0]
+        self._finish()
+        return tensor, mapping
 
     def from_bgr(self, image: np.ndarray) -> tuple[Any, np.ndarray]:
-        """Preprocess a decoded uint8 (H, W, 3) BGR frame: upload it, then letterbox on the GPU."""
-        height, width = int(image.shape[0]), int(image.shape[1])
-        with self._stream:
-            device_image = self._cp.asarray(image)
-        return self._letterbox_normalize(device_image, False), box_mapping(
-            height, width, self.input_height, self.input_width
-        )
+        """Preprocess one decoded uint8 (H, W, 3) BGR frame, finished (synchronized)."""
+        tensor, mapping = self.from_bgr_batch([image])[0]
+        self._finish()
+        return tensor, mapping
 
-    def _decode(self, data: bytes | np.ndarray) -> tuple[Any, bool]:
-        """(uint8 (H, W, 3) device array, True when RGB); nvImageCodec gives RGB, OpenCV BGR."""
+    def from_bytes_batch(self, items: Any) -> list[tuple[Any, np.ndarray]]:
+        """One request's encoded images: decoded in one nvImageCodec call (OpenCV: one by one), then letterboxed.
+
+        The work is queued, not finished: join the tensors with ``stack``. Raises ImageDecodeError for
+        the first item that is not an image (the request fails as a whole).
+        """
+        return [self._letterbox_normalize(image, is_rgb) for image, is_rgb in self._decode_all(items)]
+
+    def from_bgr_batch(self, frames: Any) -> list[tuple[Any, np.ndarray]]:
+        """One request's uint8 (H, W, 3) BGR frames, uploaded and letterboxed; queued like ``from_bytes_batch``."""
+        with self._stream:
+            return [self._letterbox_normalize(self._cp.asarray(frame), False) for frame in frames]
+
+    def _decode_all(self, items: Any) -> list[tuple[Any, bool]]:
+        """[(uint8 (H, W, 3) device array, True when RGB)]; nvImageCodec gives RGB, OpenCV BGR."""
         if self._decoder is None:
             with self._stream:
-                return self._cp.asarray(decode_image(data, self.max_pixels, self.max_bytes)), False
-        buf = check_encoded(data, self.max_pixels, self.max_bytes).tobytes()
+                return [
+                    (self._cp.asarray(decode_image(data, self.max_pixels, self.max_bytes)), False) for data in items
+                ]
+        buffers = [check_encoded(data, self.max_pixels, self.max_bytes).tobytes() for data in items]
         try:
-            image = self._decoder.decode(buf, params=self._decode_params, cuda_stream=self._stream.ptr)
+            images = self._decoder.decode(buffers, params=self._decode_params, cuda_stream=self._stream.ptr)
         except Exception as exc:  # nvImageCodec raises its own errors for corrupt input
-            raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): {exc}") from exc
-        if image is None:
-            raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): not a supported or complete image")
-        return self._cp.asarray(image), True
+            raise ImageDecodeError(f"cannot decode image: {exc}") from exc
+        for buf, image in zip(buffers, images):
+            if image is None:
+                raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): not a supported or complete image")
+        return [(self._cp.asarray(image), True) for image in images]
 
-    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> Any:
+    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> tuple[Any, np.ndarray]:
+        """(float32 (3, H, W) device tensor, float32 (5,) mapping) for a uint8 (h, w, 3) device image."""
         cv, cp = self._cvcuda, self._cp
+        self._in_flight.append(image)
+        mapping = box_mapping(int(image.shape[0]), int(image.shape[1]), self.input_height, self.input_width)
         plan = letterbox_plan(image.shape[0], image.shape[1], self.input_height, self.input_width)
         with self._stream:
             batch = as_tensor(cv, cp.ascontiguousarray(image)[None], "NHWC")
@@ -153,9 +180,20 @@ class CvCudaPreprocessor:
                 batch = cv.cvtcolor(batch, cv.ColorConversion.BGR2RGB, stream=self._cv_stream)
             batch = cv.convertto(batch, np.float32, scale=1.0 / 255.0, offset=0.0, stream=self._cv_stream)
             batch = cv.reformat(batch, "NCHW", stream=self._cv_stream)
-            tensor = cp.asarray(batch.cuda())[0].copy()  # own memory: CV-CUDA's buffer is freed with `batch`
+            self._in_flight.append(batch)
+            return cp.asarray(batch.cuda())[0].copy(), mapping  # own memory, not CV-CUDA's buffer
+
+    def stack(self, tensors: list[Any]) -> Any:
+        """float32 (B, 3, H, W) on the GPU from a request's (3, H, W) tensors; one synchronization per request."""
+        with self._stream:
+            batch = self._cp.stack(tensors)
+        self._finish()
+        return batch
+
+    def _finish(self) -> None:
+        """Wait for the queued work, then let go of what it read."""
         self._stream.synchronize()
-        return tensor
+        self._in_flight.clear()
 
 
 def as_tensor(cvcuda: Any, array: Any, layout: str) -> Any:

@@ -33,5 +33,5 @@ def preprocess_inputs(preprocessor: Any, encoded: np.ndarray | None, frames: np.
     if (encoded is None) == (frames is None):
         raise FrameError("send exactly one of IMAGE (encoded bytes, model yolov8) or FRAME (BGR pixels, yolov8_raw)")
     if encoded is not None:
-        return [preprocessor.from_bytes(item) for item in encoded.reshape(-1)]
-    return [preprocessor.from_bgr(frame) for frame in check_frames(frames)]
+        return preprocessor.from_bytes_batch(encoded.reshape(-1))
+    return preprocessor.from_bgr_batch(check_frames(frames))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -53,3 +55,16 @@ class Preprocessor:
     def from_bytes(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
         """Decode, then preprocess; raises ``ImageDecodeError`` for bytes that are not an image or too large."""
         return self.from_bgr(decode_image(data, self.max_pixels, self.max_bytes))
+
+    def from_bytes_batch(self, items: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``from_bytes`` for each of a request's encoded images."""
+        return [self.from_bytes(item) for item in items]
+
+    def from_bgr_batch(self, frames: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``from_bgr`` for each of a request's uint8 (H, W, 3) BGR frames."""
+        return [self.from_bgr(frame) for frame in frames]
+
+    @staticmethod
+    def stack(tensors: list[np.ndarray]) -> np.ndarray:
+        """float32 (B, 3, H, W) from a request's (3, H, W) tensors; a single tensor is not copied."""
+        return tensors[0][None] if len(tensors) == 1 else np.stack(tensors)

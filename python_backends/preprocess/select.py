@@ -15,20 +15,22 @@ def create_preprocessor(
     input_height: int = 640,
     input_width: int = 640,
     log: Callable[[str], None] = print,
+    gpu_class: Callable[..., Any] = CvCudaPreprocessor,
     **limits: int,
 ) -> Any:
     """``Preprocessor`` (OpenCV) for ``cpu``, ``CvCudaPreprocessor`` for ``gpu``; ``auto`` takes the GPU when it can.
 
-    ``limits`` (``max_pixels``, ``max_bytes``) go to either class. An explicit ``gpu`` that
-    cannot be satisfied raises GpuPreprocessingUnavailable.
+    ``limits`` (``max_pixels``, ``max_bytes``) go to either class. An explicit ``gpu`` that cannot be
+    satisfied raises GpuPreprocessingUnavailable with the reason. ``auto`` falls back to OpenCV on any
+    GPU initialisation error (a missing library, a CUDA error, an API a new release renamed), logging it.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
     if device != "cpu":
         try:
-            return CvCudaPreprocessor(input_height, input_width, **limits)
-        except GpuPreprocessingUnavailable as exc:
+            return gpu_class(input_height, input_width, **limits)
+        except Exception as exc:  # whatever stops the GPU path, auto still serves on the CPU
             if device == "gpu":
-                raise GpuPreprocessingUnavailable(f"device 'gpu' is unavailable: {exc}") from exc
-            log(f"device auto: GPU preprocessing unavailable ({exc}); using OpenCV on CPU")
+                raise GpuPreprocessingUnavailable(f"device 'gpu' is unavailable: {type(exc).__name__}: {exc}") from exc
+            log(f"device auto: GPU preprocessing unavailable ({type(exc).__name__}: {exc}); using OpenCV on CPU")
     return Preprocessor(input_height, input_width, **limits)

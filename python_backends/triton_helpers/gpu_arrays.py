@@ -51,15 +51,24 @@ def to_host(array: Any) -> np.ndarray:
     return import_cupy().asnumpy(array) if is_device_array(array) else np.asarray(array)
 
 
-def concatenate(arrays: list[Any]) -> Any:
-    """Concatenate along axis 0 on the arrays' own device (all host or all device)."""
-    if len(arrays) == 1:
-        return arrays[0]
-    return import_cupy().concatenate(arrays) if is_device_array(arrays[0]) else np.concatenate(arrays)
+def concatenate_on(arrays: list[Any], device: str) -> Any:
+    """Concatenate along axis 0 on ``device`` (``"cpu"``: NumPy, ``"gpu"``: CuPy), moving each part there first.
+
+    Triton hands a batch's inputs over partly in host memory once its CUDA memory pool is full, so one
+    batch may mix NumPy and CuPy arrays. A single array on the right device is returned as it is.
+    """
+    if device == "gpu":
+        cp = import_cupy()
+        parts = [cp.asarray(array) for array in arrays]
+        return parts[0] if len(parts) == 1 else cp.concatenate(parts)
+    parts = [to_host(array) for array in arrays]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def stack(arrays: list[Any]) -> Any:
-    """Stack along a new axis 0 on the arrays' own device (all host or all device); one array is not copied."""
-    if len(arrays) == 1:
-        return arrays[0][None]
-    return import_cupy().stack(arrays) if is_device_array(arrays[0]) else np.stack(arrays)
+def stream_waits_for_current(cupy: Any, stream: Any) -> None:
+    """Make ``stream`` wait for the work queued so far on the current stream (a CUDA event, no host sync).
+
+    Data produced on one stream (a CuPy concatenation on the default stream) and read on another
+    (TensorRT's non-blocking stream) is otherwise read while still being written.
+    """
+    stream.wait_event(cupy.cuda.get_current_stream().record())

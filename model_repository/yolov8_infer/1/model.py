@@ -14,7 +14,7 @@ from python_backends.infer.cpu_activity import CpuActivity
 from python_backends.infer.select import create_runtime
 from python_backends.infer.tensorrt_engine import options_from_parameters
 from python_backends.triton_helpers.config import instance_count, int_parameter, load_config, parameters
-from python_backends.triton_helpers.gpu_arrays import concatenate, to_host
+from python_backends.triton_helpers.gpu_arrays import concatenate_on, to_host
 from python_backends.triton_helpers.tensors import input_array, output_tensor
 
 
@@ -42,12 +42,11 @@ class TritonPythonModel:
 
     def execute(self, requests):
         batches = [input_array(pb_utils.get_input_tensor_by_name(r, "images")) for r in requests]
-        if self.runtime.device == "cpu":
-            batches = [to_host(batch) for batch in batches]
-        images = concatenate(batches)
+        images = concatenate_on(batches, self.runtime.device)  # a batch may mix host and GPU inputs
         with self.activity.working_alone() as alone:
             run = self.runtime.run_in_stream if self.shares_cores and not alone else self.runtime.run
-            head = run(images).astype(self.output_dtype, copy=False)
+            # to host memory: postprocess runs on the CPU, and a GPU tensor would cost its stub a CUDA context
+            head = to_host(run(images)).astype(self.output_dtype, copy=False)
         responses, start = [], 0
         for batch in batches:
             stop = start + len(batch)

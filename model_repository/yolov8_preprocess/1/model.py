@@ -9,7 +9,6 @@ from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_M
 from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.config import int_parameter, load_config, parameters
 from python_backends.triton_helpers.drain import DrainGate
-from python_backends.triton_helpers.gpu_arrays import stack
 from python_backends.triton_helpers.tensors import output_tensor
 
 
@@ -56,7 +55,7 @@ class TritonPythonModel:
             )
         except (ImageDecodeError, FrameError) as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-        tensors = stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
+        tensors = self.preprocessor.stack([tensor for tensor, _ in results]).astype(self.images_dtype, copy=False)
         mappings = np.stack([mapping for _, mapping in results]).astype(self.letterbox_dtype, copy=False)
         return pb_utils.InferenceResponse(
             output_tensors=[output_tensor("images", tensors), pb_utils.Tensor("LETTERBOX", mappings)]
