@@ -99,3 +99,24 @@ def test_a_failing_warmup_keeps_the_server_from_reporting_ready(model_repository
         server.start(timeout_s=90)
     text = log.read_text()
     assert "failed to load 'yolov8_preprocess'" in text and "cannot decode image" in text
+
+
+def test_warmup_data_and_dims_follow_another_model(tmp_path):
+    """A 64x64 model with 3 classes: (7, 84) heads, 64x64 images, in the warm-up data and in every config."""
+    import onnx
+    from test_prepare import tiny_yolo
+
+    from python_backends.prepare.prepare_model import prepare
+    from python_backends.prepare.repository import PROJECT_ROOT
+
+    onnx.save(tiny_yolo(num_classes=3, size=64), tmp_path / "tiny.onnx")
+    repo = tmp_path / "repo"
+    prepare(tmp_path / "tiny.onnx", repo, template=PROJECT_ROOT / "model_repository")
+    post = _config(repo / "yolov8_postprocess" / "config.pbtxt")
+    assert list(post.model_warmup[0].inputs["output0"].dims) == [7, 84]
+    warmup = repo / "yolov8_postprocess" / "warmup"
+    assert np.fromfile(warmup / HEAD_FILE, np.float32).size == 7 * 84
+    assert np.fromfile(warmup / LETTERBOX_FILE, np.float32).tolist() == [1, 0, 0, 64, 64]
+    for config in ("config.pbtxt", "configs/gpu.pbtxt"):
+        for sample in _config(repo / "yolov8_infer" / config).model_warmup:
+            assert list(sample.inputs["images"].dims) == [3, 64, 64], config

@@ -43,9 +43,9 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
     head = np.zeros((4 + len(info.class_names), info.num_anchors), np.float32)
     rng = np.random.default_rng(0)
     anchors = rng.choice(info.num_anchors, boxes, replace=False)
-    head[0, anchors] = rng.uniform(100, info.input_width - 100, boxes)  # cx
-    head[1, anchors] = rng.uniform(100, info.input_height - 100, boxes)  # cy
-    head[2:4, anchors] = rng.uniform(20, 200, (2, boxes))  # w, h
+    size = np.array([[info.input_width], [info.input_height]], np.float32)
+    head[0:2, anchors] = rng.uniform(0.2, 0.8, (2, boxes)) * size  # cx, cy
+    head[2:4, anchors] = rng.uniform(0.05, 0.3, (2, boxes)) * size  # w, h
     head[4 + anchors % len(info.class_names), anchors] = rng.uniform(0.3, 0.95, boxes)
     return head
 
