@@ -16,7 +16,7 @@ from tritonclient.grpc import model_config_pb2
 from python_backends.infer.tensorrt_engine import EngineOptions, parse_profile
 from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
-from serving.server import ServerStartError, TritonServer
+from serving.server import TritonServer
 
 COMPOSING = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 
@@ -87,18 +87,25 @@ def test_warmup_ran_through_the_stages_before_ready(fresh_server, sample_images)
         client.close()
 
 
-def test_a_failing_warmup_keeps_the_server_from_reporting_ready(model_repository, tmp_path):
-    """Preprocess warms up on bytes that are no image: the load fails, the server never reports ready."""
+def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_repository, tmp_path):
+    """Preprocess warms up on bytes that are no image: its load fails with the reason, and neither it nor the
+    ensembles on it report ready. (Kept running with --exit-on-error=false to ask it; by default the server
+    exits instead of ever reporting ready.)"""
     repo = tmp_path / "repo"
     shutil.copytree(model_repository, repo)
     junk = b"not an image at all"
     (repo / "yolov8_preprocess" / "warmup" / IMAGE_FILE).write_bytes(struct.pack("<I", len(junk)) + junk)
-    log = tmp_path / "tritonserver.log"
-    server = TritonServer(options(repo), log)
-    with pytest.raises(ServerStartError, match="exited"):
-        server.start(timeout_s=90)
-    text = log.read_text()
-    assert "failed to load 'yolov8_preprocess'" in text and "cannot decode image" in text
+    extra = ["--exit-on-error=false", "--strict-readiness=false"]
+    with TritonServer(options(repo, extra_args=extra), tmp_path / "tritonserver.log") as server:
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            assert not any(client.is_model_ready(m) for m in ("yolov8_preprocess", "yolov8", "yolov8_raw"))
+            assert client.is_model_ready("yolov8_infer") and client.is_model_ready("yolov8_postprocess")
+            (entry,) = [m for m in client.get_model_repository_index().models if m.name == "yolov8_preprocess"]
+            assert entry.state == "UNAVAILABLE"
+            assert "failed to run warmup sample 'batch_1': cannot decode image (19 bytes)" in entry.reason
+        finally:
+            client.close()
 
 
 def test_warmup_data_and_dims_follow_another_model(tmp_path):
