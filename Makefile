@@ -43,3 +43,13 @@ soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed 
 .PHONY: bench
 bench: setup  ## perf_analyzer on the ensemble and each stage, ONNX Runtime in-process; writes benchmarks/results/<time>/
 	$(PY) -m benchmarks.bench $(ARGS)
+
+# --- scale-out: a local cluster (issue 15) ---
+.PHONY: cluster cluster-bench
+REPLICAS ?= 2
+
+cluster: setup  ## REPLICAS=N supervised replicas behind nginx+HAProxy on 127.0.0.1:8001/8000, Prometheus on :9090; Ctrl-C stops all
+	$(PY) -m serving.cluster --replicas $(REPLICAS) $(ARGS)
+
+cluster-bench: setup  ## failover gap, throughput with 1 and 2 replicas, the balancer's added latency, the HPA signal (own ports)
+	$(PY) -m benchmarks.cluster $(ARGS)

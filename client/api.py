@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Union
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
 ENSEMBLE = "yolov8"
@@ -19,6 +22,46 @@ OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
 
 ImageLike = Union[str, Path, bytes, np.ndarray]
+
+
+def _ipv4(host: str) -> str:
+    """``host`` as an IPv4 address (resolved when it is a name)."""
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        return socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+
+
+def grpc_target(url: str) -> tuple[str, list[tuple] | None]:
+    """(gRPC target, channel arguments) for ``url``; None keeps tritonclient's defaults.
+
+    - ``host:port``: one server, unchanged;
+    - ``host1:port1,host2:port2``: several servers (names resolved to IPv4 once, here);
+    - ``dns:///name:port``: every address the name resolves to (a Kubernetes headless Service), re-resolved
+      by gRPC when connections fail.
+
+    Several servers are balanced per request with gRPC's ``round_robin`` policy: each call goes to the next
+    ready server, so a call retried after UNAVAILABLE may land on another one.
+    """
+    if url.startswith("dns:"):
+        target = url
+    elif "," in url:
+        endpoints = [e.strip().rsplit(":", 1) for e in url.split(",") if e.strip()]
+        if any(len(e) != 2 for e in endpoints):
+            raise ValueError(f"--url {url!r}: each endpoint needs host:port")
+        target = "ipv4:" + ",".join(f"{_ipv4(host)}:{port}" for host, port in endpoints)
+    else:
+        return url, None
+    keepalive = KeepAliveOptions()
+    return target, [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
 
 
 class DetectionError(RuntimeError):
@@ -125,7 +168,8 @@ class YoloTritonClient:
     """Send images to the ensemble over gRPC and get typed detections back.
 
     Args:
-        url: gRPC address, host:port.
+        url: gRPC address: host:port, several as host1:port1,host2:port2, or dns:///name:port
+            (several servers are balanced per request, round robin: see ``grpc_target``).
         timeout_s: per-call deadline in seconds (None: none).
         retries: extra attempts on UNAVAILABLE (server restarting, queue full), with exponential backoff.
             INVALID_ARGUMENT and other errors are raised at once.
@@ -150,8 +194,10 @@ class YoloTritonClient:
         self.retries = retries
         self.backoff_s = backoff_s
         self.classes = None if classes is None else set(classes)
+        target, channel_args = grpc_target(url)
         self.client = grpcclient.InferenceServerClient(
-            url,
+            target,
+            channel_args=channel_args,
             ssl=ssl or root_certificates is not None,
             root_certificates=root_certificates,
             private_key=private_key,

@@ -18,6 +18,7 @@ from client.api import (
     ImageLike,
     build_request,
     class_names_from_config,
+    grpc_target,
     parse_results,
 )
 
@@ -34,7 +35,8 @@ class AsyncYoloTritonClient:
         classes: list[int] | None = None,
         **tls,
     ):
-        self.client = grpcaio.InferenceServerClient(url, **tls)
+        target, channel_args = grpc_target(url)
+        self.client = grpcaio.InferenceServerClient(target, channel_args=channel_args, **tls)
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.classes = None if classes is None else set(classes)
         self._class_names: list[str] | None = None

@@ -21,6 +21,7 @@ from client.annotate import annotate
 from client.api import DetectionError, DetectionResult, YoloTritonClient
 from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
 
+URL_HELP = "Triton gRPC address; several: host1:8001,host2:8001 or dns:///name:8001, round robin (default %(default)s)"
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
 
 
@@ -184,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     detect = commands.add_parser("detect", help="detect objects in images, folders and videos")
     detect.add_argument("sources", nargs="+", metavar="SOURCE", help="image file, folder (recursive) or video")
-    detect.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default %(default)s)")
+    detect.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
     detect.add_argument("--conf", type=float, default=None, help="confidence threshold (server default 0.25)")
     detect.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (server default 0.7)")
     detect.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
@@ -208,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(func=run_perf_data)
 
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
-    report.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address (default %(default)s)")
+    report.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
     source = report.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", nargs="+", help="drive traffic with these images and time it")
     source.add_argument("--window", type=float, help="watch live traffic for this many seconds")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import tritonclient.grpc as grpcclient
@@ -77,3 +78,12 @@ def stage_table(delta: dict[str, StageCounters], ensemble: str = "yolov8") -> st
         )
         lines.append(f"{ensemble + ' (ensemble)':<20}{d.success:>9}{'':>9}" + " " * 60 + f"{server_ms:>10.2f}")
     return "\n".join(lines)
+
+
+def executions_by_batch_size(client: grpcclient.InferenceServerClient, model: str) -> Counter[int]:
+    """Executions of ``model`` so far, per batch size (the samples one execution held), from its batch statistics."""
+    found: Counter[int] = Counter()
+    for entry in client.get_inference_statistics(model, as_json=True).get("model_stats", []):
+        for batch in entry.get("batch_stats", []):
+            found[int(batch["batch_size"])] += int(batch.get("compute_infer", {}).get("count", 0))
+    return found

@@ -2,22 +2,26 @@
 # Run once inside NVIDIA's tritonserver:<tag>-py3 container (the `setup` service of docker-compose.yml):
 # install the GPU path's Python packages into /opt/pydeps, then build the TensorRT engine into
 # $YOLOV8_ENGINE_DIR with the container's own TensorRT. Idempotent: a second run reuses both.
+# `--packages-only` (the Dockerfile, at build time: no GPU, no model yet) installs the packages and stops.
 set -euo pipefail
+PACKAGES_ONLY=$([ "${1:-}" = "--packages-only" ] && echo true || echo false)
 DEPS=${PYDEPS:-/opt/pydeps}
 PROJECT=${PROJECT:-/opt/yolov8}
 MODEL=${MODEL:-/models/yolov8_infer/1/model.onnx}
 export PYTHONPATH="$PROJECT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
 log() { printf '[gpu-setup] %s\n' "$*"; }
 
-[ -s "$MODEL" ] || { log "no $MODEL: run \`make setup\` (or python -m python_backends.prepare) on the host first"; exit 2; }
-nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || { log "no GPU visible"; exit 2; }
+if ! $PACKAGES_ONLY; then
+    [ -s "$MODEL" ] || { log "no $MODEL: run \`make setup\` (or python -m python_backends.prepare) on the host first"; exit 2; }
+    nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || { log "no GPU visible"; exit 2; }
+fi
 
 # 1. Python packages for CUDA 13 (the 26.x images are CUDA 13), pinned; numpy comes with the image.
 if [ ! -f "$DEPS/.installed" ]; then
     log "installing the GPU path's packages into $DEPS"
     python3 -m pip install -q --target "$DEPS" \
         cvcuda-cu13==0.19.0 cupy-cuda13x==14.2.0 nvidia-nvimgcodec-cu13==0.9.0.20 \
-        onnx==1.17.0 onnxruntime==1.20.1 opencv-python-headless==4.10.0.84
+        onnx==1.17.0 onnxruntime==1.20.1 opencv-python-headless==4.10.0.84 pillow==11.0.0
     touch "$DEPS/.installed"
 fi
 
@@ -36,6 +40,8 @@ fi
 # there goes through the Python builder (python_backends/infer/tensorrt_engine.py::trtexec_can_build)
 [ -x /usr/src/tensorrt/bin/trtexec ] && export PATH="/usr/src/tensorrt/bin:$PATH"
 python3 -c "import tensorrt; print('[gpu-setup] TensorRT', tensorrt.__version__)"
+
+$PACKAGES_ONLY && { log "packages installed into $DEPS; the engine is built on a GPU (this script, or at model load)"; exit 0; }
 
 # 3. The engine (cached under a key of TensorRT version, GPU, shapes, precision and ONNX hash).
 python3 -m python_backends.infer.tensorrt_engine --onnx "$MODEL" \

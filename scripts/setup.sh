@@ -37,7 +37,26 @@ if ! command -v openssl > /dev/null; then
     $sudo apt-get update -q && $sudo apt-get install -y -q openssl || log "could not install openssl: TLS tests will fail"
 fi
 
-# 1c. perf_analyzer from the tritonclient 2.49 wheel (manylinux1: runs on Debian 12 and 13). It needs
+# 1c. kubectl: the Kubernetes tests render deploy/kubernetes/overlays/* with `kubectl kustomize` (offline)
+if ! command -v kubectl > /dev/null; then
+    log "installing kubernetes-client (kubectl, used by the Kubernetes manifest tests)"
+    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $sudo apt-get update -q && $sudo apt-get install -y -q kubernetes-client || log "could not install kubectl: Kubernetes tests will fail"
+fi
+
+# 1d. `make cluster`: nginx (caps request bodies in front), HAProxy (balances, health-checks, retries) and
+#     Prometheus (scrapes the replicas), all from Debian; binaries only, their system services are not used
+missing=()
+command -v nginx > /dev/null || missing+=(nginx-light)
+command -v haproxy > /dev/null || missing+=(haproxy)
+command -v prometheus > /dev/null || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (used by make cluster)"
+    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
+    $sudo apt-get update -q && $sudo apt-get install -y -q "${missing[@]}" || log "could not install ${missing[*]}: make cluster will fail"
+fi
+
+# 1e. perf_analyzer from the tritonclient 2.49 wheel (manylinux1: runs on Debian 12 and 13). It needs
 #     libb64.so.0d and libcudart.so.12: links to the copies bundled in nvidia-pytriton serve, and a
 #     wrapper at .venv/bin/perf_analyzer puts them on LD_LIBRARY_PATH (re-done when pip restores the binary).
 PA=$VENV/bin/perf_analyzer

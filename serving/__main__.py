@@ -45,6 +45,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="load configs/NAME.pbtxt where a model has one ('' = config.pbtxt; default: gpu where TensorRT runs)",
     )
     parser.add_argument("--log-file", type=Path, help="tritonserver's log (default: this terminal)")
+    parser.add_argument(
+        "--one-process-group",
+        action="store_true",
+        help="tritonserver and its stubs join this process's group (make cluster kills a replica as one group)",
+    )
+    parser.add_argument("--lb-agent-port", type=int, help="answer HAProxy's agent check here (make cluster)")
+    parser.add_argument(
+        "--drain-delay", type=float, default=0.0, help="seconds the agent check answers drain before draining"
+    )
     parser.add_argument("--probe-interval", type=float, default=10.0, help="seconds between probe inferences, 0=off")
     args = parser.parse_args(argv)
     if args.grpc_use_ssl and not (args.grpc_server_cert and args.grpc_server_key):
@@ -108,7 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "serving %s on %s (HTTP %d, %s %d)", options.repository, options.host, options.http_port, tls, options.grpc_port
     )
-    return Supervisor(options, args.log_file, probe_interval_s=args.probe_interval).run()
+    supervisor = Supervisor(
+        options,
+        args.log_file,
+        probe_interval_s=args.probe_interval,
+        own_process_group=not args.one_process_group,
+        agent_port=args.lb_agent_port,
+        drain_delay_s=args.drain_delay,
+    )
+    return supervisor.run()
 
 
 if __name__ == "__main__":

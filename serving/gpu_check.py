@@ -178,8 +178,25 @@ def repository_with_device(device: str, target: Path) -> Path:
     return target
 
 
-def served(device: str, images: list[Path], want: dict[str, list[dict]], work: Path, logs: Path) -> tuple[list, dict]:
-    """Serve with ``device`` preprocessing: detections over gRPC, and per-stage ms at each concurrency."""
+def served(
+    device: str, images: list[Path], want: dict[str, list[dict]], work: Path, logs: Path, server_args: list[str]
+) -> tuple[list, dict]:
+    """Serve with ``device`` preprocessing: detections over gRPC, and per-stage ms at each concurrency.
+
+    A server that fails to start, or a stage that fails a request, gives a failed row naming the error.
+    """
+    from client.api import DetectionError
+    from serving.server import ServerStartError
+
+    try:
+        return _served(device, images, want, work, logs, server_args)
+    except (DetectionError, ServerStartError, RuntimeError) as exc:
+        return [row(f"served, {device} preprocessing", f"failed: {exc}"[:300], "-", False)], {}
+
+
+def _served(
+    device: str, images: list[Path], want: dict[str, list[dict]], work: Path, logs: Path, server_args: list[str]
+) -> tuple[list, dict]:
     import tritonclient.grpc as grpcclient
 
     from client.api import YoloTritonClient
@@ -263,6 +280,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="the prepared model.onnx")
     parser.add_argument("--out", type=Path, help=f"results folder (default {RESULTS}/<date>)")
     parser.add_argument("--no-serve", action="store_true", help="skip the tritonserver part")
+    parser.add_argument("--server-arg", action="append", default=[], help="an extra tritonserver flag (repeatable)")
     args = parser.parse_args(argv)
     missing = gpu_missing()
     if missing:
@@ -287,13 +305,14 @@ def main(argv: list[str]) -> int:
     if not args.no_serve:
         with tempfile.TemporaryDirectory() as tmp:
             for device in ("gpu", "cpu"):
-                rows, stage_costs[device] = served(device, images, want, Path(tmp), logs)
+                rows, stage_costs[device] = served(device, images, want, Path(tmp), logs, args.server_arg)
                 checks += rows
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gpu": gpu or "unknown",
         "versions": versions(),
         "images": [image.name for image in images],
+        "server_args": args.server_arg,
         "checks": checks,
         "stage_costs": stage_costs,
         "wall_s": round(time.monotonic() - started, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,10 +13,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from python_backends.infer.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
-from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment
+from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
 
 class ServerStartError(RuntimeError):
@@ -40,10 +43,14 @@ class TritonServer:
 
         with TritonServer(ServerOptions(...), log_path) as server:
             client = InferenceServerClient(server.grpc_url)
+
+    With ``own_process_group`` False, tritonserver and its stubs stay in the caller's process group
+    (``make cluster``: one ``kill`` of a replica's group stops its supervisor, server and stubs).
     """
 
-    def __init__(self, options: ServerOptions, log_path: Path | None):
+    def __init__(self, options: ServerOptions, log_path: Path | None, own_process_group: bool = True):
         self.options = options
+        self.own_process_group = own_process_group
         self.log_path = None if log_path is None else Path(log_path)
         self.process: subprocess.Popen | None = None
         self.stubs: list[StubProcess] = []
@@ -59,7 +66,13 @@ class TritonServer:
         return f"http://{self.options.host}:{self.options.http_port}"
 
     def start(self, timeout_s: float = 120.0) -> TritonServer:
-        """Start the server and wait until ``/v2/health/ready`` answers 200."""
+        """Start the server and wait until ``/v2/health/ready`` answers 200.
+
+        Refuses to start (ServerStartError) under a NumPy its Python stubs can't use (``stub_numpy_problem``).
+        """
+        problem = stub_numpy_problem(np.__version__)
+        if problem:
+            raise ServerStartError(problem)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
@@ -69,7 +82,7 @@ class TritonServer:
                 env=server_environment() | {DRAIN_DIR_VARIABLE: str(self.gate.directory)},
                 stdout=None if self.log_path is None else log,
                 stderr=None if self.log_path is None else subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stubs included in stop()
+                start_new_session=self.own_process_group,  # its own process group: stubs included in stop()
             )
         self.stubs, self.shm = [], set()
         deadline = time.monotonic() + timeout_s
@@ -115,7 +128,7 @@ class TritonServer:
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.kill_all()
                 self.process.wait()
         self._clean_up()
         return self.process.returncode
@@ -123,14 +136,23 @@ class TritonServer:
     def kill(self) -> None:
         """SIGKILL the server and its stubs at once (no draining), then clean up."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            self.kill_all()
             self.process.wait()
         self._clean_up()
+
+    def kill_all(self) -> None:
+        """SIGKILL tritonserver and every stub it started; no waiting (safe in a signal handler)."""
+        if self.own_process_group:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return
+        for pid in {self.process.pid, *(s.pid for s in self.stubs), *(s.pid for s in stub_processes(self.process.pid))}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _clean_up(self, timeout_s: float = 10.0) -> None:
         """Kill stubs that outlived the server; remove its shared-memory and lock files (after a crash too)."""
         if any(is_alive(stub.pid) for stub in self.stubs):
-            os.killpg(self.process.pid, signal.SIGKILL)  # stubs keep the server's process group alive
+            self.kill_all()  # stubs that outlived the server
         deadline = time.monotonic() + timeout_s
         while any(is_alive(stub.pid) for stub in self.stubs) and time.monotonic() < deadline:
             time.sleep(0.05)

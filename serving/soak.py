@@ -6,7 +6,8 @@ Several clients send a mix of good and bad requests for ``--duration`` seconds. 
 one extra client is killed in the middle of a request, and the ``yolov8_infer`` stubs are
 killed with SIGKILL (the supervisor must restart the server). Then the supervisor gets SIGTERM.
 The report: requests sent, successes, errors by code, hangs (client deadline passed, or a
-client thread that never returned), p99 latency of successes, server RSS growth, downtime
+client thread that never returned), wrong answers (each good reply must carry the number of
+detections its photo got before the run), p99 latency of successes, server RSS growth, downtime
 after the kill, and stub processes and shared-memory files left after shutdown.
 """
 
@@ -30,6 +31,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from client.stage_stats import executions_by_batch_size
 from serving.processes import is_alive, rss_bytes, shm_regions, stub_processes
 from serving.supervisor import SupervisorProcess
 from serving.triton import DEFAULT_REPOSITORY, PROJECT_ROOT
@@ -39,15 +41,16 @@ DEADLINE_S = 60.0  # a request without an answer after this long is a hang
 # gRPC waits up to 120 s between reconnects by default; a client of a restarting server wants it short
 RECONNECT = [(f"grpc.{k}_reconnect_backoff_ms", ms) for k, ms in (("initial", 250), ("min", 2000), ("max", 1000))]
 HANG = "StatusCode.DEADLINE_EXCEEDED"
-# The killed client: one slow request (a batch of 8), then it is killed before the answer comes.
+# The killed client: one slow request (a batch of argv[3] images), killed once the server has it, before the answer.
 KILLED_CLIENT = """
 import sys, numpy as np, tritonclient.grpc as g
 c = g.InferenceServerClient(sys.argv[1])
-x = g.InferInput("IMAGE", [8, 1], "BYTES")
-x.set_data_from_numpy(np.array([[open(sys.argv[2], "rb").read()]] * 8, dtype=object))
+x = g.InferInput("IMAGE", [int(sys.argv[3]), 1], "BYTES")
+x.set_data_from_numpy(np.array([[open(sys.argv[2], "rb").read()]] * int(sys.argv[3]), dtype=object))
 print("sending", flush=True)
 c.infer("yolov8", [x])
 """
+PREPROCESS = "yolov8_preprocess"
 
 
 @dataclass
@@ -57,10 +60,11 @@ class SoakReport:
     sent: int = 0
     successes: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-    wrong_answers: int = 0  # a good request refused as invalid, or a bad one that succeeded
+    wrong_answers: int = 0  # a good request refused as invalid or answered with other detections, a bad one answered
     hangs: int = 0
     p99_ms: float = 0.0
-    killed_clients: int = 0
+    killed_clients: int = 0  # killed while waiting for the answer to a request that the server's statistics count
+    expected_detections: dict[str, int] = field(default_factory=dict)  # per good request, measured before the run
     downtime_s: float | None = None  # stub killed -> next success
     rss_start_mib: float = 0.0  # the restarted server, once warm
     rss_end_mib: float = 0.0
@@ -72,26 +76,39 @@ class SoakReport:
 
     @property
     def balanced(self) -> bool:
+        """Every request got an answer; a client thread that died or hung in the middle of one breaks it."""
         return self.sent == self.successes + sum(self.errors.values())
 
 
-def requests_mix(samples: Path = SAMPLES) -> list[tuple[str, bytes, float | None]]:
-    """(kind, image bytes, conf threshold) in the order clients cycle through: 4 good, 5 bad."""
+@dataclass(frozen=True)
+class MixRequest:
+    name: str
+    good: bool
+    payload: bytes
+    conf: float | None  # CONF_THRESHOLD to send; None: the server's default
+
+    @property
+    def label(self) -> str:
+        return self.name if self.conf is None else f"{self.name} conf={self.conf}"
+
+
+def requests_mix(samples: Path = SAMPLES) -> list[MixRequest]:
+    """The requests in the order clients cycle through: 4 good, 5 bad."""
     good = (samples / "bus.jpg").read_bytes()
     bomb = bytearray(good)
     struct.pack_into(">HH", bomb, bomb.index(b"\xff\xc0") + 5, 60000, 60000)  # SOF0 declares 60000x60000
     noise = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
     zidane = (samples / "zidane.jpg").read_bytes()
     return [
-        ("good", good, None),
-        ("good", zidane, 0.4),
-        ("bad", b"", None),
-        ("good", good, None),
-        ("bad", noise, None),
-        ("bad", good[: len(good) // 2], None),
-        ("good", zidane, None),
-        ("bad", bytes(bomb), None),
-        ("bad", good, float("nan")),
+        MixRequest("bus.jpg", True, good, None),
+        MixRequest("zidane.jpg", True, zidane, 0.4),
+        MixRequest("empty", False, b"", None),
+        MixRequest("bus.jpg", True, good, None),
+        MixRequest("random bytes", False, noise, None),
+        MixRequest("truncated bus.jpg", False, good[: len(good) // 2], None),
+        MixRequest("zidane.jpg", True, zidane, None),
+        MixRequest("bomb 60000x60000", False, bytes(bomb), None),
+        MixRequest("bus.jpg", False, good, float("nan")),
     ]
 
 
@@ -101,6 +118,7 @@ class Soak:
         self.server = SupervisorProcess(repository, log_dir, "--probe-interval", "2")
         self.log_dir = log_dir
         self.mix = requests_mix()
+        self.killed_batch = max(8, clients + 2)  # larger than any batch the other clients and the probe can form
         self.lock = threading.Lock()
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
@@ -113,6 +131,7 @@ class Soak:
         try:
             self.server.wait_serving()
             self._watch_server()
+            self._measure_expected_detections()
             start = time.monotonic()
             end = start + self.report.duration_s
             clients = [
@@ -150,48 +169,68 @@ class Soak:
         turn = index
         try:
             while time.monotonic() < end:
-                kind, payload, conf = self.mix[turn % len(self.mix)]
+                request = self.mix[turn % len(self.mix)]
                 turn += 1
-                self._one(client, kind, payload, conf)
+                self._one(client, request)
         finally:
             client.close()
 
-    def _one(self, client, kind: str, payload: bytes, conf: float | None) -> None:
-        image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
-        image.set_data_from_numpy(np.array([[payload]], dtype=object))
-        inputs = [image]
-        if conf is not None:
-            threshold = grpcclient.InferInput("CONF_THRESHOLD", [1, 1], "FP32")
-            threshold.set_data_from_numpy(np.array([[conf]], np.float32))
-            inputs.append(threshold)
+    def _one(self, client, request: MixRequest) -> None:
+        inputs = request_inputs(request)
         with self.lock:
             self.report.sent += 1
         started = time.monotonic()
         try:
-            client.infer("yolov8", inputs, client_timeout=DEADLINE_S)
+            reply = client.infer("yolov8", inputs, client_timeout=DEADLINE_S)
         except InferenceServerException as exc:
             code = str(exc.status())
             with self.lock:
                 self.errors[code] += 1
                 self.report.hangs += code == HANG
-                self.report.wrong_answers += kind == "good" and code == "StatusCode.INVALID_ARGUMENT"
+                self.report.wrong_answers += request.good and code == "StatusCode.INVALID_ARGUMENT"
             if code != "StatusCode.INVALID_ARGUMENT":
                 time.sleep(0.1)  # server restarting or busy: back off a little, as a retrying client would
             return
+        detections = int(reply.as_numpy("num_dets")[0, 0])
         with self.lock:
             self.latencies.append(time.monotonic() - started)
             self.success_times.append(time.monotonic())
-            self.report.wrong_answers += kind == "bad"
+            wrong = not request.good or detections != self.report.expected_detections[request.label]
+            self.report.wrong_answers += wrong
 
-    def _kill_a_client(self) -> None:
-        """A client process that dies in the middle of a request."""
-        command = [sys.executable, "-c", KILLED_CLIENT, self.server.grpc_url, str(SAMPLES / "bus.jpg")]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        process.stdout.readline()  # "sending"
-        time.sleep(0.5)
+    def _measure_expected_detections(self) -> None:
+        """Each good request's number of detections, from the fresh server before any load or fault."""
+        client = grpcclient.InferenceServerClient(self.server.grpc_url)
+        try:
+            for request in (r for r in self.mix if r.good and r.label not in self.report.expected_detections):
+                reply = client.infer("yolov8", request_inputs(request), client_timeout=DEADLINE_S)
+                self.report.expected_detections[request.label] = int(reply.as_numpy("num_dets")[0, 0])
+        finally:
+            client.close()
+
+    def _kill_a_client(self, timeout_s: float = 30.0) -> None:
+        """A client process that dies in the middle of a request: once the server has its request, before the answer.
+
+        The server has it when yolov8_preprocess has run a batch of ``killed_batch`` images or more (its statistics).
+        """
+        stats = grpcclient.InferenceServerClient(self.server.grpc_url)
+        try:
+            before = large_batches(stats, self.killed_batch)
+            command = [sys.executable, "-c", KILLED_CLIENT, self.server.grpc_url, str(SAMPLES / "bus.jpg")]
+            process = subprocess.Popen(
+                [*command, str(self.killed_batch)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            )
+            process.stdout.readline()  # "sending"
+            deadline = time.monotonic() + timeout_s
+            while large_batches(stats, self.killed_batch) == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            reached = large_batches(stats, self.killed_batch) > before
+        finally:
+            stats.close()
+        waiting = process.poll() is None  # still waiting for its answer
         process.kill()
         process.wait()
-        self.report.killed_clients += 1
+        self.report.killed_clients += reached and waiting
 
     def _kill_infer_stub(self) -> float:
         pid = self.server.server_pid()
@@ -231,12 +270,30 @@ class Soak:
         time.sleep(max(when - time.monotonic(), 0))
 
 
+def request_inputs(request: MixRequest) -> list[grpcclient.InferInput]:
+    """IMAGE (BYTES [1, 1]) and, when the request sets one, CONF_THRESHOLD (FP32 [1, 1])."""
+    image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
+    image.set_data_from_numpy(np.array([[request.payload]], dtype=object))
+    inputs = [image]
+    if request.conf is not None:
+        threshold = grpcclient.InferInput("CONF_THRESHOLD", [1, 1], "FP32")
+        threshold.set_data_from_numpy(np.array([[request.conf]], np.float32))
+        inputs.append(threshold)
+    return inputs
+
+
+def large_batches(client: grpcclient.InferenceServerClient, size: int) -> int:
+    """Executions of yolov8_preprocess so far that held ``size`` images or more."""
+    return sum(n for batch, n in executions_by_batch_size(client, PREPROCESS).items() if batch >= size)
+
+
 def format_report(report: SoakReport) -> str:
     errors = ", ".join(f"{code.removeprefix('StatusCode.')}: {n}" for code, n in sorted(report.errors.items()))
     return "\n".join(
         [
             f"duration {report.duration_s:.0f} s, {report.clients} clients, killed clients {report.killed_clients}",
             f"sent {report.sent}, successes {report.successes}, errors {sum(report.errors.values())} ({errors})",
+            "detections expected: " + ", ".join(f"{k}: {n}" for k, n in report.expected_detections.items()),
             f"hangs {report.hangs}, wrong answers {report.wrong_answers}, p99 latency of successes {report.p99_ms} ms",
             f"downtime after kill -9 of the yolov8_infer stubs: {report.downtime_s} s",
             f"server RSS after the restart: {report.rss_start_mib} MiB -> {report.rss_end_mib} MiB at the end"

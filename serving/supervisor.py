@@ -17,7 +17,6 @@ A second signal kills the server at once.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import threading
 import time
 from pathlib import Path
 
+from serving.lb_agent import LoadBalancerAgent
 from serving.probe import probe_inference
 from serving.processes import child_pids, is_alive
 from serving.server import ServerStartError, TritonServer, free_port
@@ -47,6 +47,10 @@ class Supervisor:
         probe_interval_s: how often a probe inference runs; 0 turns probing off.
         probe_failures: failed probes in a row that count as a dead stage.
         max_restarts: restarts allowed within ``restart_window_s`` before giving up.
+        own_process_group: False keeps tritonserver and its stubs in this process's group.
+        agent_port: where HAProxy's agent check asks whether to send requests (None: no agent).
+        drain_delay_s: on SIGTERM/SIGINT, seconds of answering ``drain`` to the agent check, still
+            serving, before refusing new requests (the balancer must have taken this server out by then).
     """
 
     def __init__(
@@ -58,8 +62,14 @@ class Supervisor:
         probe_failures: int = 2,
         max_restarts: int = 5,
         restart_window_s: float = 600.0,
+        own_process_group: bool = True,
+        agent_port: int | None = None,
+        drain_delay_s: float = 0.0,
     ):
-        self.server = TritonServer(options, log_path)
+        self.server = TritonServer(options, log_path, own_process_group)
+        self.agent = None if agent_port is None else LoadBalancerAgent(agent_port)
+        self.drain_delay_s = drain_delay_s
+        self.killing = threading.Event()
         self.check_interval_s = check_interval_s
         self.probe_interval_s = probe_interval_s
         self.probe_failures = probe_failures
@@ -84,12 +94,23 @@ class Supervisor:
             log.error("giving up: %s", exc)
             return 1
         finally:
+            self._leave_rotation()
             log.info("stopping tritonserver (draining up to %d s)", self.server.options.exit_timeout_s)
             self.server.stop(timeout_s=self.server.options.exit_timeout_s + 15)
             stubs, shm = self.server.leftovers()
             log.info("stopped; leftover stubs: %d, shared-memory regions: %d", len(stubs), len(shm))
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _leave_rotation(self) -> None:
+        """Tell the load balancer's agent check to drain, and keep serving while it takes this server out."""
+        if self.agent is None:
+            return
+        self.agent.drain()
+        if self.drain_delay_s and self.server.process is not None and self.server.process.poll() is None:
+            log.info("agent check answers drain; still serving for %.1f s", self.drain_delay_s)
+            self.killing.wait(self.drain_delay_s)
+        self.agent.close()
 
     def find_problem(self) -> str | None:
         """Why the server must be restarted, or None while it is healthy."""
@@ -138,7 +159,8 @@ class Supervisor:
     def _on_signal(self, signum, _frame) -> None:
         if self.stopping.is_set():
             log.warning("second %s: killing tritonserver now", signal.Signals(signum).name)
-            os.killpg(self.server.process.pid, signal.SIGKILL)  # stop() then reaps it and cleans up
+            self.killing.set()
+            self.server.kill_all()  # stop() then reaps it and cleans up
         else:
             log.info("%s received: refusing new requests, draining in-flight ones", signal.Signals(signum).name)
             self.stopping.set()

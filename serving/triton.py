@@ -65,6 +65,23 @@ def build_backend_dir(target: Path = BACKEND_CACHE) -> Path:
     return target
 
 
+def stub_numpy_problem(version: str) -> str | None:
+    """Why the bundled Python backend stub can't run with NumPy ``version`` (the stubs' NumPy is this
+    interpreter's), or None.
+
+    Triton 2.51's stub was built against NumPy 1.x. Under NumPy 2 it hands every BYTES input over
+    corrupted: the stub dies in ``deserialize_bytes_tensor`` on the first image ("unpack_from requires a
+    buffer of at least 3419130831 bytes"), so every request fails INTERNAL. Seen on a GPU host with
+    NumPy 2.5.2, and reproduced on CPU by installing NumPy 2.5.2 into a Python 3.12 venv.
+    """
+    if int(version.split(".")[0]) < 2:
+        return None
+    return (
+        f"NumPy {version} in {sys.executable}: the Python backend stub of tritonserver 2.51 (nvidia-pytriton) "
+        f"needs NumPy 1.x and corrupts every image input under NumPy 2; install numpy<2 (requirements.txt pins it)"
+    )
+
+
 def server_environment(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for tritonserver and its Python stubs.
 

@@ -40,6 +40,18 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def large_jpeg(photo: bytes, width: int, height: int) -> bytes:
+    """A real photo stretched to ``width`` x ``height`` and re-encoded: a valid image that is slow to decode."""
+    return encode(cv2.resize(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), (width, height)), ".jpg")
+
+
+def pasted(photo: np.ndarray, width: int, height: int, x: int, y: int) -> np.ndarray:
+    """``photo`` (H, W, 3) uint8 pasted at (x, y) into a ``width`` x ``height`` canvas of gray 114 (letterbox pad)."""
+    canvas = np.full((height, width, 3), 114, np.uint8)
+    canvas[y : y + photo.shape[0], x : x + photo.shape[1]] = photo
+    return canvas
+
+
 def bmp_bomb(width: int = 60000, height: int = 60000) -> bytes:
     data = bytearray(encode(np.zeros((2, 2, 3), np.uint8), ".bmp"))
     struct.pack_into("<ii", data, 18, width, -height)  # negative height: top-down rows
@@ -77,6 +89,15 @@ def tiff_bomb() -> bytes:
 def pnm_bomb() -> bytes:
     """A binary PPM header declaring 60000 x 60000 pixels, followed by one row."""
     return b"P6\n60000 60000\n255\n" + b"\x00" * 3 * 60000
+
+
+def hdr_bomb(width: int = 10000, height: int = 10000) -> bytes:
+    """A Radiance HDR header declaring ``width`` x ``height`` pixels, then a few bytes of pixel data.
+
+    Pillow has no Radiance reader, so only OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS) stands in its way;
+    10000 x 10000 is over the project's 40 MP but under OpenCV's default limit of 2^30 pixels.
+    """
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width) + b"\x80\x80\x80\x81" * 64
 
 
 def pillow_bytes(image: Image.Image, fmt: str, **options) -> bytes:

@@ -1,5 +1,6 @@
 """Bad and unusual input through the real server: each bad request fails alone, clearly; the next succeeds."""
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -7,13 +8,16 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from bad_images import cmyk_jpeg, encode, jpeg_with_size, palette_png, png_bomb
+from bad_images import cmyk_jpeg, encode, hdr_bomb, jpeg_with_size, large_jpeg, palette_png, pasted, png_bomb
 from own_server import stub_count
 from tritonclient.utils import InferenceServerException
 
+from client.stage_stats import deltas, executions_by_batch_size, snapshot
+from python_backends.preprocess.image_decode import declared_size
 from serving.processes import listening_addresses
 
 INVALID = "StatusCode.INVALID_ARGUMENT"
+PREPROCESS = "yolov8_preprocess"
 
 
 def infer(client, payload: bytes, conf: float | None = None, iou: float | None = None):
@@ -82,10 +86,13 @@ def test_bad_threshold_fails_alone(grpc_client, sample_images, name, value):
 
 def unusual_images(sample_images) -> dict[str, bytes]:
     zidane = sample_images["zidane.jpg"].read_bytes()
+    bus = cv2.imread(str(sample_images["bus.jpg"]), cv2.IMREAD_COLOR)  # 810x1080
     return {
         "1x1": encode(np.full((1, 1, 3), 90, np.uint8)),
-        "4000x10": encode(np.full((10, 4000, 3), 90, np.uint8), ".jpg"),
-        "10x4000": encode(np.full((4000, 10, 3), 90, np.uint8)),
+        "4000x10": encode(cv2.resize(bus, (4000, 10), interpolation=cv2.INTER_AREA), ".jpg"),
+        "10x4000": encode(cv2.resize(bus, (10, 4000), interpolation=cv2.INTER_AREA)),
+        "bus in 4000x1080": encode(pasted(bus, 4000, 1080, 1600, 0)),
+        "bus in 810x4000": encode(pasted(bus, 810, 4000, 0, 1500)),
         "grayscale jpeg": sample_images["bus_gray.jpg"].read_bytes(),
         "rgba png": sample_images["zidane_rgba.png"].read_bytes(),
         "16-bit png": sample_images["hopper_16bit.png"].read_bytes(),
@@ -94,8 +101,40 @@ def unusual_images(sample_images) -> dict[str, bytes]:
     }
 
 
+def ultralytics_letterbox(image: np.ndarray, size: int = 640) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Ultralytics' LetterBox and scale_boxes geometry, transcribed: (size x size BGR image, gain, (pad_x, pad_y))."""
+    height, width = image.shape[:2]
+    gain = min(size / height, size / width)
+    new_w, new_h = int(round(width * gain)), int(round(height * gain))
+    if (new_w, new_h) != (width, height):
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (size - new_w) / 2, (size - new_h) / 2
+    top, bottom, left, right = (int(round(v)) for v in (dh - 0.1, dh + 0.1, dw - 0.1, dw + 0.1))
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    pad = (round((size - width * gain) / 2 - 0.1), round((size - height * gain) / 2 - 0.1))
+    return padded, gain, pad
+
+
+def reply_detections(reply) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(boxes float32 (N, 4), scores float32 (N,), classes int32 (N,)) of the first image in ``reply``."""
+    count = int(reply.as_numpy("num_dets")[0, 0])
+    return tuple(reply.as_numpy(name)[0, :count] for name in ("det_boxes", "det_scores", "det_classes"))
+
+
 @pytest.mark.parametrize(
-    "case", ["1x1", "4000x10", "10x4000", "grayscale jpeg", "rgba png", "16-bit png", "palette png", "cmyk jpeg"]
+    "case",
+    [
+        "1x1",
+        "4000x10",
+        "10x4000",
+        "bus in 4000x1080",
+        "bus in 810x4000",
+        "grayscale jpeg",
+        "rgba png",
+        "16-bit png",
+        "palette png",
+        "cmyk jpeg",
+    ],
 )
 def test_unusual_image_works(grpc_client, sample_images, case):
     payload = unusual_images(sample_images)[case]
@@ -106,16 +145,28 @@ def test_unusual_image_works(grpc_client, sample_images, case):
     boxes = reply.as_numpy("det_boxes")[0, :count]
     assert (boxes >= 0).all() and (boxes[:, [0, 2]] <= expected.shape[1]).all()
     assert (boxes[:, [1, 3]] <= expected.shape[0]).all()
+    # The same detections as for Ultralytics' letterbox of those pixels, sent as a 640x640 image (which the
+    # server takes as it is), with the boxes taken back to the original image as Ultralytics' scale_boxes does.
+    letterboxed, gain, (pad_x, pad_y) = ultralytics_letterbox(expected)
+    want_boxes, want_scores, want_classes = reply_detections(infer(grpc_client, encode(letterboxed)))
+    want_boxes = (want_boxes - [pad_x, pad_y, pad_x, pad_y]) / gain
+    want_boxes = np.clip(want_boxes, 0, [expected.shape[1], expected.shape[0]] * 2)
+    got_boxes, got_scores, got_classes = reply_detections(reply)
+    assert list(got_classes) == list(want_classes), (got_classes, want_classes)
+    np.testing.assert_allclose(got_scores, want_scores, atol=1e-3)
+    np.testing.assert_allclose(got_boxes, want_boxes, atol=0.5)
+    if case.startswith("bus in"):
+        assert count >= 1  # a real photo in a canvas of extreme aspect ratio gives detections
 
 
-def test_mixed_concurrent_requests(triton, sample_images):
-    """Good and bad requests at once (batched together by the stages): every good one gets its result."""
+def test_mixed_concurrent_requests(triton, grpc_client, sample_images):
+    """Good and bad requests at once, batched together by yolov8_preprocess: every good one gets its result."""
     good = sample_images["bus.jpg"].read_bytes()
     bads = [payload for payload, _ in bad_payloads(sample_images).values()]
     payloads = [good if i % 2 == 0 else bads[(i // 2) % len(bads)] for i in range(12)]
+    clients = [grpcclient.InferenceServerClient(triton.grpc_url) for _ in range(len(payloads) + 1)]
 
-    def one(payload):
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
+    def one(client, payload):
         try:
             return int(infer(client, payload).as_numpy("num_dets")[0, 0])
         except InferenceServerException as exc:
@@ -123,10 +174,20 @@ def test_mixed_concurrent_requests(triton, sample_images):
         finally:
             client.close()
 
-    with ThreadPoolExecutor(len(payloads)) as pool:
-        outcomes = list(pool.map(one, payloads))
+    before, batches_before = snapshot(grpc_client, (PREPROCESS,)), executions_by_batch_size(grpc_client, PREPROCESS)
+    with ThreadPoolExecutor(len(clients)) as pool:
+        # a 36 MP JPEG holds yolov8_preprocess for about 0.5 s, so the 12 requests queue and are batched together
+        slow = pool.submit(one, clients[-1], large_jpeg(good, 6000, 6000))
+        time.sleep(0.1)
+        outcomes = list(pool.map(one, clients, payloads))
     assert len({outcomes[i] for i in range(0, 12, 2)}) == 1 and isinstance(outcomes[0], int) and outcomes[0] >= 1
     assert all(outcomes[i] == INVALID for i in range(1, 12, 2)), outcomes
+    assert isinstance(slow.result(), int), slow.result()
+    # 7 good images and 6 bad: an execution of 8 or more held both
+    delta = deltas(snapshot(grpc_client, (PREPROCESS,)), before)[PREPROCESS]
+    batches = executions_by_batch_size(grpc_client, PREPROCESS) - batches_before
+    assert delta.inferences == 13 and delta.executions < delta.inferences, delta
+    assert any(size >= 8 for size in batches), batches
 
 
 def test_listens_on_loopback_only(triton):
@@ -135,9 +196,16 @@ def test_listens_on_loopback_only(triton):
         assert listening_addresses(port) == {"127.0.0.1"}, port
 
 
-def test_stubs_run_with_the_opencv_pixel_limit(triton):
+def test_stubs_run_with_the_opencv_pixel_limit(triton, grpc_client, sample_images):
     """The second guard, for formats whose header is not parsed: OpenCV's own limit in every stub."""
     assert len(triton.stubs) == stub_count(triton.grpc_url) >= 3
     for stub in triton.stubs:
         environment = Path(f"/proc/{stub.pid}/environ").read_bytes().split(b"\0")
         assert b"OPENCV_IO_MAX_IMAGE_PIXELS=40000000" in environment, stub
+    bomb = hdr_bomb(10000, 10000)
+    assert declared_size(bomb) is None  # Pillow cannot read it: OpenCV's limit is what refuses it
+    with pytest.raises(InferenceServerException) as error:
+        infer(grpc_client, bomb)
+    assert error.value.status() == INVALID
+    assert "pixels <= CV_IO_MAX_IMAGE_PIXELS" in error.value.message(), error.value.message()
+    assert_good(grpc_client, sample_images)

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -76,20 +77,42 @@ def test_unavailable_is_retried():
     assert client.last_attempts == 3
 
 
+class TimedAsyncClient(AsyncYoloTritonClient):
+    """The asyncio client, recording each ``detect``'s (start, end) in ``spans`` (time.monotonic())."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.spans: list[tuple[float, float]] = []
+
+    async def detect(self, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return await super().detect(*args, **kwargs)
+        finally:
+            self.spans.append((start, time.monotonic()))
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals that were open at the same moment."""
+    return max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+
+
 def test_async_keeps_requests_in_flight(triton, sample_images):
     images = [sample_images[n] for n in ("bus.jpg", "zidane.jpg", "camera.png", "astronaut.png")] * 2
     images.append(b"broken")
 
     async def run():
-        async with AsyncYoloTritonClient(triton.grpc_url) as client:
-            return await client.detect_many(images, concurrency=4)
+        async with TimedAsyncClient(triton.grpc_url) as client:
+            return await client.detect_many(images, concurrency=4), client.spans
 
-    results = asyncio.run(run())
+    results, spans = asyncio.run(run())
     assert len(results) == len(images)
     assert isinstance(results[-1], DetectionError) and results[-1].status == "StatusCode.INVALID_ARGUMENT"
     with YoloTritonClient(triton.grpc_url) as sync:
         assert summary(results[0]) == summary(sync.detect(images[0]))
     assert summary(results[0]) == summary(results[4])
+    # one request per image, 4 of them in flight together, never more
+    assert len(spans) == len(images) and most_at_once(spans) == 4, spans
 
 
 @pytest.mark.parametrize(

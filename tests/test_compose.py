@@ -14,6 +14,7 @@ from python_backends.prepare.repository import PROJECT_ROOT
 from serving.triton import MALLOC_ENVIRONMENT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+DOCKERFILE = PROJECT_ROOT / "Dockerfile"
 MIN_RELEASE = (26, 6)  # NVIDIA's 2025-2026 Triton security fixes
 
 
@@ -39,11 +40,53 @@ def _release(image: str, suffix: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def test_triton_image_is_pinned_at_a_patched_release(compose):
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def _dockerfile_base_image() -> str:
+    """The FROM image with the ARG defaults declared before it filled in."""
+    instructions = _dockerfile_instructions()
+    defaults = dict(
+        a.split("=", 1) for kind, a in instructions[: [k for k, _ in instructions].index("FROM")] if kind == "ARG"
+    )
+    (base,) = [a for kind, a in instructions if kind == "FROM"]
+    return re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)
+
+
+def test_triton_image_is_built_from_a_patched_release(compose):
     triton, perf = compose["services"]["triton"], compose["services"]["perf"]
-    assert _release(triton["image"], "-py3") >= MIN_RELEASE
-    assert _release(perf["image"], "-py3-sdk") == _release(triton["image"], "-py3")
+    base = _release(_dockerfile_base_image(), "-py3")
+    assert base >= MIN_RELEASE
+    assert _release(perf["image"], "-py3-sdk") == base
+    tag = "{:02d}.{:02d}".format(*base)
+    assert _default(triton["build"]["args"]["TRITON_TAG"]) == tag
+    assert _default(triton["image"]).endswith(f":{tag}")  # the built image is tagged with its release
     assert compose["services"]["setup"]["image"] == triton["image"]
+    assert compose["services"]["setup"]["build"] == triton["build"] == {"context": ".", "args": triton["build"]["args"]}
+
+
+def test_image_bakes_in_code_models_and_packages_and_runs_as_non_root():
+    instructions = _dockerfile_instructions()
+    copies = {tuple(a.split()) for kind, a in instructions if kind == "COPY"}
+    assert {("python_backends", "/opt/yolov8/python_backends"), ("model_repository", "/models")} <= copies
+    runs = " ".join(a for kind, a in instructions if kind == "RUN")
+    assert "gpu_container_setup.sh --packages-only" in runs  # pip at build time, never at start
+    assert "--packages-only" in (PROJECT_ROOT / "scripts" / "gpu_container_setup.sh").read_text()
+    user = [a for kind, a in instructions if kind == "USER"][-1]
+    uid = re.sub(r"\$\{SERVER_UID\}", re.search(r"^ARG SERVER_UID=(\d+)$", DOCKERFILE.read_text(), re.M).group(1), user)
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", uid), f"USER {user}: numeric and non-root, so runAsNonRoot can check it"
+
+
+def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else():
+    patterns = [p for p in (PROJECT_ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    assert patterns[0] == "*"  # .venv, .cache and benchmark results stay out of the context
+    included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
+    copied = {a.split()[0] for kind, a in _dockerfile_instructions() if kind == "COPY"}
+    assert copied == included
 
 
 @pytest.mark.parametrize("service", ["setup", "triton"])
@@ -71,12 +114,12 @@ def test_triton_loads_the_gpu_config_variants(compose):
     assert (PROJECT_ROOT / "model_repository" / "yolov8_infer" / "configs" / "gpu.pbtxt").is_file()
 
 
-def test_repository_and_code_are_mounted_read_only(compose):
-    volumes = compose["services"]["triton"]["volumes"]
-    for target in ("/models", "/opt/yolov8/python_backends"):
-        (mount,) = [v for v in volumes if v.split(":")[1] == target]
-        assert mount.endswith(":ro"), mount
-    assert all(v.endswith(":ro") for v in compose["services"]["setup"]["volumes"] if v.startswith("./"))
+@pytest.mark.parametrize("service", ["setup", "triton"])
+def test_containers_use_the_images_code_on_a_read_only_root(compose, service):
+    service = compose["services"][service]
+    assert service["read_only"] is True
+    assert not [v for v in service["volumes"] if v.startswith("./")], "the image holds the code and models"
+    assert "engines:/engines" in " ".join(service["volumes"])
 
 
 def test_healthcheck_and_grace_period_outlast_the_drain(compose):
@@ -100,7 +143,7 @@ def test_ports_are_loopback_and_admin_apis_restricted(compose):
 def test_setup_runs_once_before_triton_and_perf_is_a_bench_profile(compose):
     services = compose["services"]
     assert services["triton"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
-    assert "gpu_container_setup.sh" in " ".join(services["setup"]["entrypoint"])
+    assert services["setup"]["entrypoint"] == ["bash", "/opt/yolov8/scripts/gpu_container_setup.sh"]
     assert (PROJECT_ROOT / "scripts" / "gpu_container_setup.sh").exists()
     assert services["perf"]["profiles"] == ["bench"]
     assert "perf_analyzer" in " ".join(services["perf"]["command"])

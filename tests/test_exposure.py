@@ -59,6 +59,19 @@ def locked_server(model_repository, certificates, tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="module")
+def mutual_tls_server(model_repository, certificates, tmp_path_factory):
+    """gRPC over TLS that requires a client certificate signed by the test CA."""
+    settings = options(
+        model_repository,
+        grpc_server_cert=certificates / "server.crt",
+        grpc_server_key=certificates / "server.key",
+        grpc_root_cert=certificates / "ca.crt",
+    )
+    with TritonServer(settings, tmp_path_factory.mktemp("mutual") / "tritonserver.log") as server:
+        yield server
+
+
 def tls_client(server: TritonServer, certificates: Path, client_cert: bool = False):
     extra = {}
     if client_cert:
@@ -68,15 +81,18 @@ def tls_client(server: TritonServer, certificates: Path, client_cert: bool = Fal
     )
 
 
-def http_status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
-    request = urllib.request.Request(
-        url, data=b"{}" if method == "POST" else None, headers=headers or {}, method=method
-    )
+def http_reply(url: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes = b"{}"):
+    """(status, body text) of one HTTP call; POST sends ``body``."""
+    request = urllib.request.Request(url, data=body if method == "POST" else None, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status
+            return reply.status, reply.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, exc.read().decode()
+
+
+def http_status(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> int:
+    return http_reply(url, headers, method)[0]
 
 
 def test_admin_apis_need_the_key(locked_server, certificates):
@@ -123,24 +139,17 @@ def test_grpc_over_tls(locked_server, certificates, sample_images):
         plain.close()
 
 
-def test_mutual_tls_needs_a_client_certificate(model_repository, certificates, sample_images, tmp_path):
+def test_mutual_tls_needs_a_client_certificate(mutual_tls_server, certificates, sample_images):
     payload = sample_images["camera.png"].read_bytes()
-    settings = options(
-        model_repository,
-        grpc_server_cert=certificates / "server.crt",
-        grpc_server_key=certificates / "server.key",
-        grpc_root_cert=certificates / "ca.crt",
-    )
-    with TritonServer(settings, tmp_path / "tritonserver.log") as server:
-        anonymous = tls_client(server, certificates)
-        known = tls_client(server, certificates, client_cert=True)
-        try:
-            with pytest.raises(InferenceServerException):
-                anonymous.infer("yolov8", [image_input(payload)], client_timeout=10)
-            assert known.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0] >= 1
-        finally:
-            anonymous.close()
-            known.close()
+    anonymous = tls_client(mutual_tls_server, certificates)
+    known = tls_client(mutual_tls_server, certificates, client_cert=True)
+    try:
+        with pytest.raises(InferenceServerException):
+            anonymous.infer("yolov8", [image_input(payload)], client_timeout=10)
+        assert known.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0] >= 1
+    finally:
+        anonymous.close()
+        known.close()
 
 
 def test_project_client_over_tls(locked_server, certificates, sample_images):
@@ -157,3 +166,82 @@ def test_project_client_over_tls(locked_server, certificates, sample_images):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["detections"]
+
+
+def test_project_client_over_mutual_tls(mutual_tls_server, certificates, sample_images):
+    """YoloTritonClient and the CLI present the client certificate; without it the server refuses them."""
+    from client.api import DetectionError, YoloTritonClient
+
+    ca, key, cert = (str(certificates / name) for name in ("ca.crt", "client.key", "client.crt"))
+    with YoloTritonClient(
+        mutual_tls_server.grpc_url, root_certificates=ca, private_key=key, certificate_chain=cert
+    ) as yolo:
+        result = yolo.detect(sample_images["camera.png"])
+    assert [d.class_name for d in result.detections] == ["Normal"]
+    anonymous = YoloTritonClient(mutual_tls_server.grpc_url, timeout_s=10, retries=0, root_certificates=ca)
+    with anonymous, pytest.raises(DetectionError):
+        anonymous.detect(sample_images["camera.png"])
+    command = [sys.executable, "-m", "client", "detect", "--url", mutual_tls_server.grpc_url, "--json", "--quiet",
+               "--tls-root-cert", ca, str(sample_images["camera.png"])]  # fmt: skip
+    done = subprocess.run([*command, "--tls-cert", cert, "--tls-key", key], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [d["class_name"] for d in json.loads(done.stdout)[0]["detections"]] == ["Normal"]
+    refused = subprocess.run([*command, "--timeout", "10"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert refused.returncode == 1 and "error: " in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("action", ["load", "unload"])
+def test_http_model_load_and_unload_are_refused_even_with_the_key(locked_server, action):
+    url = f"{locked_server.http_url}/v2/repository/models/yolov8/{action}"
+    status, body = http_reply(url, method="POST")
+    assert status == 403 and "restricted" in body, (status, body)
+    status, body = http_reply(url, {ADMIN_KEY_HEADER: KEY}, method="POST")
+    assert status >= 400 and "explicit model load / unload is not allowed" in body, (status, body)
+    assert http_status(f"{locked_server.http_url}/v2/models/yolov8/ready") == 200
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/v2/systemsharedmemory/status"),
+        ("GET", "/v2/cudasharedmemory/status"),
+        ("POST", "/v2/systemsharedmemory/unregister"),
+        ("GET", "/v2/trace/setting"),
+        ("POST", "/v2/trace/setting"),
+        ("GET", "/v2/models/yolov8/trace/setting"),
+        ("GET", "/v2/logging"),
+        ("POST", "/v2/logging"),
+    ],
+)
+def test_http_shared_memory_trace_and_logging_need_the_key(locked_server, method, path):
+    url = locked_server.http_url + path
+    for headers in ({}, {ADMIN_KEY_HEADER: "wrong"}):
+        status, body = http_reply(url, headers, method)
+        assert status == 403 and "restricted" in body, (headers, status, body)
+    status, body = http_reply(url, {ADMIN_KEY_HEADER: KEY}, method)
+    assert status == 200, body
+
+
+def test_http_shared_memory_registration_needs_the_key(locked_server):
+    """A real POSIX shared-memory region: refused without the key, registered and unregistered with it."""
+    from multiprocessing import shared_memory
+
+    region = shared_memory.SharedMemory(create=True, size=4096)
+    base = f"{locked_server.http_url}/v2/systemsharedmemory"
+    register = json.dumps({"key": f"/{region.name}", "offset": 0, "byte_size": 4096}).encode()
+    admin = {ADMIN_KEY_HEADER: KEY}
+    try:
+        status, body = http_reply(f"{base}/region/probe/register", method="POST", body=register)
+        assert status == 403 and "restricted" in body, (status, body)
+        assert json.loads(http_reply(f"{base}/status", admin)[1]) == []
+        assert http_reply(f"{base}/region/probe/register", admin, "POST", register)[0] == 200
+        assert [r["name"] for r in json.loads(http_reply(f"{base}/status", admin)[1])] == ["probe"]
+        assert http_reply(f"{base}/region/probe/unregister", method="POST")[0] == 403
+        assert http_reply(f"{base}/region/probe/unregister", admin, "POST")[0] == 200
+        assert json.loads(http_reply(f"{base}/status", admin)[1]) == []
+    finally:
+        http_reply(f"{base}/region/probe/unregister", admin, "POST")
+        region.close()
+        region.unlink()

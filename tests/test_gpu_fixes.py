@@ -71,6 +71,10 @@ def test_tensorrt_shim_stands_for_the_bindings_module(tmp_path):
     setup = (PROJECT_ROOT / "scripts" / "gpu_container_setup.sh").read_text()
     install = setup.index('--no-deps "tensorrt-cu13-bindings==')
     assert setup.index('cp -r "$PROJECT/scripts/tensorrt_shim/tensorrt" "$DEPS/"') > install
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()  # the image runs the script at build time
+    assert dockerfile.index("COPY scripts/tensorrt_shim /opt/yolov8/scripts/tensorrt_shim") < dockerfile.index(
+        "RUN bash /opt/yolov8/scripts/gpu_container_setup.sh"
+    )
 
 
 def test_cuda_memory_pool_flag_only_with_a_gpu():

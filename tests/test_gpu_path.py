@@ -190,12 +190,9 @@ def test_binding_shapes_take_the_profile_max_batch():
 def test_gpu_classes_refuse_clearly_without_a_gpu(tmp_path, default_onnx):
     from python_backends.infer.fastdeploy_runtime import FastDeployRuntime
     from python_backends.infer.tensorrt_runtime import TensorRTRuntime
-    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
 
     with pytest.raises(RuntimeUnavailable, match="runtime 'tensorrt' is unavailable"):
         TensorRTRuntime(tmp_path / "missing.engine")
-    with pytest.raises(GpuPreprocessingUnavailable):
-        CvCudaPreprocessor()
     try:
         import fastdeploy  # noqa: F401
     except Exception:
@@ -284,7 +281,15 @@ def test_tensorrt_head_matches_onnxruntime(model_repository, sample_images, tmp_
         assert dicts[1] and not mismatches(*dicts), mismatches(*dicts)
 
 
-@pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")
+@pytest.mark.skipif(gpu_unavailable_reason() is None, reason="this machine has a CUDA GPU and CuPy")
+def test_cvcuda_preprocessor_refuses_clearly_without_a_gpu():
+    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
+
+    with pytest.raises(GpuPreprocessingUnavailable, match="cupy|GPU|cvcuda"):
+        CvCudaPreprocessor()
+
+
+@pytest.mark.skipif(gpu_unavailable_reason() is None, reason="this machine has a CUDA GPU and CuPy")
 def test_gpu_check_exits_non_zero_without_a_gpu(capsys):
     from serving.gpu_check import main as gpu_check
 

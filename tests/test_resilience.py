@@ -9,16 +9,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import tritonclient.grpc as grpcclient
+from matching import mismatches
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
 from python_backends.infer.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import TritonServer
+from serving.soak import large_batches
 from serving.supervisor import SupervisorProcess
 
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+INTERNAL = "StatusCode.INTERNAL"
 
 
 def send(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
@@ -31,6 +34,36 @@ def send(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
         return exc
     finally:
         client.close()
+
+
+def detections(reply, image: int) -> list[dict]:
+    """The detections of batch element ``image``: [{"box": [x1, y1, x2, y2], "score": s, "class_id": c}]."""
+    count = int(reply.as_numpy("num_dets")[image, 0])
+    rows = zip(*(reply.as_numpy(name)[image, :count] for name in ("det_boxes", "det_scores", "det_classes")))
+    return [{"box": box.tolist(), "score": float(score), "class_id": int(c)} for box, score, c in rows]
+
+
+def send_timed(url: str, payload: bytes, batch: int, timeout_s: float = 120.0):
+    """One request on its own connection: (each image's detections, or the error; time.monotonic() of the answer)."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        reply = client.infer("yolov8", [image_input(payload, batch)], client_timeout=timeout_s)
+        outcome = [detections(reply, image) for image in range(batch)]
+    except InferenceServerException as exc:
+        outcome = exc
+    finally:
+        client.close()
+    return outcome, time.monotonic()
+
+
+def wait_for(condition, timeout_s: float) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout_s`` passes (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, sample_images, tmp_path):
@@ -61,10 +94,19 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
             in_flight = pool.submit(send, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
             time.sleep(1.0)
             killed = [s for s in first_stubs if s.model == "yolov8_infer"]  # each instance: the busy one among them
-            for stub in killed:
-                os.kill(stub.pid, signal.SIGKILL)
-            outcome = in_flight.result(timeout=150)
+            # Paused, the supervisor cannot kill the server before Triton notices the dead stub (it polls about
+            # once a second): running, it often wins that race and the request gets UNAVAILABLE "Socket closed".
+            supervised.process.send_signal(signal.SIGSTOP)
+            try:
+                for stub in killed:
+                    os.kill(stub.pid, signal.SIGKILL)
+                outcome = in_flight.result(timeout=150)
+            finally:
+                supervised.process.send_signal(signal.SIGCONT)
         assert isinstance(outcome, InferenceServerException) and outcome.status() != DEADLINE, outcome
+        # the request was in the killed stage: Triton's own error names the dead stub of the instance running it
+        unhealthy = [f"Stub process '{s.instance}' is not healthy" for s in killed]
+        assert outcome.status() == INTERNAL and any(text in outcome.message() for text in unhealthy), outcome
         second_pid = supervised.wait_serving()
         assert second_pid != first_pid
         assert send(supervised.grpc_url, payload) >= 1
@@ -80,7 +122,7 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
     assert len(shm) >= 3 and not [p for p in shm if p.exists()]
 
 
-def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_images, tmp_path):
+def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_images, reference, tmp_path):
     """``stop`` (what the supervisor does on SIGTERM): in-flight requests complete, new ones are refused."""
     payload = sample_images["zidane.jpg"].read_bytes()
     server = TritonServer(options(model_repository, exit_timeout_s=30), tmp_path / "tritonserver.log").start()
@@ -92,18 +134,26 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
         while not stop_load.is_set():
             outcomes.append(send(server.grpc_url, payload, timeout_s=60))
 
+    def timed_stop():
+        began = time.monotonic()
+        return server.stop(), began, time.monotonic()
+
     clients = [threading.Thread(target=load) for _ in range(4)]
     try:
         for client in clients:
             client.start()
+        stats = grpcclient.InferenceServerClient(server.grpc_url)
+        big_batches_before = large_batches(stats, 8)
         with ThreadPoolExecutor(2) as pool:
-            in_flight = pool.submit(send, server.grpc_url, payload, 8)  # about 2 s of work
-            time.sleep(1.0)
-            stopping = pool.submit(server.stop)
-            time.sleep(0.3)
-            refused = send(server.grpc_url, payload, timeout_s=60)
-            drained = in_flight.result(timeout=120)
-            status = stopping.result(timeout=120)
+            in_flight = pool.submit(send_timed, server.grpc_url, payload, 8)  # about 2 s of work
+            # the load sends single images (at most 5 preprocessed together): a batch of 8 or more is this request
+            assert wait_for(lambda: large_batches(stats, 8) > big_batches_before, 60), "never reached the server"
+            stats.close()
+            stopping = pool.submit(timed_stop)
+            assert wait_for(server.gate.is_closed, 10), "stop did not close the gate"
+            refused, _ = send_timed(server.grpc_url, payload, 1, timeout_s=60)
+            drained, answered_at = in_flight.result(timeout=120)
+            status, stop_began, stop_ended = stopping.result(timeout=120)
         stop_load.set()
         for client in clients:
             client.join(timeout=120)
@@ -111,8 +161,15 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     finally:
         stop_load.set()
         server.stop()
-    assert isinstance(drained, int) and drained >= 1, drained  # in flight when the stop began: completed
+    # in the pipeline before the stop began, answered after it: drained, with every image's own detections
+    assert answered_at > stop_began, "the request was answered before the stop began"
+    assert not isinstance(drained, Exception), drained
+    want = reference["results"]["conf=0.25,iou=0.7"]["zidane.jpg"]["detections"]
+    assert len(drained) == 8 and all(not mismatches(found, want) for found in drained), drained
     assert isinstance(refused, InferenceServerException) and refused.status() == UNAVAILABLE, refused
+    assert "server is shutting down" in refused.message(), refused
+    # the drain ended because the pipeline was empty, not at the exit timeout
+    assert stop_ended - stop_began < server.options.exit_timeout_s
     errors = [o for o in outcomes if isinstance(o, Exception)]
     # refused by the drain or by Triton while it stops (UNAVAILABLE), after it unloaded the models (NOT_FOUND),
     # or cut by its gRPC service closing (CANCELLED): answers all, none a timeout

@@ -1,0 +1,392 @@
+"""``make cluster``: N supervised replicas behind nginx and HAProxy, with Prometheus, in the foreground.
+
+Each replica is ``python -m serving`` on its own loopback ports, in its own process group (its
+supervisor, tritonserver and stubs: one ``kill`` of the group stops the whole replica). A replica
+that exits, however it died, is cleaned up (its shared memory) and started again on the same ports.
+Clients use nginx on 127.0.0.1:8001 (gRPC) and :8000 (HTTP); see ``serving.cluster_config`` for
+what each process does. ``.cache/cluster/replicas.json`` lists each replica's ports and pgid.
+Ctrl-C (or SIGTERM) stops everything: the replicas drain first, then the balancers and Prometheus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from serving.cluster_config import (
+    CHECK_INTERVAL_MS,
+    FrontPorts,
+    ReplicaPorts,
+    haproxy_config,
+    nginx_config,
+    prometheus_config,
+    prometheus_rules,
+)
+from serving.processes import shm_regions
+from serving.server import free_port
+from serving.triton import PROJECT_ROOT
+
+STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
+DRAIN_DELAY_S = 3 * CHECK_INTERVAL_MS / 1000  # agent check read at least twice before the replica refuses work
+REPLICA_EXIT_TIMEOUT_S = 10
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 600.0  # per replica: more means it cannot serve, restarting only hides that
+log = logging.getLogger("cluster")
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot start: the message names the cause."""
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == pgid:
+                    pids.append(int(entry))
+    return pids
+
+
+def port_in_use(port: int) -> bool:
+    """Something listens on 127.0.0.1:``port`` (connections in TIME_WAIT don't count, as for nginx and HAProxy)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def balancer_stats(state_dir: Path) -> list[dict[str, str]]:
+    """HAProxy's ``show stat`` rows (pxname, svname, status, bin, ...) from its stats socket; [] if it is not up."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2)
+            sock.connect(str(state_dir / "haproxy.sock"))
+            sock.sendall(b"show stat\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+    except OSError:
+        return []
+    lines = data.decode().splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    return [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+
+
+def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
+    """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN (agent), ...)."""
+    rows = balancer_stats(state_dir)
+    return {(row["pxname"], row["svname"]): row["status"] for row in rows if row["svname"].startswith("replica-")}
+
+
+class Replica:
+    """One ``python -m serving`` in a process group of its own; ``pgid`` is its supervisor's pid."""
+
+    def __init__(self, index: int, ports: ReplicaPorts, repository: Path, state_dir: Path, admin_key: str):
+        self.index, self.ports, self.repository, self.admin_key = index, ports, repository, admin_key
+        self.log_dir = state_dir / self.name
+        self.process: subprocess.Popen | None = None
+        self.shm: set[Path] = set()
+        self.restarts: list[float] = []
+
+    @property
+    def name(self) -> str:
+        return f"replica-{self.index}"
+
+    @property
+    def pgid(self) -> int:
+        return self.process.pid
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        p = self.ports
+        command = [
+            sys.executable,
+            "-m",
+            "serving",
+            f"--repository={self.repository}",
+            f"--grpc-port={p.grpc_port}",
+            f"--http-port={p.http_port}",
+            f"--metrics-port={p.metrics_port}",
+            f"--lb-agent-port={p.agent_port}",
+            f"--drain-delay={DRAIN_DELAY_S}",
+            f"--exit-timeout={REPLICA_EXIT_TIMEOUT_S}",
+            f"--admin-key={self.admin_key}",
+            f"--log-file={self.log_dir / 'tritonserver.log'}",
+            "--one-process-group",
+        ]
+        with open(self.log_dir / "supervisor.log", "ab") as out:
+            self.process = subprocess.Popen(
+                command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.shm = set()
+
+    def is_ready(self) -> bool:
+        return http_ok(f"http://127.0.0.1:{self.ports.http_port}/v2/health/ready")
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def record_resources(self) -> None:
+        """Remember the shared-memory files its processes map, to remove them if it dies without cleaning up."""
+        if not self.exited():
+            self.shm |= shm_regions(group_pids(self.pgid))
+
+    def clean_up(self) -> None:
+        """After the supervisor exited: kill whatever is left in its group, remove its shared memory."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pgid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while group_pids(self.pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for path in self.shm:
+            path.unlink(missing_ok=True)
+
+    def describe(self) -> dict:
+        return {"name": self.name, **vars(self.ports), "pgid": self.pgid}
+
+
+class Helper:
+    """A balancer or Prometheus: a foreground process in its own group, its output in ``log_path``."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path):
+        self.name, self.command, self.log_path = name, command, log_path
+        with open(log_path, "ab") as out:
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout_s)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def log_tail(self, lines: int = 5) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Cluster:
+    """Start, supervise and stop the replicas, the balancers and Prometheus."""
+
+    def __init__(self, replicas: int, front: FrontPorts, repository: Path, state_dir: Path):
+        self.front, self.state_dir = front, state_dir
+        admin_key = secrets.token_urlsafe(24)
+        ports = [ReplicaPorts(free_port(), free_port(), free_port(), free_port()) for _ in range(replicas)]
+        self.replicas = [Replica(i, p, repository, state_dir, admin_key) for i, p in enumerate(ports)]
+        self.helpers: list[Helper] = []
+        self.stopping = threading.Event()
+        self.admin_key = admin_key
+
+    def preflight(self) -> None:
+        """Refuse to start, before starting anything, when a tool is missing or a public port is taken."""
+        for tool in ("nginx", "haproxy", "prometheus"):
+            if shutil.which(tool) is None:
+                raise ClusterError(f"{tool} is not installed: run `make setup` (it installs Debian's {tool})")
+        named = {
+            "gRPC": self.front.grpc_port,
+            "HTTP": self.front.http_port,
+            "Prometheus": self.front.prometheus_port,
+        }
+        for what, port in named.items():
+            if port_in_use(port):
+                raise ClusterError(f"port {port} ({what}) is already in use on 127.0.0.1: stop what holds it")
+
+    def start(self, timeout_s: float = 300.0) -> None:
+        self.preflight()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "nginx").mkdir(exist_ok=True)
+        self._write_private(self.state_dir / "admin_key", self.admin_key + "\n")
+        configs = self._write_configs()
+        for replica in self.replicas:
+            replica.start()
+        self.write_replicas_json()
+        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(configs["haproxy"])], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise ClusterError(f"haproxy refused its configuration: {check.stdout}{check.stderr}")
+        self._helper("haproxy", ["haproxy", "-db", "-f", str(configs["haproxy"])])
+        nginx_prefix = str(self.state_dir / "nginx")
+        self._helper("nginx", ["nginx", "-e", "stderr", "-p", nginx_prefix, "-c", str(configs["nginx"])])
+        self._helper(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={configs['prometheus']}",
+                f"--storage.tsdb.path={self.state_dir / 'prometheus'}",
+                f"--web.listen-address=127.0.0.1:{self.front.prometheus_port}",
+                "--storage.tsdb.retention.time=6h",
+            ],
+        )
+        self._wait_serving(timeout_s)
+
+    def _write_configs(self) -> dict[str, Path]:
+        ports = [r.ports for r in self.replicas]
+        rules = self.state_dir / "prometheus-rules.yml"
+        files = {
+            "haproxy": (self.state_dir / "haproxy.cfg", haproxy_config(ports, self.front, self.state_dir)),
+            "nginx": (self.state_dir / "nginx.conf", nginx_config(self.front, self.state_dir)),
+            "prometheus": (self.state_dir / "prometheus.yml", prometheus_config(ports, rules)),
+            "rules": (rules, prometheus_rules()),
+        }
+        for path, text in files.values():
+            path.write_text(text)
+        return {name: path for name, (path, _) in files.items()}
+
+    @staticmethod
+    def _write_private(path: Path, text: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+
+    def _helper(self, name: str, command: list[str]) -> None:
+        self.helpers.append(Helper(name, command, self.state_dir / f"{name}.log"))
+
+    def _wait_serving(self, timeout_s: float) -> None:
+        """Until every replica is ready, HAProxy has them all up, and nginx and Prometheus answer."""
+        deadline = time.monotonic() + timeout_s
+        prometheus = f"http://127.0.0.1:{self.front.prometheus_port}/-/ready"
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            self._check_helpers()
+            for replica in self.replicas:
+                if replica.exited():
+                    raise ClusterError(f"{replica.name} exited: see {replica.log_dir / 'supervisor.log'}")
+            if all(r.is_ready() for r in self.replicas) and http_ok(prometheus):
+                states = balancer_states(self.state_dir)
+                if states and all(state == "UP" for state in states.values()):
+                    for replica in self.replicas:
+                        replica.record_resources()
+                    return
+            time.sleep(0.25)
+        if not self.stopping.is_set():
+            raise ClusterError(f"not serving after {timeout_s:.0f} s: see the logs in {self.state_dir}")
+
+    def _check_helpers(self) -> None:
+        for helper in self.helpers:
+            if helper.process.poll() is not None:
+                raise ClusterError(f"{helper.name} exited with {helper.process.returncode}: {helper.log_tail()}")
+
+    def write_replicas_json(self) -> None:
+        path = self.state_dir / "replicas.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([r.describe() for r in self.replicas], indent=2) + "\n")
+        tmp.replace(path)
+
+    def supervise(self, interval_s: float = 0.5) -> None:
+        """Until stopped: restart a replica that exited; keep track of its shared memory."""
+        tick = 0
+        while not self.stopping.wait(interval_s):
+            self._check_helpers()
+            tick += 1
+            for replica in self.replicas:
+                if replica.exited():
+                    self._restart(replica)
+                elif tick % 4 == 0:
+                    replica.record_resources()
+
+    def _restart(self, replica: Replica) -> None:
+        status, now = replica.process.returncode, time.monotonic()
+        replica.restarts = [t for t in replica.restarts if now - t < RESTART_WINDOW_S] + [now]
+        if len(replica.restarts) > MAX_RESTARTS:
+            raise ClusterError(
+                f"{replica.name} exited {len(replica.restarts)} times in {RESTART_WINDOW_S:.0f} s, "
+                f"last with {status}: see {replica.log_dir}"
+            )
+        log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
+        replica.clean_up()
+        replica.start()
+        self.write_replicas_json()
+
+    def stop(self) -> None:
+        """SIGTERM every replica (each drains: out of rotation first), wait; then the balancers and Prometheus."""
+        self.stopping.set()
+        running = [r for r in self.replicas if r.process is not None]
+        for replica in running:
+            replica.record_resources()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(replica.pgid, signal.SIGTERM)
+        for replica in running:
+            try:
+                replica.process.wait(REPLICA_EXIT_TIMEOUT_S + DRAIN_DELAY_S + 30)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time: killing its process group", replica.name)
+            replica.clean_up()
+        for helper in reversed(self.helpers):
+            helper.stop()
+        if running or self.helpers:
+            log.info("stopped: replicas, nginx, haproxy and prometheus")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m serving.cluster", description=__doc__)
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--grpc-port", type=int, default=8001, help="the balancer's gRPC port")
+    parser.add_argument("--http-port", type=int, default=8000, help="the balancer's HTTP port")
+    parser.add_argument("--prometheus-port", type=int, default=9090)
+    parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="configs, logs, replicas.json")
+    args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    args = parse_args(argv)
+    front = FrontPorts(args.grpc_port, args.http_port, free_port(), free_port(), args.prometheus_port)
+    cluster = Cluster(args.replicas, front, args.repository.resolve(), args.state_dir.resolve())
+
+    def on_signal(signum, _frame) -> None:
+        log.info("%s received: stopping the cluster (replicas drain first)", signal.Signals(signum).name)
+        cluster.stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    try:
+        log.info("starting %d replicas", args.replicas)
+        cluster.start()
+        if not cluster.stopping.is_set():
+            log.info(
+                "serving: gRPC 127.0.0.1:%d, HTTP 127.0.0.1:%d, Prometheus http://127.0.0.1:%d; replicas in %s",
+                front.grpc_port,
+                front.http_port,
+                front.prometheus_port,
+                cluster.state_dir / "replicas.json",
+            )
+            cluster.supervise()
+        return 0
+    except ClusterError as exc:
+        log.error("cannot run the cluster: %s", exc)
+        return 1
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

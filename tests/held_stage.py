@@ -1,0 +1,48 @@
+"""Hold the preprocess (and infer) stage of a real tritonserver busy, through its CPU-activity lock.
+
+Preprocess takes the server's CPU-activity lock shared in ``execute`` while it decodes, and infer while
+it runs (``python_backends/infer/cpu_activity.py``). While a test holds that lock exclusively, a
+request that reached preprocess's ``execute`` waits there, and later ones wait in its queue.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from python_backends.infer.cpu_activity import activity_path
+
+
+@contextmanager
+def stages_held(server_pid: int) -> Iterator[Path]:
+    """Hold the lock of tritonserver ``server_pid`` exclusively; yields the lock file's path."""
+    path = activity_path(server_pid)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def waits_for_lock(pid: int, path: Path) -> bool:
+    """Process ``pid`` is blocked on an flock of ``path`` (a ``->`` line of /proc/locks)."""
+    inode = os.stat(path).st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()  # id: [->] FLOCK ADVISORY READ|WRITE pid major:minor:inode start end
+        if "->" in fields and fields[-4] == str(pid) and int(fields[-3].rsplit(":", 1)[1]) == inode:
+            return True
+    return False
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition``; fail after ``timeout_s`` (a liveness bound, not a timing check)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.01)

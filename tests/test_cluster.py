@@ -1,0 +1,249 @@
+"""`make cluster` on free loopback ports: two real replicas, real nginx and HAProxy, real Prometheus.
+
+One cluster serves the whole module; the last test stops it with Ctrl-C (SIGINT) and checks that
+nothing is left. Timings are only "doesn't hang" bounds; the numbers are in benchmarks/cluster.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tritonclient.grpc as grpcclient
+from own_server import image_input
+from tritonclient.utils import InferenceServerException
+
+from benchmarks.cluster_load import ClusterProcess, Load
+from client.api import DetectionError, YoloTritonClient
+from serving.cluster import balancer_stats, group_pids
+from serving.cluster_config import BODY_CAP_BYTES
+from serving.processes import child_pids, is_alive, shm_regions
+
+RULE = "yolov8:infer_queue_per_compute:ratio"
+
+
+@pytest.fixture(scope="module")
+def cluster(model_repository, tmp_path_factory):
+    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"))
+    try:
+        running.wait_serving()
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGINT)
+            try:
+                running.process.wait(120)
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+
+
+@pytest.fixture(scope="module")
+def bus(sample_images) -> bytes:
+    return sample_images["bus.jpg"].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def expected(cluster, bus):
+    with YoloTritonClient(cluster.grpc_url) as client:
+        return client.detect(bus)
+
+
+def wait_successes(load: Load, count: int, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(not o.error for o in list(load.outcomes)) < count:
+        assert time.monotonic() < deadline, "the load makes no progress"
+        time.sleep(0.05)
+
+
+def wait_replaced(cluster: ClusterProcess, index: int, old_pgid: int, timeout_s: float = 180.0) -> set[str]:
+    """Until the cluster has started replica ``index`` again and HAProxy has every replica up.
+
+    Returns the states HAProxy's gRPC backend showed for that replica meanwhile.
+    """
+    seen, key = set(), ("grpc_replicas", f"replica-{index}")
+    deadline = time.monotonic() + timeout_s
+    while cluster.replicas()[index]["pgid"] == old_pgid or not all(s == "UP" for s in cluster.states().values()):
+        assert time.monotonic() < deadline, f"replica-{index} not started again and back in rotation: {seen}"
+        seen.add(cluster.states().get(key))
+        time.sleep(0.05)
+    return seen
+
+
+def test_replicas_json_and_balancing(cluster, expected, bus):
+    replicas = cluster.replicas()
+    assert [r["name"] for r in replicas] == ["replica-0", "replica-1"]
+    for replica in replicas:
+        assert {"grpc_port", "http_port", "metrics_port", "pgid"} <= set(replica)
+        members = group_pids(replica["pgid"])
+        names = {Path(f"/proc/{pid}/exe").resolve().name for pid in members}
+        assert {"tritonserver", "triton_python_backend_stub"} <= names, names  # and the supervisor: python
+    assert expected.detections
+    fails = cluster.fail_counts()
+    counts = {}
+    for replica in replicas:
+        url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
+        with urllib.request.urlopen(url) as reply:
+            counts[replica["name"]] = json.load(reply)["model_stats"][0]["inference_stats"]["success"]["count"]
+    with YoloTritonClient(cluster.grpc_url) as client:
+        for _ in range(8):
+            client.detect(bus)
+    for replica in replicas:
+        url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
+        with urllib.request.urlopen(url) as reply:
+            now = json.load(reply)["model_stats"][0]["inference_stats"]["success"]["count"]
+        assert now >= counts[replica["name"]] + 3, "per-request balancing: both replicas get requests"
+    assert cluster.fail_counts() == fails
+
+
+def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
+    victim = cluster.replicas()[0]
+    load = Load(cluster.grpc_url, bus, expected, clients=4, retries=3).start()
+    try:
+        wait_successes(load, 8)
+        os.killpg(victim["pgid"], signal.SIGKILL)
+        seen = wait_replaced(cluster, 0, victim["pgid"])
+        done = len(load.outcomes)
+        wait_successes(load, done + 8)
+    finally:
+        outcomes = load.stop(timeout_s=120)
+    assert "DOWN" in seen, f"HAProxy took the dead replica out of rotation: {seen}"
+    assert not [o for o in outcomes if o.error], "a client that retries UNAVAILABLE loses no request"
+    assert all(o.correct for o in outcomes)
+    assert not group_pids(victim["pgid"])
+
+
+def test_rolling_restart_needs_no_client_retry(cluster, bus, expected):
+    victim = cluster.replicas()[1]
+    load = Load(cluster.grpc_url, bus, expected, clients=4, retries=0).start()
+    try:
+        wait_successes(load, 8)
+        os.kill(victim["pgid"], signal.SIGTERM)  # the supervisor: it drains
+        seen = wait_replaced(cluster, 1, victim["pgid"])
+        done = len(load.outcomes)
+        wait_successes(load, done + 8)
+    finally:
+        outcomes = load.stop(timeout_s=120)
+    assert "DRAIN (agent)" in seen, f"HAProxy took the replica out before it stopped: {seen}"
+    assert not [o for o in outcomes if o.error], [o for o in outcomes if o.error][:3]
+    assert {o.attempts for o in outcomes} == {1} and all(o.correct for o in outcomes)
+
+
+def test_autoscaling_signal_rises_under_load(cluster, bus, expected):
+    deadline = time.monotonic() + 60
+    while not (idle := cluster.query(RULE)):
+        assert time.monotonic() < deadline, "Prometheus records no autoscaling signal"
+        time.sleep(1)
+    assert {r["metric"]["pod"] for r in idle} == {"replica-0", "replica-1"}
+    assert {r["metric"]["namespace"] for r in idle} == {"local"}
+    idle_max = max(float(r["value"][1]) for r in idle)
+    load = Load(cluster.grpc_url, bus, expected, clients=12, retries=3).start()
+    try:
+        deadline = time.monotonic() + 90
+        while max(float(r["value"][1]) for r in cluster.query(RULE)) <= idle_max:
+            assert time.monotonic() < deadline, f"the recorded metric stayed at its idle value {idle_max}"
+            time.sleep(1)
+    finally:
+        load.stop(timeout_s=120)
+
+
+def bytes_to_replicas(cluster: ClusterProcess) -> int:
+    """Request bytes HAProxy has sent to the replicas so far."""
+    return sum(int(row["bin"]) for row in balancer_stats(cluster.state_dir) if row["svname"].startswith("replica-"))
+
+
+def test_oversized_request_refused_at_the_balancer(cluster, bus):
+    fails, sent = cluster.fail_counts(), bytes_to_replicas(cluster)
+    client = grpcclient.InferenceServerClient(cluster.grpc_url)
+    try:
+        with pytest.raises(InferenceServerException) as refused:
+            client.infer("yolov8", [image_input(b"\xff" * (BODY_CAP_BYTES + 8 * 2**20))], client_timeout=60)
+        assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
+        assert "refused by the load balancer" in refused.value.message()
+        time.sleep(1)  # HAProxy counts a stream's bytes when it ends
+        assert bytes_to_replicas(cluster) == sent, "no byte of it reached a replica"
+        reply = client.infer("yolov8", [image_input(bus)], client_timeout=60)
+        assert reply.as_numpy("num_dets")[0, 0] >= 1
+    finally:
+        client.close()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer", data=b"x" * (BODY_CAP_BYTES + 1), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as http_refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert http_refused.value.code == 413
+    assert cluster.fail_counts() == fails, "no replica saw the oversized requests"
+
+
+def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
+    """tritonserver 2.51 segfaulted on a valid 8 MiB JSON request (and 4 MiB of non-JSON): the balancer refuses it."""
+    image = {"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES", "data": ["x" * 8 * 2**20]}
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer",
+        data=json.dumps({"inputs": [image]}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    time.sleep(1)  # a crashed tritonserver is noticed within 0.5 s
+    for replica in ("replica-0", "replica-1"):
+        assert "restarting tritonserver" not in (cluster.state_dir / replica / "supervisor.log").read_text()
+
+
+def test_bad_image_gets_invalid_argument_once(cluster):
+    """Through the balancer a bad image fails exactly as often as sent straight to one replica: not retried."""
+    deltas = []
+    for url in (f"127.0.0.1:{cluster.replicas()[0]['grpc_port']}", cluster.grpc_url):
+        fails = cluster.fail_counts()
+        with YoloTritonClient(url, retries=3) as client:
+            with pytest.raises(DetectionError) as bad:
+                client.detect(os.urandom(5000))
+            assert client.last_attempts == 1
+        assert bad.value.status == "StatusCode.INVALID_ARGUMENT" and "cannot decode image" in bad.value.message
+        deltas.append(cluster.fail_counts() - fails)
+    assert deltas[0] >= 1 and deltas[1] == deltas[0], deltas
+
+
+def test_cluster_that_cannot_start(model_repository, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        blocked = ClusterProcess(model_repository, tmp_path / "port", f"--grpc-port={port}")
+        assert blocked.process.wait(60) == 1
+    assert f"port {port} (gRPC) is already in use" in blocked.log.read_text()
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("nginx", "prometheus"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    env = os.environ | {"PATH": str(tools)}
+    missing = ClusterProcess(model_repository, tmp_path / "tool", env=env)
+    assert missing.process.wait(60) == 1
+    assert "haproxy is not installed: run `make setup`" in missing.log.read_text()
+    for attempt in (blocked, missing):
+        assert not (attempt.state_dir / "replicas.json").exists() and not child_pids(attempt.process.pid)
+
+
+def test_ctrl_c_drains_the_replicas_and_leaves_nothing(cluster):
+    pgids = [r["pgid"] for r in cluster.replicas()] + child_pids(cluster.process.pid)
+    pids = [pid for pgid in pgids for pid in group_pids(pgid)]
+    shm = shm_regions(pids)
+    assert len(pids) >= 2 * 5 + 3 and shm
+    cluster.process.send_signal(signal.SIGINT)
+    assert cluster.process.wait(120) == 0
+    assert not [pid for pid in pids if is_alive(pid)]
+    assert not [path for path in shm if path.exists()]
+    for replica in ("replica-0", "replica-1"):
+        log = (cluster.state_dir / replica / "supervisor.log").read_text()
+        assert log.rstrip().endswith("stopped; leftover stubs: 0, shared-memory regions: 0"), log[-500:]
+    assert "stopped: replicas, nginx, haproxy and prometheus" in cluster.log.read_text()

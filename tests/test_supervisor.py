@@ -1,0 +1,176 @@
+"""The supervisor's limits on real tritonservers: it gives up after too many restarts, and a second Ctrl-C kills.
+
+The restart limit runs in this process (``Supervisor.run`` on the main thread, as ``python -m serving``
+runs it) with a smaller limit, while a thread ``kill -9``s a ``yolov8_infer`` stub of each new server.
+The second Ctrl-C goes to ``python -m serving`` itself, while a request is held inside the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import tritonclient.grpc as grpcclient
+from held_stage import stages_held, wait_until, waits_for_lock
+from own_server import image_input, options
+from tritonclient.utils import InferenceServerException
+
+from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
+from serving.supervisor import Supervisor, SupervisorProcess
+
+DRAINING = "SIGINT received: refusing new requests, draining in-flight ones"
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """Each test leaves this process's signal handlers as it found them."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
+
+
+def test_python_m_serving_gives_up_after_5_restarts_in_10_minutes(tmp_path, monkeypatch):
+    """The limits of the Supervisor that ``python -m serving`` builds (its run() is not started here)."""
+    from serving import __main__ as serving_main
+
+    built: list[Supervisor] = []
+
+    class Built(Supervisor):
+        def run(self) -> int:
+            built.append(self)
+            return 0
+
+    monkeypatch.setattr(serving_main, "Supervisor", Built)
+    monkeypatch.setattr(serving_main, "ADMIN_KEY_FILE", tmp_path / "admin_key")
+    assert serving_main.main(["--repository", str(tmp_path)]) == 0
+    assert (built[0].max_restarts, built[0].restart_window_s) == (5, 600.0)
+
+
+class StageKiller(threading.Thread):
+    """``kill -9`` a yolov8_infer stub of each new server the supervisor starts, ``kills`` times, then stop it.
+
+    Before each kill after the first it waits ``pause_s``. If the supervisor still runs 60 s after the
+    last kill (or 120 s without a new server), it asks it to stop, as its signal handler would.
+    """
+
+    def __init__(self, supervisor: Supervisor, kills: int, pause_s: float = 0.0):
+        super().__init__(daemon=True)
+        self.supervisor, self.kills, self.pause_s = supervisor, kills, pause_s
+        self.killed: list[StubProcess] = []
+        self.servers: list[int] = []
+        self.returned = threading.Event()  # set by the test once run() returned
+
+    def ready_stub(self) -> StubProcess | None:
+        """A yolov8_infer stub of the current server once it is ready and its stubs are recorded."""
+        server = self.supervisor.server
+        process = server.process
+        if process is None or process.pid in self.servers or process.poll() is not None:
+            return None
+        children = {stub.pid for stub in stub_processes(process.pid)}
+        stubs = [s for s in server.stubs if s.model == "yolov8_infer" and s.pid in children]
+        return stubs[0] if stubs and server.is_ready() else None
+
+    def run(self) -> None:
+        while len(self.killed) < self.kills:
+            deadline = time.monotonic() + 120
+            while (stub := self.ready_stub()) is None:
+                if self.returned.wait(0.05) or time.monotonic() > deadline:
+                    return self.supervisor.stopping.set()
+            self.servers.append(self.supervisor.server.process.pid)
+            if self.killed:
+                time.sleep(self.pause_s)
+            os.kill(stub.pid, signal.SIGKILL)
+            self.killed.append(stub)
+        deadline = time.monotonic() + 60
+        while not self.returned.wait(0.05):
+            if time.monotonic() > deadline or self.ready_stub() is not None:  # restarted once more: not given up
+                self.servers.append(self.supervisor.server.process.pid)
+                return self.supervisor.stopping.set()
+
+
+def supervise(model_repository, tmp_path, kills: int, pause_s: float = 0.0, **limits) -> tuple[int, StageKiller]:
+    """Run a Supervisor (probes off) with ``limits`` under a StageKiller; (exit status, the killer)."""
+    supervisor = Supervisor(options(model_repository), tmp_path / "tritonserver.log", probe_interval_s=0, **limits)
+    killer = StageKiller(supervisor, kills, pause_s)
+    killer.start()
+    try:
+        status = supervisor.run()
+    finally:
+        killer.returned.set()
+        killer.join(timeout=30)
+    stubs, shm = supervisor.server.leftovers()
+    assert not stubs and not shm
+    return status, killer
+
+
+def restart_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "restarting tritonserver: stage yolov8_infer: " in line]
+
+
+def test_gives_up_after_max_restarts_within_the_window(model_repository, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="supervisor"):
+        status, killer = supervise(model_repository, tmp_path, kills=3, max_restarts=2, restart_window_s=600.0)
+    assert status == 1
+    assert len(killer.killed) == 3 and len(set(killer.servers)) == 3, killer.servers  # no fourth server
+    assert len(restart_lines(caplog.text)) == 2, caplog.text
+    last = killer.killed[-1]
+    reason = f"stage yolov8_infer: its Python stub {last.instance} (pid {last.pid}) is gone"
+    assert f"giving up: {reason}; already restarted 2 times in 600 s" in caplog.text, caplog.text
+
+
+def test_restarts_older_than_the_window_do_not_count(model_repository, tmp_path, caplog):
+    """A limit of 1 restart per second: restarts more than a second apart go on."""
+    with caplog.at_level(logging.INFO, logger="supervisor"):
+        status, killer = supervise(
+            model_repository, tmp_path, kills=2, pause_s=1.5, max_restarts=1, restart_window_s=1.0
+        )
+    assert len(killer.killed) == 2 and len(set(killer.servers)) == 3, killer.servers  # restarted after each kill
+    assert len(restart_lines(caplog.text)) == 2 and "giving up" not in caplog.text, caplog.text
+    assert status == 0
+
+
+def ensemble_outcome(url: str, payload: bytes):
+    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
+    except InferenceServerException as exc:
+        return exc
+    finally:
+        client.close()
+
+
+def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
+    """The first Ctrl-C drains, which here cannot end before the 600 s exit timeout; the second one kills.
+
+    The test holds the CPU-activity lock that preprocessing takes (python_backends/infer/cpu_activity.py),
+    so a request stays inside yolov8_preprocess and the drain waits for it.
+    """
+    payload = sample_images["bus.jpg"].read_bytes()
+    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", "600")
+    try:
+        server_pid = supervised.wait_serving()
+        stubs = stub_processes(server_pid)
+        shm = shm_regions([server_pid, *(s.pid for s in stubs)])
+        preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
+        with ThreadPoolExecutor(1) as pool, stages_held(server_pid) as lock:
+            held = pool.submit(ensemble_outcome, supervised.grpc_url, payload)
+            wait_until(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
+            supervised.process.send_signal(signal.SIGINT)
+            wait_until(lambda: DRAINING in supervised.supervisor_log.read_text(), "the first SIGINT logged")
+            assert supervised.process.poll() is None and not held.done()  # draining, the request held
+            supervised.process.send_signal(signal.SIGINT)
+            status = supervised.process.wait(timeout=60)  # a liveness bound, 10x shorter than the drain
+            outcome = held.result(timeout=60)
+    finally:
+        supervised.stop()
+    assert status == 0
+    assert "second SIGINT: killing tritonserver now" in supervised.supervisor_log.read_text()
+    assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
+    assert not [s for s in stubs if is_alive(s.pid)] and not is_alive(server_pid)
+    assert len(shm) >= 3 and not [p for p in shm if p.exists()]
