@@ -1,15 +1,19 @@
 """``make bench``: where every millisecond goes, against the raw engine.
 
     python -m benchmarks.bench [--rounds 3] [--concurrency 1 2 4 8] [--interval-ms 3000] [--block-s 4]
+                               [--runtimes onnxruntime openvino]
 
 Writes benchmarks/results/<timestamp>/ (perf_analyzer CSVs and logs, summary.json, summary.csv,
-stages.png) and prints a summary in two parts:
+stages.png) and prints a summary in three parts:
 
 1. Where the time goes: perf_analyzer on the `yolov8` ensemble at each concurrency with its
-   composing models, on each stage alone, and the infer stage's ONNX Runtime in-process at batch 1..8.
-2. The two headline ratios, from ``--rounds`` rounds in which the engine and the ensemble take turns
-   (benchmarks/paired.py; the client is ``YoloTritonClient``, timed from Python). Each ratio is the
-   median over the rounds. perf_analyzer's own ratios from part 1 are printed too, marked unpaired.
+   composing models, on each stage alone, and ONNX Runtime in-process at batch 1..8.
+2. The headline ratios against in-process ONNX Runtime (the engine a user would otherwise call), from
+   ``--rounds`` rounds in which the engine and the ensemble take turns (benchmarks/paired.py; the client
+   is ``YoloTritonClient``, timed from Python), and the served p50 against the served runtime's own
+   in-process p50. Each ratio is the median over the rounds. perf_analyzer's own ratios from part 1
+   are printed too, marked unpaired.
+3. Each CPU runtime in-process and served (``--runtimes``; benchmarks/runtimes.py).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from pathlib import Path
 import cv2
 
 from benchmarks.cpu_usage import IDLE, OTHER, SERVER, cpu_ms_per_image, cpu_snapshot
-from benchmarks.engine_baseline import engine_baseline, engine_runtime
+from benchmarks.engine_baseline import REFERENCE, engine_baseline, engine_runtime, input_hw, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
 from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
+from benchmarks.runtimes import runtime_table
 from client.api import YoloTritonClient
 from client.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from client.stage_stats import deltas, snapshot
@@ -37,6 +42,7 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 SAMPLE = PROJECT_ROOT / ".cache" / "samples" / "bus.jpg"
 FASTDEPLOY_RATIO = 2.05  # 118 ms from Python / 57.7 ms engine statistics
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+TARGETS = {"overhead_ratio": ("<=", 0.90), "throughput_ratio": (">=", 1.15), "own_overhead_ratio": ("<=", 1.10)}
 
 
 def one_megapixel_jpeg(out: Path) -> Path:
@@ -49,10 +55,11 @@ def one_megapixel_jpeg(out: Path) -> Path:
     return path
 
 
-def stage_ms(composing: dict[str, dict[str, float]], model: str) -> float:
-    """Server-side ms per request of one stage (queue + compute) from an ensemble run's composing models (µs)."""
+def stage_ms(composing: dict[str, dict[str, float]], model: str, phases: tuple[str, ...] = PHASES) -> float:
+    """Server-side ms per request of one stage (by default queue + compute) from an ensemble run's composing
+    models (µs)."""
     values = composing.get(model, {})
-    return sum(values.get(k, 0.0) for k in PHASES) / 1e3
+    return sum(values.get(k, 0.0) for k in phases) / 1e3
 
 
 def round_summary(latency: PairedLatency, throughput: list[PairedThroughput]) -> dict:
@@ -60,7 +67,9 @@ def round_summary(latency: PairedLatency, throughput: list[PairedThroughput]) ->
     best = max(throughput, key=lambda pair: pair.ratio)
     return {
         "overhead_ratio": latency.ratio,
+        "own_overhead_ratio": latency.own_ratio,
         "engine_p50_ms": latency.engine_p50_ms,
+        "own_p50_ms": latency.own_p50_ms,
         "client_p50_ms": latency.client_p50_ms,
         "throughput_ratio": best.ratio,
         "peak_concurrency": best.concurrency,
@@ -77,16 +86,22 @@ def summarize(
     engine: dict[int, dict],
     stages: dict[str, PerfRun],
     cpu: dict[int, dict[str, float]] | None = None,
+    served_runtime: str = REFERENCE,
+    runtimes: dict[str, dict[str, float]] | None = None,
 ) -> dict:
     """Headline ratios (median over the paired rounds), then perf_analyzer's breakdown and its unpaired ratios.
 
-    ``cpu`` holds, per concurrency, the core-ms per image of each process during its perf_analyzer run.
+    ``cpu`` holds, per concurrency, the core-ms per image of each process during its perf_analyzer run;
+    ``runtimes`` the table of ``benchmarks.runtimes.runtime_table``.
     """
     at_one = ensemble[min(ensemble)]
     infer_ms = at_one.composing.get("yolov8_infer", {}).get("compute_infer", 0.0) / 1e3
     return {
         "overhead_ratio": statistics.median(r["overhead_ratio"] for r in rounds),
         "throughput_ratio": statistics.median(r["throughput_ratio"] for r in rounds),
+        "own_overhead_ratio": statistics.median(r["own_overhead_ratio"] for r in rounds),
+        "served_runtime": served_runtime,
+        "runtimes": runtimes or {},
         "fastdeploy_overhead_ratio": FASTDEPLOY_RATIO,
         "rounds": rounds,
         "unpaired": {
@@ -141,7 +156,7 @@ def format_summary(summary: dict) -> str:
     lines.append("\neach stage alone, concurrency 1:")
     for m, s in summary["stages_alone"].items():
         lines.append(f"  {m:<20} {s['throughput']:7.2f} req/s   p50 {s['client_p50_ms']:8.1f} ms")
-    lines.append("\nthe infer stage's ONNX Runtime in-process (same model file, threads and streams), just before:")
+    lines.append("\nONNX Runtime in-process (the infer stage's model file, threads and streams), just before:")
     for b, e in summary["engine"].items():
         lines.append(
             f"  batch {b}: p50 {e['p50_ms']:8.1f} ms   {e['images_per_s']:6.2f} images/s   "
@@ -153,27 +168,44 @@ def format_summary(summary: dict) -> str:
         f"{unpaired['overhead_ratio']:.3f}, throughput {unpaired['throughput_ratio']:.3f}; at concurrency 1 the "
         f"pipeline adds {unpaired['added_ms']:.1f} ms around the engine's own run in the same requests"
     )
-    lines.append("\npaired rounds (engine and ensemble taking turns; client = YoloTritonClient from Python):")
+    if summary["runtimes"]:
+        lines.append("\neach CPU runtime, in-process and served (measured one after the other, not paired):")
+        head = f"  {'runtime':<12} {'in-process p50':>15} {'peak img/s':>11} {'served p50':>11} {'peak img/s':>11}"
+        lines.append(head)
+        for name, r in summary["runtimes"].items():
+            lines.append(
+                f"  {name:<12} {r['in_process_p50_ms']:>12.1f} ms {r['in_process_peak']:>11.2f} "
+                f"{r['served_p50_ms']:>8.1f} ms {r['served_peak']:>11.2f} (concurrency {r['served_peak_concurrency']})"
+            )
+    served = summary["served_runtime"]
+    lines.append(
+        f"\npaired rounds (engine = {REFERENCE} in-process, own = {served} in-process, and the ensemble serving "
+        f"{served}, taking turns; client = YoloTritonClient from Python):"
+    )
     for i, r in enumerate(summary["rounds"], 1):
         best = r["throughput"][r["peak_concurrency"]]
         lines.append(
             f"  {i}: overhead {r['overhead_ratio']:.3f} ({r['client_p50_ms']:.1f} / {r['engine_p50_ms']:.1f} ms), "
+            f"own {r['own_overhead_ratio']:.3f} (/ {r['own_p50_ms']:.1f} ms), "
             f"throughput {r['throughput_ratio']:.3f} ({best['ensemble_images_per_s']:.2f} img/s at concurrency "
             f"{r['peak_concurrency']} / {max(best['engine_images_per_s'].values()):.2f} img/s)"
         )
-    lines.append(
-        f"\noverhead ratio   {summary['overhead_ratio']:.3f}  (median of rounds: client p50 at concurrency 1 / "
-        f"engine p50 at batch 1; FastDeploy report: {FASTDEPLOY_RATIO})"
-    )
-    lines.append(
-        f"throughput ratio {summary['throughput_ratio']:.3f}  "
-        "(median of rounds: peak ensemble img/s / peak engine img/s)"
-    )
+    explained = {
+        "overhead_ratio": f"client p50 at concurrency 1 / {REFERENCE} p50 at batch 1; FastDeploy report: "
+        f"{FASTDEPLOY_RATIO}",
+        "throughput_ratio": f"peak ensemble img/s / peak {REFERENCE} img/s",
+        "own_overhead_ratio": f"client p50 at concurrency 1 / {served} p50 at batch 1, in-process",
+    }
+    lines.append("")
+    for key, text in explained.items():
+        sign, target = TARGETS[key]
+        label = key.removesuffix("_ratio").replace("_", " ") + " ratio"
+        lines.append(f"{label:<22} {summary[key]:.3f}  (target {sign} {target:.2f}; median of rounds: {text})")
     return "\n".join(lines)
 
 
 def write_chart(summary: dict, path: Path) -> None:
-    """Stacked bar per concurrency: one segment per stage, plus client/network overhead."""
+    """Stacked bar per concurrency: each stage's queue (hatched) apart from its compute, plus client/network."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,16 +214,19 @@ def write_chart(summary: dict, path: Path) -> None:
     levels = list(summary["ensemble"])
     bottoms = [0.0] * len(levels)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for model in STAGE_MODELS:
-        values = [stage_ms(summary["ensemble"][c]["stages"], model) for c in levels]
-        ax.bar([str(c) for c in levels], values, bottom=bottoms, label=model)
-        bottoms = [b + v for b, v in zip(bottoms, values)]
+    for color, model in enumerate(STAGE_MODELS):
+        for phases, style in ((PHASES[:1], {"hatch": "//", "alpha": 0.45}), (PHASES[1:], {})):
+            values = [stage_ms(summary["ensemble"][c]["stages"], model, phases) for c in levels]
+            label = f"{model} {'queue' if phases == PHASES[:1] else 'compute'}"
+            ax.bar([str(c) for c in levels], values, bottom=bottoms, label=label, color=f"C{color}", **style)
+            bottoms = [b + v for b, v in zip(bottoms, values)]
     overhead = [max(0.0, summary["ensemble"][c]["client_avg_ms"] - b) for c, b in zip(levels, bottoms)]
     ax.bar([str(c) for c in levels], overhead, bottom=bottoms, label="client/network overhead", color="0.7")
-    ax.axhline(summary["engine"][1]["p50_ms"], color="k", linestyle="--", linewidth=1, label="engine alone, batch 1")
+    ax.axhline(summary["engine"][1]["p50_ms"], color="k", linestyle="--", linewidth=1,
+               label=f"{REFERENCE} in-process, batch 1")  # fmt: skip
     ax.set_xlabel("concurrency")
     ax.set_ylabel("ms per request (mean)")
-    ax.set_title("yolov8 ensemble: where the time goes (1 MP JPEG, CPU)")
+    ax.set_title(f"yolov8 ensemble ({summary['served_runtime']}): where the time goes (1 MP JPEG, CPU)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -216,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-s", type=float, default=4.0, help="seconds of each ensemble throughput block")
     parser.add_argument("--pairs", type=int, default=20, help="engine/request turns per round for the latency")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--runtimes", nargs="*", default=["onnxruntime", "openvino"],
+                        help="CPU runtimes for the in-process/served table (none: skip it)")  # fmt: skip
     args = parser.parse_args(argv)
     out = RESULTS / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
@@ -228,9 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     with TritonServer(options, out / "tritonserver.log") as server:
         with YoloTritonClient(server.grpc_url) as client:
             infer_config = client.client.get_model_config("yolov8_infer", as_json=True)["config"]
-        runtime = engine_runtime(args.repository, infer_config)
-        print("engine in-process, batch 1, 2, 4, 8 ...", flush=True)
-        engine = engine_baseline(runtime)
+        image_hw, served = input_hw(infer_config), served_cpu_runtime(infer_config)
+        runtime = engine_runtime(args.repository, infer_config, REFERENCE)
+        own = engine_runtime(args.repository, infer_config, served) if served != REFERENCE else None
+        print(f"{REFERENCE} in-process, batch 1, 2, 4, 8 ...", flush=True)
+        engine = engine_baseline(runtime, image_hw)
         ensemble, cpu = {}, {}
         with YoloTritonClient(server.grpc_url) as stats:
             for c in args.concurrency:
@@ -250,10 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         with YoloTritonClient(server.grpc_url) as client:
             for number in range(1, args.rounds + 1):
                 print(f"paired round {number}: latency, then throughput at {args.concurrency} ...", flush=True)
-                latency = paired_latency(runtime, client, payload, args.pairs)
-                throughput = paired_throughput(runtime, server.grpc_url, payload, args.concurrency, args.block_s)
+                latency = paired_latency(runtime, client, payload, args.pairs, image_hw, own)
+                throughput = paired_throughput(runtime, server.grpc_url, payload, args.concurrency, args.block_s,
+                                               image_hw)  # fmt: skip
                 rounds.append(round_summary(latency, throughput))
-    summary = summarize(rounds, ensemble, engine, stages, cpu)
+    del runtime, own
+    table = runtime_table(args.runtimes, args.repository, infer_config, payload, out, args.concurrency, args.block_s)
+    summary = summarize(rounds, ensemble, engine, stages, cpu, served, table)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     write_csv(summary, out / "summary.csv")
     write_chart(summary, out / "stages.png")

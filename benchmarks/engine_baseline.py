@@ -1,4 +1,4 @@
-"""The raw engine limit: the infer stage's own ONNX Runtime runtime, in-process, no Triton."""
+"""The raw engine limit: the infer stage's own CPU runtimes, in-process, no Triton."""
 
 from __future__ import annotations
 
@@ -7,27 +7,47 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.base import InferenceRuntime
+from python_backends.infer.select import create_runtime
 from python_backends.triton_helpers.config import instance_count, int_parameter, parameters
 
+REFERENCE = "onnxruntime"  # what a user would otherwise call in their own process: the headline ratios' base
 
-def engine_runtime(repository: Path, config: dict) -> OnnxRuntimeRuntime:
-    """The runtime ``yolov8_infer`` runs, from the model config Triton loaded (``get_model_config`` as JSON).
+
+def served_cpu_runtime(config: dict) -> str:
+    """The CPU runtime ``yolov8_infer`` runs with this config: the named one, or for ``auto`` its ``cpu_runtime``."""
+    params = parameters(config)
+    runtime = params.get("runtime", "auto").strip() or "auto"
+    if runtime != "auto":
+        return runtime
+    return params.get("cpu_runtime", "").strip() or REFERENCE
+
+
+def engine_runtime(repository: Path, config: dict, name: str = REFERENCE) -> InferenceRuntime:
+    """CPU runtime ``name`` as ``yolov8_infer`` builds it from the config Triton loaded (``get_model_config`` JSON).
 
     Its model file and thread count, and one stream per instance: in the server each instance
     runs one image at a time on its share of the cores; here the streams run a batch's images
     side by side the same way.
     """
     params = parameters(config)
-    return OnnxRuntimeRuntime(
+    return create_runtime(
+        name,
         str(repository / "yolov8_infer" / "1" / params.get("model_file", "model.onnx")),
         intra_op_threads=int_parameter(params, "intra_op_threads", 0),
-        streams=instance_count(config),
+        cpu_streams=instance_count(config),
     )
 
 
+def input_hw(config: dict) -> tuple[int, int]:
+    """(height, width) of ``yolov8_infer``'s ``images`` input in the config Triton loaded."""
+    (images,) = [tensor for tensor in config["input"] if tensor["name"] == "images"]
+    return int(images["dims"][1]), int(images["dims"][2])
+
+
 def engine_baseline(
-    runtime: OnnxRuntimeRuntime,
+    runtime: InferenceRuntime,
+    image_hw: tuple[int, int],
     batches: tuple[int, ...] = (1, 2, 4, 8),
     min_runs: int = 3,
     min_seconds: float = 1.5,
@@ -35,14 +55,13 @@ def engine_baseline(
 ) -> dict[int, dict[str, float]]:
     """{batch: {p50_ms, p99_ms, images_per_s, cpu_ms_per_image}}: ``runtime.run`` back to back, after a warm-up run.
 
-    Each batch size runs at least ``min_runs`` times and for at least ``min_seconds``.
-    ``cpu_ms_per_image`` is this process's CPU time (all threads) per image.
+    Each batch size runs at least ``min_runs`` times and for at least ``min_seconds``, on random
+    float32 (batch, 3, *image_hw). ``cpu_ms_per_image`` is this process's CPU time (all threads) per image.
     """
-    height, width = runtime.session.get_inputs()[0].shape[2:]
     rng = np.random.default_rng(0)
     found = {}
     for batch in batches:
-        images = rng.random((batch, 3, height, width), dtype=np.float32)
+        images = rng.random((batch, 3, *image_hw), dtype=np.float32)
         if warmup:
             runtime.run(images)
         times: list[float] = []

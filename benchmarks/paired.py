@@ -6,6 +6,10 @@ time (in-process and in the server alike). Two numbers measured a minute apart c
 20 % for no reason of ours. Here the engine and the ensemble take turns: one engine run, one request,
 one engine run, ... for latency; a short engine block, then a short ensemble block at one concurrency,
 for throughput. Each ratio is taken between neighbours.
+
+The engine is ONNX Runtime in-process, the engine a user would otherwise call; when the server runs
+another runtime (OpenVINO), each latency turn also runs that runtime in-process, for the served
+runtime's own overhead.
 """
 
 from __future__ import annotations
@@ -20,17 +24,21 @@ import numpy as np
 
 from benchmarks.engine_baseline import engine_baseline
 from client.api import YoloTritonClient
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.base import InferenceRuntime
 
 SETTLE_S = 0.05  # a pause between turns, so that the tail of one (a last copy, a late thread) misses the other
 
 
 @dataclass(frozen=True)
 class PairedLatency:
-    """Alternate engine runs (batch 1) and ensemble requests (concurrency 1), in ms."""
+    """Alternate engine runs (batch 1) and ensemble requests (concurrency 1), in ms.
+
+    ``engine_ms`` is ONNX Runtime in-process; ``own_ms`` the served runtime in-process, when that is another one.
+    """
 
     engine_ms: list[float]
     client_ms: list[float]
+    own_ms: list[float] | None = None
 
     @property
     def engine_p50_ms(self) -> float:
@@ -41,8 +49,17 @@ class PairedLatency:
         return statistics.median(self.client_ms)
 
     @property
+    def own_p50_ms(self) -> float:
+        return statistics.median(self.own_ms) if self.own_ms else self.engine_p50_ms
+
+    @property
     def ratio(self) -> float:
         return self.client_p50_ms / self.engine_p50_ms
+
+    @property
+    def own_ratio(self) -> float:
+        """Client p50 over the served runtime's own in-process p50."""
+        return self.client_p50_ms / self.own_p50_ms
 
 
 @dataclass(frozen=True)
@@ -58,21 +75,28 @@ class PairedThroughput:
         return self.ensemble / max(self.engine.values())
 
 
-def paired_latency(runtime: OnnxRuntimeRuntime, client: YoloTritonClient, image: bytes, pairs: int) -> PairedLatency:
-    """``pairs`` turns of one in-process engine run on a batch of 1, then one ``client.detect(image)``."""
-    height, width = runtime.session.get_inputs()[0].shape[2:]
-    tensor = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
-    engine, ensemble = [], []
+def paired_latency(
+    runtime: InferenceRuntime,
+    client: YoloTritonClient,
+    image: bytes,
+    pairs: int,
+    image_hw: tuple[int, int],
+    own: InferenceRuntime | None = None,
+) -> PairedLatency:
+    """``pairs`` turns of one in-process engine run on float32 (1, 3, *image_hw) (then one of ``own``, when
+    given), then one ``client.detect(image)``."""
+    tensor = np.random.default_rng(0).random((1, 3, *image_hw), dtype=np.float32)
+    times: dict[str, list[float]] = {"engine": [], "own": [], "client": []}
+    turn = [("engine", lambda: runtime.run(tensor))]
+    turn += [("own", lambda: own.run(tensor))] if own is not None else []
+    turn += [("client", lambda: client.detect(image))]
     for _ in range(pairs):
-        started = time.perf_counter()
-        runtime.run(tensor)
-        engine.append((time.perf_counter() - started) * 1e3)
-        time.sleep(SETTLE_S)
-        started = time.perf_counter()
-        client.detect(image)
-        ensemble.append((time.perf_counter() - started) * 1e3)
-        time.sleep(SETTLE_S)
-    return PairedLatency(engine, ensemble)
+        for name, call in turn:
+            started = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - started) * 1e3)
+            time.sleep(SETTLE_S)
+    return PairedLatency(times["engine"], times["client"], times["own"] or None)
 
 
 def ensemble_throughput(url: str, image: bytes, concurrency: int, seconds: float, warmup_s: float = 1.0) -> float:
@@ -116,12 +140,17 @@ def ensemble_throughput(url: str, image: bytes, concurrency: int, seconds: float
 
 
 def paired_throughput(
-    runtime: OnnxRuntimeRuntime, url: str, image: bytes, concurrencies: list[int], seconds: float
+    runtime: InferenceRuntime,
+    url: str,
+    image: bytes,
+    concurrencies: list[int],
+    seconds: float,
+    image_hw: tuple[int, int],
 ) -> list[PairedThroughput]:
     """For each concurrency: the engine at batch 1, 2, 4 and 8, then the ensemble for ``seconds``."""
     found = []
     for concurrency in concurrencies:
-        engine = engine_baseline(runtime, min_runs=1, min_seconds=seconds / 4, warmup=False)
+        engine = engine_baseline(runtime, image_hw, min_runs=1, min_seconds=seconds / 4, warmup=False)
         time.sleep(SETTLE_S)
         ensemble = ensemble_throughput(url, image, concurrency, seconds)
         found.append(PairedThroughput(concurrency, ensemble, {b: e["images_per_s"] for b, e in engine.items()}))

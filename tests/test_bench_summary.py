@@ -7,17 +7,22 @@ import pytest
 
 from benchmarks.bench import format_summary, round_summary, summarize
 from benchmarks.cpu_usage import cpu_ms_per_image
-from benchmarks.engine_baseline import engine_runtime
+from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
+from benchmarks.runtimes import repository_with_runtime
 from python_backends.triton_helpers.config import instance_count
 
 ENGINE = {1: {"p50_ms": 160.0, "p99_ms": 170.0, "images_per_s": 6.25, "cpu_ms_per_image": 318.0},
           2: {"p50_ms": 300.0, "p99_ms": 310.0, "images_per_s": 6.67, "cpu_ms_per_image": 299.0}}  # fmt: skip
 
 
-def _round(client_ms: float, engine_ms: float, ensemble_at_4: float) -> dict:
-    latency = PairedLatency(engine_ms=[engine_ms - 1, engine_ms, engine_ms + 30], client_ms=[client_ms, client_ms + 1])
+def _round(client_ms: float, engine_ms: float, ensemble_at_4: float, own_ms: float | None = None) -> dict:
+    latency = PairedLatency(
+        engine_ms=[engine_ms - 1, engine_ms, engine_ms + 30],
+        client_ms=[client_ms, client_ms + 1],
+        own_ms=None if own_ms is None else [own_ms, own_ms + 2, own_ms - 50],
+    )
     throughput = [
         PairedThroughput(1, 5.5, {1: 6.2, 2: 6.0}),  # ratio 0.887
         PairedThroughput(4, ensemble_at_4, {1: 6.3, 2: 6.5}),
@@ -36,23 +41,37 @@ def test_a_round_pairs_each_ensemble_block_with_the_engine_just_before_it():
     assert r["overhead_ratio"] == pytest.approx(170.5 / 155.0)  # medians: an outlier engine run does not count
     assert r["throughput_ratio"] == pytest.approx(6.3 / 6.5) and r["peak_concurrency"] == 4
     assert _round(170.0, 155.0, ensemble_at_4=5.0)["peak_concurrency"] == 1  # 5.5 / 6.2 beats 5.0 / 6.5
+    assert r["own_overhead_ratio"] == r["overhead_ratio"]  # the server runs the reference runtime itself
+    other = _round(client_ms=120.0, engine_ms=155.0, ensemble_at_4=6.3, own_ms=110.0)
+    assert other["overhead_ratio"] == pytest.approx(120.5 / 155.0)  # against ONNX Runtime in-process
+    assert other["own_overhead_ratio"] == pytest.approx(120.5 / 110.0)  # against the served runtime in-process
 
 
 def test_headline_is_the_median_of_the_rounds_and_unpaired_ratios_are_kept_apart():
-    rounds = [_round(210.0, 155.0, 6.0), _round(170.0, 155.0, 6.3), _round(200.0, 190.0, 6.2)]
+    rounds = [_round(210.0, 155.0, 6.0, 190.0), _round(170.0, 155.0, 6.3, 150.0), _round(200.0, 190.0, 6.2, 160.0)]
     ensemble = {1: _perf_run(1, 200.0, 5.0, infer_ms=185.0), 4: _perf_run(4, 640.0, 6.1, infer_ms=400.0)}
     cpu = {4: {"yolov8_preprocess": 7.0, "yolov8_infer": 313.0, "yolov8_postprocess": 0.6, "tritonserver": 1.8,
                "other": 2.0, "idle": 3.0}}  # fmt: skip
-    summary = summarize(rounds, ensemble, ENGINE, stages={}, cpu=cpu)
+    runtimes = {"openvino": {"in_process_p50_ms": 104.8, "in_process_peak": 9.7, "served_p50_ms": 118.2,
+                             "served_peak": 9.1, "served_peak_concurrency": 4}}  # fmt: skip
+    summary = summarize(rounds, ensemble, ENGINE, stages={}, cpu=cpu, served_runtime="openvino", runtimes=runtimes)
     assert summary["overhead_ratio"] == pytest.approx(170.5 / 155.0)  # the median of 1.36, 1.10, 1.06
     assert summary["throughput_ratio"] == pytest.approx(6.2 / 6.5)
+    assert summary["own_overhead_ratio"] == pytest.approx(170.5 / 150.0)  # the median of 1.108, 1.137, 1.253
     assert summary["unpaired"]["overhead_ratio"] == pytest.approx(200.0 / 160.0)
     assert summary["unpaired"]["throughput_ratio"] == pytest.approx(6.1 / 6.67)
     assert summary["unpaired"]["added_ms"] == pytest.approx(15.0)  # client mean 200 ms around 185 ms of engine
     assert summary["ensemble"][4]["server_ms"] == pytest.approx(400.1)
     text = format_summary(summary)
-    assert "overhead ratio   1.100" in text and "throughput ratio 0.954" in text
-    assert "1: overhead 1.358 (210.5 / 155.0 ms), throughput 0.923 (6.00 img/s at concurrency 4 / 6.50 img/s)" in text
+    assert "overhead ratio         1.100  (target <= 0.90;" in text
+    assert "throughput ratio       0.954  (target >= 1.15;" in text
+    assert (
+        "own overhead ratio     1.137  (target <= 1.10; median of rounds: client p50 at concurrency 1 / openvino"
+        in text
+    )
+    assert ("1: overhead 1.358 (210.5 / 155.0 ms), own 1.108 (/ 190.0 ms), throughput 0.923 (6.00 img/s at "
+            "concurrency 4 / 6.50 img/s)") in text  # fmt: skip
+    assert "  openvino            104.8 ms        9.70    118.2 ms        9.10 (concurrency 4)" in text
     assert "   4          7.0        313.0          0.6          1.8          2.0          3.0" in text
     assert "batch 2: p50    300.0 ms     6.67 images/s    299.0 core-ms per image" in text
 
@@ -80,9 +99,29 @@ def test_instance_count_sums_the_groups(config, count):
     assert instance_count(config) == count
 
 
+@pytest.mark.parametrize(
+    ("runtime", "cpu_runtime", "served"),
+    [("auto", "openvino", "openvino"), ("auto", "onnxruntime", "onnxruntime"), ("auto", "", "onnxruntime"),
+     ("onnxruntime", "openvino", "onnxruntime"), ("openvino", "onnxruntime", "openvino")],
+)  # fmt: skip
+def test_the_served_cpu_runtime_is_the_named_one_or_autos_choice(runtime, cpu_runtime, served):
+    config = {"parameters": {"runtime": {"string_value": runtime}, "cpu_runtime": {"string_value": cpu_runtime}}}
+    assert served_cpu_runtime(config) == served
+
+
+def test_the_table_serves_each_runtime_from_a_copy_that_names_it(model_repository, tmp_path):
+    repo = repository_with_runtime(model_repository, tmp_path / "repo", "onnxruntime")
+    assert '"runtime", value: { string_value: "onnxruntime" }' in (repo / "yolov8_infer" / "config.pbtxt").read_text()
+    model = repo / "yolov8_infer" / "1" / "model.onnx"
+    assert model.is_symlink() and model.resolve() == (model_repository / "yolov8_infer" / "1" / "model.onnx").resolve()
+    assert (repo / "yolov8_preprocess" / "warmup").is_dir()
+
+
 def test_engine_runtime_follows_the_config_triton_loaded(model_repository, grpc_client):
     """gRPC's JSON config (empty parameters left out) gives the infer stage's runtime: one stream per instance."""
     config = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
     runtime = engine_runtime(model_repository, config)
-    assert runtime.streams == instance_count(config) == 2
+    assert runtime.name == "onnxruntime" and runtime.streams == instance_count(config) == 2
     assert runtime.run(np.zeros((1, 3, 640, 640), np.float32)).shape == (1, 6, 8400)
+    served = engine_runtime(model_repository, config, served_cpu_runtime(config))
+    assert served.name == "openvino" and served.streams == 2  # what prepare measured fastest here

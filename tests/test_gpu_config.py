@@ -13,7 +13,7 @@ from serving.server import TritonServer
 from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
-SCHEDULING = ("preferred_batch_size", "instance_group")
+SCHEDULING = ("preferred_batch_size", "instance_group", '{ name: "batch_')  # warm-up samples: the batch sizes run
 
 
 def settings(path: Path) -> list[str]:

@@ -72,8 +72,8 @@ def test_fastdeploy_is_unavailable_unless_it_imports(default_onnx):
 
 
 def test_unknown_runtime_is_refused(default_onnx):
-    with pytest.raises(RuntimeUnavailable, match="unknown runtime 'openvino'"):
-        create_runtime("openvino", str(default_onnx))
+    with pytest.raises(RuntimeUnavailable, match="unknown runtime 'tflite'"):
+        create_runtime("tflite", str(default_onnx))
 
 
 # --- engine cache key ---------------------------------------------------------------------------

@@ -223,3 +223,50 @@ def test_metadata_of_an_export_with_names_only(tmp_path):
     prepare(source, repo, template=PROJECT_ROOT / "model_repository")
     metadata = file_metadata(repo / "yolov8_infer" / "config.pbtxt")
     assert metadata == {"names": {0: "class0"}, "imgsz": [32, 32], "stride": 32, "task": "detect", "batch": 1}
+
+
+# --- the CPU runtime that auto runs (cpu_runtime) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p50_ms", "choice"),
+    [
+        ({"onnxruntime": 129.9, "openvino": 104.8}, "openvino"),  # 1.24x: measured here
+        ({"onnxruntime": 110.0, "openvino": 100.0}, "onnxruntime"),  # 1.10x exactly: clearly faster
+        ({"onnxruntime": 109.0, "openvino": 100.0}, "onnxruntime"),  # 1.09x: noise, not a reason to switch
+        ({"onnxruntime": 100.0, "openvino": 120.0}, "onnxruntime"),
+        ({"onnxruntime": 100.0}, "onnxruntime"),  # OpenVINO could not compile the model
+    ],
+)
+def test_openvino_is_chosen_only_when_clearly_faster(p50_ms, choice):
+    from python_backends.prepare.cpu_runtime import choose
+
+    assert choose(p50_ms) == choice
+
+
+def _cpu_runtimes(repo) -> list[str]:
+    configs = (repo / "yolov8_infer" / "config.pbtxt", repo / "yolov8_infer" / "configs" / "gpu.pbtxt")
+    return [text_format.Parse(c.read_text(), model_config_pb2.ModelConfig()).parameters["cpu_runtime"].string_value
+            for c in configs]  # fmt: skip
+
+
+def test_cli_measures_both_runtimes_and_writes_the_choice_into_every_infer_config(tmp_path, capsys):
+    source = tmp_path / "tiny.onnx"
+    onnx.save(tiny_yolo(num_classes=3, size=64), source)
+    assert main(["--onnx", str(source), "--repository", str(tmp_path / "repo")]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    found = re.fullmatch(r"CPU runtime for auto: (\w+) \(p50 at batch 1: onnxruntime ([\d.]+) ms, openvino ([\d.]+) "
+                         r"ms; OpenVINO [\d.]+x ONNX Runtime, taken from 1.10x\)", line)  # fmt: skip
+    assert found, line
+    ort_ms, openvino_ms = float(found.group(2)), float(found.group(3))
+    assert found.group(1) == ("openvino" if ort_ms >= 1.1 * openvino_ms else "onnxruntime")
+    assert _cpu_runtimes(tmp_path / "repo") == [found.group(1)] * 2
+
+
+@pytest.mark.parametrize("named", ["onnxruntime", "openvino"])
+def test_cli_writes_a_named_cpu_runtime_without_measuring(tmp_path, capsys, named):
+    source = tmp_path / "tiny.onnx"
+    onnx.save(tiny_yolo(num_classes=3, size=64), source)
+    assert main(["--onnx", str(source), "--repository", str(tmp_path / "repo"), "--cpu-runtime", named]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"CPU runtime for auto: {named} (--cpu-runtime)"
+    assert _cpu_runtimes(tmp_path / "repo") == [named] * 2

@@ -1,8 +1,10 @@
 """Pick an inference runtime from the ``runtime`` config parameter.
 
 ``auto`` takes TensorRT when a GPU, CuPy and tensorrt are present and an engine is cached or can be
-built, else ONNX Runtime on CPU. An explicit choice that cannot be satisfied raises
-RuntimeUnavailable, which fails the model's load with that message.
+built, else the ``cpu_runtime`` that ``prepare`` measured fastest on this machine and wrote into the
+config (``onnxruntime`` or ``openvino``); when OpenVINO cannot compile the model, ``auto`` logs one line
+and takes ONNX Runtime. An explicit choice that cannot be satisfied raises RuntimeUnavailable, which
+fails the model's load with that message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from python_backends.infer.tensorrt_engine import (
 )
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
-RUNTIMES = ("auto", "onnxruntime", "tensorrt", "fastdeploy")
+RUNTIMES = ("auto", "onnxruntime", "openvino", "tensorrt", "fastdeploy")
+CPU_RUNTIMES = ("onnxruntime", "openvino")
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -45,6 +48,8 @@ def create_runtime(
     engine_options: EngineOptions | None = None,
     engine_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    cpu_runtime: str = "onnxruntime",
+    openvino_cache_dir: Path | None = None,
 ) -> InferenceRuntime:
     """Build the runtime named by ``choice`` (``auto`` picks the best one this machine can run)."""
     if choice not in RUNTIMES:
@@ -54,16 +59,30 @@ def create_runtime(
         return _tensorrt(Path(onnx_path), options, engine_dir, log)
     if choice == "fastdeploy":
         return _fastdeploy(Path(onnx_path), options, engine_dir)
+    cpu = {"intra_op_threads": intra_op_threads, "max_batch_size": max_batch_size, "streams": cpu_streams}
+    if choice == "openvino":
+        return _openvino(onnx_path, cpu, openvino_cache_dir)
     if choice == "auto":
+        if cpu_runtime not in CPU_RUNTIMES:
+            raise RuntimeUnavailable(f"unknown cpu_runtime {cpu_runtime!r}; expected one of {', '.join(CPU_RUNTIMES)}")
         try:
             return _tensorrt(Path(onnx_path), options, engine_dir, log)
         except RuntimeUnavailable as exc:
-            log(f"runtime auto: {exc}; using onnxruntime on CPU")
+            log(f"runtime auto: {exc}; using {cpu_runtime} on CPU")
+        if cpu_runtime == "openvino":
+            try:
+                return _openvino(onnx_path, cpu, openvino_cache_dir)
+            except RuntimeUnavailable as exc:
+                log(f"runtime auto: {exc}; using onnxruntime on CPU")
     from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
 
-    return OnnxRuntimeRuntime(
-        onnx_path, intra_op_threads=intra_op_threads, max_batch_size=max_batch_size, streams=cpu_streams
-    )
+    return OnnxRuntimeRuntime(onnx_path, **cpu)
+
+
+def _openvino(onnx_path: str, cpu: dict, cache_dir: Path | None) -> InferenceRuntime:
+    from python_backends.infer.openvino_runtime import OpenVinoRuntime
+
+    return OpenVinoRuntime(onnx_path, cache_dir=cache_dir, **cpu)
 
 
 def _tensorrt(onnx_path: Path, options: EngineOptions, engine_dir: Path | None, log: Callable[[str], None]):

@@ -2,10 +2,14 @@
 
     python -m python_backends.prepare --onnx yolov8n.onnx [--repository model_repository]
     python -m python_backends.prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
+    python -m python_backends.prepare --onnx yolov8n.onnx --cpu-runtime onnxruntime
 
 Reads class names, imgsz and stride from the ONNX metadata, makes the batch dimension
 dynamic (checking numerically that outputs do not change), installs the model with a
 labels file, and sets the configs' input size, class count and max_det to match.
+It then times ONNX Runtime and OpenVINO on the installed model and writes the CPU runtime that
+`runtime: auto` runs (`cpu_runtime`): OpenVINO only when it is clearly faster here
+(--cpu-runtime names one instead of measuring).
 With --tensorrt it also builds (or finds cached) the TensorRT engine of the installed model
 for this machine's TensorRT and GPU, and writes its precision and profile into yolov8_infer.
 """
@@ -26,6 +30,7 @@ from python_backends.infer.tensorrt_engine import (
     import_tensorrt,
     parse_profile,
 )
+from python_backends.prepare.cpu_runtime import measure, write_cpu_runtime
 from python_backends.prepare.onnx_model import UnsupportedModelError, read_model_info
 from python_backends.prepare.prepare_model import prepare, prepare_tensorrt
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
@@ -56,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(map(str, DEFAULT_PROFILE)),
         help="engine min,opt,max batch (default %(default)s; FastDeploy's YOLOv8 example used 1,1,40)",
     )
+    parser.add_argument(
+        "--cpu-runtime",
+        choices=("measure", "onnxruntime", "openvino"),
+        default="measure",
+        help="what runtime auto runs on CPU (default: the faster one here, OpenVINO only when clearly faster)",
+    )
     parser.add_argument("--engine-dir", type=Path, help="engine cache (default $YOLOV8_ENGINE_DIR or .cache/engines)")
     args = parser.parse_args(argv)
     try:
@@ -64,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             compute_capability()
             low, opt, high = parse_profile(args.batch_profile)
         print(prepare(args.onnx, args.repository, args.max_det, DEFAULT_REPOSITORY, input_size=args.input_size))
+        print(set_cpu_runtime(args.repository, args.cpu_runtime))
         if args.tensorrt:
             height, width = args.input_size or _installed_size(args.repository)
             options = EngineOptions(height, width, low, opt, high, fp16=args.fp16)
@@ -72,6 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def set_cpu_runtime(repository: Path, requested: str) -> str:
+    """Write ``cpu_runtime`` into yolov8_infer's configs, measured or as requested; returns a summary line."""
+    if requested == "measure":
+        found = measure(repository / "yolov8_infer" / "1" / "model.onnx")
+        requested, summary = found.choice, found.summary()
+    else:
+        summary = f"CPU runtime for auto: {requested} (--cpu-runtime)"
+    write_cpu_runtime(repository, requested)
+    return summary
 
 
 def _installed_size(repository: Path) -> tuple[int, int]:

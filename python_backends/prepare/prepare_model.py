@@ -17,6 +17,7 @@ from python_backends.prepare.onnx_model import (
     verify_same_outputs,
 )
 from python_backends.prepare.repository import config_files, copy_template, install, set_parameter
+from python_backends.prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
 
 
 def prepare(
@@ -77,7 +78,8 @@ def prepare_tensorrt(repository: Path, options: EngineOptions, engine_dir: Path 
 def write_engine_settings(repository: Path, options: EngineOptions, engine_dir: Path | None = None) -> None:
     """Set yolov8_infer's ``precision``, ``trt_batch_profile`` (and ``engine_dir``) so it loads this engine.
 
-    In config.pbtxt and its variants (configs/gpu.pbtxt).
+    In config.pbtxt and its variants (configs/gpu.pbtxt). A config that batches for the engine (no
+    ``preferred_batch_size``: configs/gpu.pbtxt) warms up at the profile's batch sizes.
     """
     for config_path in config_files(repository / "yolov8_infer"):
         config = set_parameter(config_path.read_text(), "precision", "fp16" if options.fp16 else "fp32")
@@ -85,4 +87,7 @@ def write_engine_settings(repository: Path, options: EngineOptions, engine_dir: 
         config = set_parameter(config, "trt_batch_profile", profile)
         if engine_dir is not None:
             config = set_parameter(config, "engine_dir", str(engine_dir.resolve()))
+        if "preferred_batch_size" not in config:
+            sizes = profile_batch_sizes(options.min_batch, options.opt_batch, options.max_batch)
+            config = set_warmup_batch_sizes(config, sizes)
         config_path.write_text(config)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
+from python_backends.prepare.warmup import set_warmup_dims, write_warmup_files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here
@@ -41,6 +42,8 @@ def config_files(stage: Path) -> list[Path]:
 def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
     """Rewrite the models' config files (variants included) for this model's input size, class count and max_det.
 
+    The warm-up samples' dims follow the tensors' own.
+
     yolov8_infer also gets the export's metadata (``ultralytics_metadata``) as a Python literal, which
     Ultralytics' ``YOLO("grpc://host:8001/yolov8_infer")`` client eval()s.
     """
@@ -54,11 +57,17 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             str(info.input_width),
         ),
         "yolov8_infer": lambda c: set_parameter(
-            set_dims(set_dims(c, "images", image), "output0", head), "metadata", metadata
+            set_warmup_dims(set_dims(set_dims(c, "images", image), "output0", head), "images", image),
+            "metadata",
+            metadata,
         ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameter(
-                set_parameter(set_dims(c, "output0", head), "num_classes", str(len(info.class_names))),
+                set_parameter(
+                    set_warmup_dims(set_dims(c, "output0", head), "output0", head),
+                    "num_classes",
+                    str(len(info.class_names)),
+                ),
                 "class_names",
                 json.dumps(list(info.class_names)),
             ),
@@ -88,12 +97,13 @@ def copy_template(source: Path, target: Path) -> None:
 
 
 def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = 300) -> Path:
-    """Write model.onnx and labels.txt and set the configs; returns the model file's path."""
+    """Write model.onnx, labels.txt and the warm-up data, and set the configs; returns the model file's path."""
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".onnx.tmp")
     tmp.write_bytes(onnx_bytes)
     tmp.replace(model_path)
     (repository / "yolov8_postprocess" / "labels.txt").write_text("\n".join(info.class_names) + "\n")
+    write_warmup_files(repository, info)
     configure(repository, info, max_det)
     return model_path

@@ -1,6 +1,6 @@
 """Triton Python model: run the detector on a batch. Coordinates ``python_backends.infer``.
 
-On CPU each instance is one ONNX Runtime stream: an image alone in the pipeline runs on all
+On CPU each instance is one ONNX Runtime or OpenVINO stream: an image alone in the pipeline runs on all
 cores; while another stage or instance works (``python_backends.infer.cpu_activity``) each instance
 runs its images on its share.
 """
@@ -32,8 +32,9 @@ class TritonPythonModel:
             max_batch_size=max(1, int(config.get("max_batch_size", 1))),
             engine_options=options_from_parameters(params, dims[1], dims[2]),
             engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,
+            cpu_runtime=params.get("cpu_runtime", "").strip() or "onnxruntime",
         )
-        self.shares_cores = self.runtime.name == "onnxruntime" and self.runtime.streams > 1
+        self.shares_cores = self.runtime.name in ("onnxruntime", "openvino") and self.runtime.streams > 1
         self.activity = CpuActivity.of_this_server()  # which stages are working right now
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "output0")["data_type"]

@@ -1,0 +1,75 @@
+"""Each CPU runtime in-process and served: p50 at batch 1 (concurrency 1) and peak images/s.
+
+For each runtime the bench builds it in-process the way ``yolov8_infer`` does, then starts a server
+whose ``yolov8_infer`` names that runtime explicitly, and drives the ``yolov8`` ensemble with the
+same client as the paired rounds (``YoloTritonClient``; peak by Little's law, ``paired.ensemble_throughput``).
+The runtimes are measured one after the other, not in turns: the table compares them, the paired
+rounds give the headline ratios.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw
+from benchmarks.paired import ensemble_throughput
+from client.api import YoloTritonClient
+from python_backends.prepare.repository import STAGES, set_parameter
+from serving.server import TritonServer, free_port
+from serving.triton import ServerOptions
+
+
+def repository_with_runtime(source: Path, target: Path, runtime: str) -> Path:
+    """A copy of the model repository (the model linked, not copied) whose yolov8_infer runs ``runtime``."""
+    for stage in STAGES:
+        shutil.copytree(source / stage, target / stage, ignore=shutil.ignore_patterns("*.onnx", "__pycache__"))
+    for model in (source / "yolov8_infer" / "1").glob("*.onnx"):
+        (target / "yolov8_infer" / "1" / model.name).symlink_to(model.resolve())
+    config = target / "yolov8_infer" / "config.pbtxt"
+    config.write_text(set_parameter(config.read_text(), "runtime", runtime))
+    return target
+
+
+def served_numbers(url: str, image: bytes, requests: int, concurrencies: list[int], block_s: float) -> dict:
+    """{served_p50_ms, served_peak, served_peak_concurrency} of the ``yolov8`` ensemble at ``url``."""
+    with YoloTritonClient(url) as client:
+        client.detect(image)
+        times = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            client.detect(image)
+            times.append((time.perf_counter() - started) * 1e3)
+    peaks = {c: ensemble_throughput(url, image, c, block_s) for c in concurrencies}
+    best = max(peaks, key=peaks.get)
+    return {"served_p50_ms": statistics.median(times), "served_peak": peaks[best], "served_peak_concurrency": best}
+
+
+def runtime_table(
+    names: list[str],
+    repository: Path,
+    config: dict,
+    image: bytes,
+    out: Path,
+    concurrencies: list[int],
+    block_s: float,
+    requests: int = 15,
+) -> dict[str, dict[str, float]]:
+    """{runtime: {in_process_p50_ms, in_process_peak, served_p50_ms, served_peak, served_peak_concurrency}}."""
+    table = {}
+    for name in names:
+        print(f"runtime {name}: in-process, then served ...", flush=True)
+        engine = engine_baseline(engine_runtime(repository, config, name), input_hw(config))
+        repo = repository_with_runtime(repository, out / f"repository_{name}", name)
+        options = ServerOptions(repository=repo, http_port=free_port(), grpc_port=free_port(),
+                                metrics_port=free_port())  # fmt: skip
+        with TritonServer(options, out / f"tritonserver_{name}.log") as server:
+            served = served_numbers(server.grpc_url, image, requests, concurrencies, block_s)
+        table[name] = {
+            "in_process_p50_ms": engine[1]["p50_ms"],
+            "in_process_peak": max(e["images_per_s"] for e in engine.values()),
+            **served,
+        }
+    return table
