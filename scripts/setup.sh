@@ -109,7 +109,17 @@ extract "$wheel" skimage/data/camera.png "$SAMPLES/camera.png"
 
 # 3. the Python backend folder and the model repository
 "$PY" -c "from serving.triton import build_backend_dir; build_backend_dir()"
-if [ ! -s model_repository/yolov8_infer/1/model.onnx ] || [ "$MODEL_ONNX" -nt model_repository/yolov8_infer/1/model.onnx ]; then
+missing_warmup() {  # true when a config names a warm-up data file that prepare has not written (an older checkout)
+    local config name
+    for config in model_repository/*/config.pbtxt; do
+        for name in $(grep -o 'input_data_file: "[^"]*"' "$config" | cut -d'"' -f2); do
+            [ -s "$(dirname "$config")/warmup/$name" ] || return 0
+        done
+    done
+    return 1
+}
+if [ ! -s model_repository/yolov8_infer/1/model.onnx ] || [ "$MODEL_ONNX" -nt model_repository/yolov8_infer/1/model.onnx ] \
+    || missing_warmup; then
     log "preparing the default model"
     "$PY" -m python_backends.prepare --onnx "$MODEL_ONNX"
 fi

@@ -3,8 +3,11 @@ ready, at the batch sizes its config runs, and a sample that fails keeps the ser
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +130,17 @@ def test_warmup_data_and_dims_follow_another_model(tmp_path):
     for config in ("config.pbtxt", "configs/gpu.pbtxt"):
         for sample in _config(repo / "yolov8_infer" / config).model_warmup:
             assert list(sample.inputs["images"].dims) == [3, 64, 64], config
+
+
+def test_setup_prepares_again_when_a_named_warmup_file_is_missing(model_repository, tmp_path):
+    """A checkout from before warm-up has model.onnx but no warmup/ files: ``make setup`` must run prepare again."""
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "setup.sh").read_text()
+    function = re.search(r"^missing_warmup\(\) \{.*?^\}$", script, re.S | re.M).group(0)
+    shutil.copytree(model_repository, tmp_path / "model_repository", ignore=shutil.ignore_patterns("*.onnx"))
+
+    def missing() -> bool:
+        return subprocess.run(["bash", "-c", f"{function}\nmissing_warmup"], cwd=tmp_path).returncode == 0
+
+    assert not missing()  # as prepare left it
+    (tmp_path / "model_repository" / "yolov8_postprocess" / "warmup" / LETTERBOX_FILE).unlink()
+    assert missing()
