@@ -14,7 +14,7 @@
 # site-packages: the Python backend's stubs did not see a PYTHONPATH folder of them.
 # That host's NumPy was 2.5.2, which the 2.51 stub can't use (serving/triton.py::stub_numpy_problem); the
 # server runner now refuses to start there, so a rerun needs NumPy 1.x (numpy==1.26.4) and, with it, CuPy 13.6
-# (cupy-cuda13x 14 requires NumPy 2) and OpenCV 4.10 (the host's OpenCV 5 is built for NumPy 2).
+# (cupy-cuda13x 14 requires NumPy 2), and an OpenCV that imports under NumPy 1.x (the pinned 4.10.0.84 does).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:?usage: run_on_bare_host.sh OUT_DIR}
