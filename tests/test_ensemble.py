@@ -31,6 +31,19 @@ def settled_deltas(client, before, models, expected_success, timeout_s=10.0):
         time.sleep(0.05)
 
 
+def quiet_snapshot(client, models, still_s=0.2, timeout_s=10.0):
+    """Statistics once no count has moved for ``still_s``: the previous test's last request can be
+    recorded a few ms after its reply, and would otherwise land in this test's deltas."""
+    deadline = time.monotonic() + timeout_s
+    last = snapshot(client, models)
+    while True:
+        time.sleep(still_s)
+        now = snapshot(client, models)
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 def image_input(payload: bytes) -> grpcclient.InferInput:
     tensor = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[payload]], dtype=object))
@@ -74,7 +87,7 @@ def test_batched_request_keeps_order(triton, sample_images):
 
 def test_statistics_count_every_stage(grpc_client, sample_images):
     models = (*STAGES, "yolov8")
-    before = snapshot(grpc_client, models)
+    before = quiet_snapshot(grpc_client, models)
     for _ in range(3):
         grpc_client.infer("yolov8", [image_input(sample_images["zidane.jpg"].read_bytes())])
     delta = settled_deltas(grpc_client, before, models, 3)
@@ -84,7 +97,7 @@ def test_statistics_count_every_stage(grpc_client, sample_images):
 
 
 def test_concurrent_requests_are_batched(grpc_client, triton, sample_images):
-    before = snapshot(grpc_client, STAGES)
+    before = quiet_snapshot(grpc_client, STAGES)
     payload = sample_images["bus.jpg"].read_bytes()
 
     def one(_):
