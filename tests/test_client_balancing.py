@@ -61,7 +61,9 @@ def test_dns_name_and_an_endpoint_that_is_down(triton, sample_images):
 
 def test_a_retry_after_unavailable_lands_on_another_server(triton, second, sample_images):
     url = f"{second.grpc_url},{triton.grpc_url}"
-    with YoloTritonClient(url, retries=1, backoff_s=0.01) as client:
+    # once its gate is closed, second refuses every request, so a success after an UNAVAILABLE came from the other
+    # server; retries=3, not 1: round robin usually alternates, but a pick may repeat a subchannel
+    with YoloTritonClient(url, retries=3, backoff_s=0.01) as client:
         for _ in range(4):  # round robin over both: both connections are up before the test
             assert client.client.is_server_ready()
         second.gate.close()  # second now answers UNAVAILABLE "shutting down" while it stays connected and ready
@@ -69,4 +71,4 @@ def test_a_retry_after_unavailable_lands_on_another_server(triton, second, sampl
         for _ in range(6):
             assert client.detect(sample_images["bus.jpg"]).detections
             attempts.append(client.last_attempts)
-    assert 2 in attempts, attempts
+    assert max(attempts) > 1, attempts  # some request met second's refusal and was answered by the other
