@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -24,3 +24,18 @@ class InferenceRuntime(Protocol):
     max_batch_size: int
 
     def run(self, images: np.ndarray) -> np.ndarray: ...
+
+
+def side_by_side_count(batch: int, streams: int) -> int:
+    """How many of a batch's images a CPU runtime's ``run`` puts side by side, one per stream: the first
+    ``batch - batch % streams``; none for a single image or a single stream (those get every thread)."""
+    return batch - batch % streams if streams > 1 and batch > 1 else 0
+
+
+def run_in_chunks(run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, max_batch: int, heads: list):
+    """``heads`` followed by the heads of ``images`` run ``max_batch`` at a time through ``run_batch``, joined.
+
+    ``images``: float32 (B, 3, H, W); each head float32 (b, 4 + num_classes, num_anchors).
+    """
+    heads = [*heads, *(run_batch(images[start : start + max_batch]) for start in range(0, len(images), max_batch))]
+    return heads[0] if len(heads) == 1 else np.concatenate(heads)

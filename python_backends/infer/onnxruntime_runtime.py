@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
+from python_backends.infer.base import run_in_chunks, side_by_side_count
+
 
 def session_options(intra_op_threads: int = 0, inter_op_threads: int = 1) -> ort.SessionOptions:
     """Session options shared by the served model and the in-process benchmark (0 = ORT's default).
@@ -76,7 +78,7 @@ class OnnxRuntimeRuntime:
         on all threads.
         """
         images = np.ascontiguousarray(images, dtype=np.float32)
-        side_by_side = len(images) - len(images) % self.streams if self.streams > 1 and len(images) > 1 else 0
+        side_by_side = side_by_side_count(len(images), self.streams)
         heads = list(self.pool.map(self._one, images[:side_by_side])) if side_by_side else []
         return self._run_batches(self.session, images[side_by_side:], heads)
 
@@ -86,12 +88,8 @@ class OnnxRuntimeRuntime:
         return self._run_batches(self.stream_session if self.streams > 1 else self.session, images, [])
 
     def _run_batches(self, session: ort.InferenceSession, images: np.ndarray, heads: list) -> np.ndarray:
-        """Append the heads of ``images`` (in runs of at most max_batch_size) to ``heads``; all of them, joined."""
-        heads += [
-            self._run(session, images[start : start + self.max_batch_size])
-            for start in range(0, len(images), self.max_batch_size)
-        ]
-        return heads[0] if len(heads) == 1 else np.concatenate(heads)
+        """``heads``, then the heads of ``images`` in runs of at most max_batch_size; all of them, joined."""
+        return run_in_chunks(lambda batch: self._run(session, batch), images, self.max_batch_size, heads)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
         """float32 (3, H, W) on a stream's session → float32 (1, 4 + num_classes, num_anchors)."""

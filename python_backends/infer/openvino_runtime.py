@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.infer.base import RuntimeUnavailable
+from python_backends.infer.base import RuntimeUnavailable, run_in_chunks, side_by_side_count
 from python_backends.infer.onnxruntime_runtime import usable_cores
 
 CACHE_DIR_ENV = "YOLOV8_OPENVINO_CACHE"
@@ -118,7 +118,7 @@ class OpenVinoRuntime:
         on all threads.
         """
         images = np.ascontiguousarray(images, dtype=np.float32)
-        side = len(images) - len(images) % self.streams if self.side_by_side is not None and len(images) > 1 else 0
+        side = side_by_side_count(len(images), self.streams)
         heads = [self._side_by_side(images[:side])] if side else []
         return self._run_batches(self.request, images[side:], heads)
 
@@ -140,8 +140,10 @@ class OpenVinoRuntime:
         return np.concatenate(heads)
 
     def _run_batches(self, request, images: np.ndarray, heads: list) -> np.ndarray:
-        """Append the heads of ``images`` (in runs of at most max_batch_size) to ``heads``; all of them, joined."""
-        for start in range(0, len(images), self.max_batch_size):
-            request.infer({0: images[start : start + self.max_batch_size]})
-            heads.append(request.get_output_tensor(0).data.copy())
-        return heads[0] if len(heads) == 1 else np.concatenate(heads)
+        """``heads``, then the heads of ``images`` in runs of at most max_batch_size; all of them, joined."""
+
+        def infer(batch: np.ndarray) -> np.ndarray:
+            request.infer({0: batch})
+            return request.get_output_tensor(0).data.copy()
+
+        return run_in_chunks(infer, images, self.max_batch_size, heads)
