@@ -9,7 +9,6 @@ rounds give the headline ratios.
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -17,20 +16,9 @@ from pathlib import Path
 from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw
 from benchmarks.paired import ensemble_throughput
 from client.api import YoloTritonClient
-from python_backends.prepare.repository import STAGES, set_parameter
+from python_backends.prepare.repository import copy_with_parameters
 from serving.server import TritonServer, free_port
 from serving.triton import ServerOptions
-
-
-def repository_with_runtime(source: Path, target: Path, runtime: str) -> Path:
-    """A copy of the model repository (the model linked, not copied) whose yolov8_infer runs ``runtime``."""
-    for stage in STAGES:
-        shutil.copytree(source / stage, target / stage, ignore=shutil.ignore_patterns("*.onnx", "__pycache__"))
-    for model in (source / "yolov8_infer" / "1").glob("*.onnx"):
-        (target / "yolov8_infer" / "1" / model.name).symlink_to(model.resolve())
-    config = target / "yolov8_infer" / "config.pbtxt"
-    config.write_text(set_parameter(config.read_text(), "runtime", runtime))
-    return target
 
 
 def served_numbers(url: str, image: bytes, requests: int, concurrencies: list[int], block_s: float) -> dict:
@@ -62,7 +50,7 @@ def runtime_table(
     for name in names:
         print(f"runtime {name}: in-process, then served ...", flush=True)
         engine = engine_baseline(engine_runtime(repository, config, name), input_hw(config))
-        repo = repository_with_runtime(repository, out / f"repository_{name}", name)
+        repo = copy_with_parameters(repository, out / f"repository_{name}", "yolov8_infer", runtime=name)
         options = ServerOptions(repository=repo, http_port=free_port(), grpc_port=free_port(),
                                 metrics_port=free_port())  # fmt: skip
         with TritonServer(options, out / f"tritonserver_{name}.log") as server:

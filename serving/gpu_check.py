@@ -22,21 +22,29 @@ import argparse
 import datetime
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from client.perf_input import input_data
 from client.stage_stats import PHASES, STAGES, deltas, snapshot
+from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.postprocess.detection_match import mismatches
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.repository import DEFAULT_REPOSITORY, set_parameter
+from python_backends.prepare.repository import DEFAULT_REPOSITORY, copy_with_parameters
+from python_backends.preprocess.cvcuda_preprocessor import (
+    CvCudaPreprocessor,
+    GpuPreprocessingUnavailable,
+    import_cvcuda,
+)
 from python_backends.preprocess.preprocessor import Preprocessor
-from python_backends.triton_helpers.gpu_arrays import to_host
+from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason, to_host
 from serving.triton import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
@@ -50,9 +58,6 @@ CONCURRENCIES = (1, 8)
 
 def gpu_missing() -> str | None:
     """Why this machine cannot run the check at all (no CuPy, GPU or CV-CUDA), or None."""
-    from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, import_cvcuda
-    from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
-
     try:
         import_cvcuda()
     except GpuPreprocessingUnavailable as exc:
@@ -64,22 +69,25 @@ def row(check: str, result: str, threshold: str, passed: bool) -> dict:
     return {"check": check, "result": result, "threshold": threshold, "pass": passed}
 
 
-def detections_of(found) -> list[dict]:
-    """A Postprocessor's detections (or the client's) as the dicts ``mismatches`` compares."""
-    if hasattr(found, "detections"):
-        return [{"box": list(d.box), "score": d.score, "class_id": d.class_id} for d in found.detections]
+def as_dicts(found) -> list[dict]:
+    """A ``Postprocessor.detect`` result as the dicts ``mismatches`` compares."""
     return [
         {"box": b.tolist(), "score": float(s), "class_id": int(c)}
         for b, s, c in zip(found.boxes, found.scores, found.class_ids)
     ]
 
 
+def detect_all(runtime, pre, post: Postprocessor, images: list[Path]) -> dict[str, list[dict]]:
+    """In-process detections per image name: ``pre`` (OpenCV or CV-CUDA), ``runtime``, then ``post``."""
+    found = {}
+    for image in images:
+        tensor, mapping = pre.from_bytes(image.read_bytes())
+        found[image.name] = as_dicts(post.detect(runtime.run(to_host(tensor)[None])[0], mapping))
+    return found
+
+
 def preprocessing_rows(images: list[Path]) -> list[dict]:
     """CV-CUDA against OpenCV: max |Δ| of the tensors, x255 (OpenCV decode; nvImageCodec decode)."""
-    import numpy as np
-
-    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
-
     cpu, rows = Preprocessor(), []
     for gpu_decode in (False, True):
         gpu = CvCudaPreprocessor(gpu_decode=gpu_decode)
@@ -107,18 +115,6 @@ def preprocessing_rows(images: list[Path]) -> list[dict]:
     return rows
 
 
-def cpu_reference(onnx: Path, images: list[Path], num_classes: int) -> dict[str, list[dict]]:
-    """The CPU path's detections (OpenCV, ONNX Runtime, postprocess) per image name."""
-    from python_backends.infer.select import create_runtime
-
-    runtime, pre, post = create_runtime("onnxruntime", str(onnx)), Preprocessor(), Postprocessor(num_classes)
-    found = {}
-    for image in images:
-        tensor, mapping = pre.from_bytes(image.read_bytes())
-        found[image.name] = detections_of(post.detect(runtime.run(tensor[None])[0], mapping))
-    return found
-
-
 def compare(label: str, got: dict[str, list[dict]], want: dict[str, list[dict]]) -> dict:
     problems = [f"{name}: {p}" for name in want for p in mismatches(got[name], want[name], MIN_IOU, MAX_SCORE_DIFF)]
     for problem in problems:
@@ -128,23 +124,8 @@ def compare(label: str, got: dict[str, list[dict]], want: dict[str, list[dict]])
     return row(label, f"{total} CPU-path detections, {len(problems)} problems", bounds, not problems)
 
 
-def gpu_preprocess_detections(onnx: Path, images: list[Path], num_classes: int) -> dict[str, list[dict]]:
-    from python_backends.infer.select import create_runtime
-    from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor
-
-    runtime, pre, post = create_runtime("onnxruntime", str(onnx)), CvCudaPreprocessor(), Postprocessor(num_classes)
-    found = {}
-    for image in images:
-        tensor, mapping = pre.from_bytes(image.read_bytes())
-        batch = to_host(tensor)[None]
-        found[image.name] = detections_of(post.detect(runtime.run(batch)[0], mapping))
-    return found
-
-
 def tensorrt_rows(onnx: Path, images: list[Path], want: dict[str, list[dict]]) -> list[dict]:
     """TensorRT FP16 against the CPU path, twice: the second run must take the engine from the cache."""
-    from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
-
     reason = tensorrt_unavailable_reason()
     if reason:
         return [row("TensorRT FP16 vs ONNX Runtime FP32 detections", f"not run: {reason}", "-", True)]
@@ -159,23 +140,12 @@ def tensorrt_rows(onnx: Path, images: list[Path], want: dict[str, list[dict]]) -
     trt = create_runtime("tensorrt", str(onnx), engine_options=options, log=logs.append)
     create_runtime("tensorrt", str(onnx), engine_options=options, log=logs.append)
     pre, post = Preprocessor(info.input_height, info.input_width), Postprocessor(len(info.class_names))
-    got = {}
-    for image in images:
-        tensor, mapping = pre.from_bytes(image.read_bytes())
-        got[image.name] = detections_of(post.detect(trt.run(tensor[None])[0], mapping))
+    got = detect_all(trt, pre, post, images)
     cached = any(line.startswith("using cached TensorRT engine") for line in logs[1:])
     return [
         compare("TensorRT FP16 vs ONNX Runtime FP32 detections", got, want),
         row("TensorRT engine cache: second load reuses the engine", "yes" if cached else "no", "yes", cached),
     ]
-
-
-def repository_with_device(device: str, target: Path) -> Path:
-    """A copy of the prepared repository whose yolov8_preprocess runs on ``device``."""
-    shutil.copytree(DEFAULT_REPOSITORY, target, ignore=shutil.ignore_patterns("__pycache__"))
-    config = target / "yolov8_preprocess" / "config.pbtxt"
-    config.write_text(set_parameter(config.read_text(), "device", device))
-    return target
 
 
 def served(
@@ -203,14 +173,19 @@ def _served(
     from serving.server import TritonServer, free_port
     from serving.triton import ServerOptions
 
-    repository = repository_with_device(device, work / f"repository-{device}")
+    repository = copy_with_parameters(
+        DEFAULT_REPOSITORY, work / f"repository-{device}", "yolov8_preprocess", device=device
+    )
     options = ServerOptions(
         repository=repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
     )
     stages: dict[str, dict] = {}
     with TritonServer(options, logs / f"tritonserver-{device}.log") as server:
         with YoloTritonClient(server.grpc_url) as client:
-            got = {image.name: detections_of(client.detect(image)) for image in images}
+            got = {
+                image.name: [asdict(d) | {"box": list(d.box)} for d in client.detect(image).detections]
+                for image in images
+            }
         rows = [compare(f"served, {device} preprocessing: detections vs the CPU path", got, want)]
         if not PERF_ANALYZER.exists():
             return rows + [row(f"served, {device}: per-stage costs", f"not run: no {PERF_ANALYZER}", "-", True)], {}
@@ -286,6 +261,7 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"gpu-check needs an NVIDIA GPU with cupy and cvcuda; here: {missing}", file=sys.stderr)
         return 3
+
     started = time.monotonic()
     out = args.out or RESULTS / datetime.date.today().isoformat()
     logs = out / "logs"
@@ -296,9 +272,10 @@ def main(argv: list[str]) -> int:
     gpu = subprocess.run(query, capture_output=True, text=True).stdout.strip()
     images = args.images or [SAMPLES / name for name in DEFAULT_IMAGES]
     num_classes = len((DEFAULT_REPOSITORY / "yolov8_postprocess" / "labels.txt").read_text().splitlines())
-    want = cpu_reference(args.onnx, images, num_classes)
+    ort, post = create_runtime("onnxruntime", str(args.onnx)), Postprocessor(num_classes)
+    want = detect_all(ort, Preprocessor(), post, images)  # the CPU path
     checks = preprocessing_rows(images)
-    got = gpu_preprocess_detections(args.onnx, images, num_classes)
+    got = detect_all(ort, CvCudaPreprocessor(), post, images)
     checks.append(compare("CV-CUDA preprocessing vs OpenCV, detections (ONNX Runtime)", got, want))
     checks += tensorrt_rows(args.onnx, images, want)
     stage_costs = {}

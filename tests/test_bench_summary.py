@@ -10,7 +10,7 @@ from benchmarks.cpu_usage import cpu_ms_per_image
 from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
-from benchmarks.runtimes import repository_with_runtime
+from python_backends.prepare.repository import copy_with_parameters
 from python_backends.triton_helpers.config import instance_count
 
 ENGINE = {1: {"p50_ms": 160.0, "p99_ms": 170.0, "images_per_s": 6.25, "cpu_ms_per_image": 318.0},
@@ -110,7 +110,7 @@ def test_the_served_cpu_runtime_is_the_named_one_or_autos_choice(runtime, cpu_ru
 
 
 def test_the_table_serves_each_runtime_from_a_copy_that_names_it(model_repository, tmp_path):
-    repo = repository_with_runtime(model_repository, tmp_path / "repo", "onnxruntime")
+    repo = copy_with_parameters(model_repository, tmp_path / "repo", "yolov8_infer", runtime="onnxruntime")
     assert '"runtime", value: { string_value: "onnxruntime" }' in (repo / "yolov8_infer" / "config.pbtxt").read_text()
     model = repo / "yolov8_infer" / "1" / "model.onnx"
     assert model.is_symlink() and model.resolve() == (model_repository / "yolov8_infer" / "1" / "model.onnx").resolve()

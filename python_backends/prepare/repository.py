@@ -96,6 +96,22 @@ def copy_template(source: Path, target: Path) -> None:
         )
 
 
+def copy_with_parameters(source: Path, target: Path, model: str, **params: str) -> Path:
+    """A copy of the prepared repository ``source`` in which ``model``'s config.pbtxt has ``params`` set.
+
+    Configs, model.py files, labels and warm-up data are copied; the ONNX model is linked, not copied.
+    """
+    copy_template(source, target)
+    for onnx in (source / "yolov8_infer" / "1").glob("*.onnx"):
+        (target / "yolov8_infer" / "1" / onnx.name).symlink_to(onnx.resolve())
+    config = target / model / "config.pbtxt"
+    text = config.read_text()
+    for key, value in params.items():
+        text = set_parameter(text, key, value)
+    config.write_text(text)
+    return target
+
+
 def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = 300) -> Path:
     """Write model.onnx, labels.txt and the warm-up data, and set the configs; returns the model file's path."""
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"
