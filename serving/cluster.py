@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
@@ -37,7 +36,7 @@ from serving.cluster_config import (
     prometheus_rules,
 )
 from serving.processes import shm_regions
-from serving.server import free_port
+from serving.server import free_port, http_ok
 from serving.triton import PROJECT_ROOT
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
@@ -71,14 +70,6 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def http_ok(url: str, timeout_s: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def balancer_stats(state_dir: Path) -> list[dict[str, str]]:

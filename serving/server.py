@@ -25,6 +25,15 @@ class ServerStartError(RuntimeError):
     """tritonserver exited or did not become ready in time."""
 
 
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """``url`` answers 200 (a health endpoint); False when it answers otherwise or not at all."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:
@@ -98,11 +107,7 @@ class TritonServer:
         raise ServerStartError(f"tritonserver not ready after {timeout_s:.0f} s; see {self.log_path}")
 
     def is_ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http_url}/v2/health/ready", timeout=2) as reply:
-                return reply.status == 200
-        except OSError:
-            return False
+        return http_ok(f"{self.http_url}/v2/health/ready")
 
     def _record_resources(self) -> None:
         self.stubs = stub_processes(self.process.pid)

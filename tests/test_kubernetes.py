@@ -340,7 +340,7 @@ def fill_template(template: str, values: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def gateway(triton, tmp_path_factory):
     """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
-    from serving.server import free_port
+    from serving.server import free_port, http_ok
 
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
@@ -370,7 +370,7 @@ def gateway(triton, tmp_path_factory):
     process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
-        while not _answers(f"http://127.0.0.1:{health_port}/healthz"):
+        while not http_ok(f"http://127.0.0.1:{health_port}/healthz", timeout_s=1):
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "nginx did not start within 10 s"
             time.sleep(0.1)
@@ -378,14 +378,6 @@ def gateway(triton, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
 
 
 def _infer_image(url: str, image: bytes):
