@@ -89,33 +89,38 @@ def test_replicas_json_and_balancing(cluster, expected, bus):
         assert {"tritonserver", "triton_python_backend_stub"} <= names, names  # and the supervisor: python
     assert expected.detections
     fails = cluster.fail_counts()
-    counts = {}
-    for replica in replicas:
+
+    def successes(replica: dict) -> int:
         url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
         with urllib.request.urlopen(url) as reply:
-            counts[replica["name"]] = json.load(reply)["model_stats"][0]["inference_stats"]["success"]["count"]
+            return json.load(reply)["model_stats"][0]["inference_stats"]["success"]["count"]
+
+    counts = {replica["name"]: successes(replica) for replica in replicas}
     with YoloTritonClient(cluster.grpc_url) as client:
         for _ in range(8):
             client.detect(bus)
     for replica in replicas:
-        url = f"http://127.0.0.1:{replica['http_port']}/v2/models/yolov8/stats"
-        with urllib.request.urlopen(url) as reply:
-            now = json.load(reply)["model_stats"][0]["inference_stats"]["success"]["count"]
-        assert now >= counts[replica["name"]] + 3, "per-request balancing: both replicas get requests"
+        assert successes(replica) >= counts[replica["name"]] + 3, "per-request balancing: both replicas get requests"
     assert cluster.fail_counts() == fails
 
 
-def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
-    victim = cluster.replicas()[0]
-    load = Load(cluster.grpc_url, bus, expected, clients=4, retries=3).start()
+def replaced_under_load(cluster, bus, expected, index: int, send, sig: signal.Signals, retries: int):
+    """4 clients through the balancer while replica ``index`` gets ``send(pgid, sig)`` and is replaced, until 8
+    more successes after that: (the victim's replicas.json entry, HAProxy's states seen meanwhile, all outcomes)."""
+    victim = cluster.replicas()[index]
+    load = Load(cluster.grpc_url, bus, expected, clients=4, retries=retries).start()
     try:
         wait_successes(load, 8)
-        os.killpg(victim["pgid"], signal.SIGKILL)
-        seen = wait_replaced(cluster, 0, victim["pgid"])
-        done = len(load.outcomes)
-        wait_successes(load, done + 8)
+        send(victim["pgid"], sig)
+        seen = wait_replaced(cluster, index, victim["pgid"])
+        wait_successes(load, len(load.outcomes) + 8)
     finally:
         outcomes = load.stop(timeout_s=120)
+    return victim, seen, outcomes
+
+
+def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
+    victim, seen, outcomes = replaced_under_load(cluster, bus, expected, 0, os.killpg, signal.SIGKILL, retries=3)
     assert "DOWN" in seen, f"HAProxy took the dead replica out of rotation: {seen}"
     assert not [o for o in outcomes if o.error], "a client that retries UNAVAILABLE loses no request"
     assert all(o.correct for o in outcomes)
@@ -123,16 +128,8 @@ def test_failover_kill_9_of_a_replica_under_load(cluster, bus, expected):
 
 
 def test_rolling_restart_needs_no_client_retry(cluster, bus, expected):
-    victim = cluster.replicas()[1]
-    load = Load(cluster.grpc_url, bus, expected, clients=4, retries=0).start()
-    try:
-        wait_successes(load, 8)
-        os.kill(victim["pgid"], signal.SIGTERM)  # the supervisor: it drains
-        seen = wait_replaced(cluster, 1, victim["pgid"])
-        done = len(load.outcomes)
-        wait_successes(load, done + 8)
-    finally:
-        outcomes = load.stop(timeout_s=120)
+    # SIGTERM to the supervisor alone: it drains
+    _, seen, outcomes = replaced_under_load(cluster, bus, expected, 1, os.kill, signal.SIGTERM, retries=0)
     assert "DRAIN (agent)" in seen, f"HAProxy took the replica out before it stopped: {seen}"
     assert not [o for o in outcomes if o.error], [o for o in outcomes if o.error][:3]
     assert {o.attempts for o in outcomes} == {1} and all(o.correct for o in outcomes)
