@@ -4,7 +4,7 @@
                                [--runtimes onnxruntime openvino]
 
 Writes benchmarks/results/<timestamp>/ (perf_analyzer CSVs and logs, summary.json, summary.csv,
-stages.png) and prints a summary in three parts:
+stages.png) and prints a summary in four parts:
 
 1. Where the time goes: perf_analyzer on the `yolov8` ensemble at each concurrency with its
    composing models, on each stage alone, and ONNX Runtime in-process at batch 1..8.
@@ -13,7 +13,10 @@ stages.png) and prints a summary in three parts:
    is ``YoloTritonClient``, timed from Python), and the served p50 against the served runtime's own
    in-process p50. Each ratio is the median over the rounds. perf_analyzer's own ratios from part 1
    are printed too, marked unpaired.
-3. Each CPU runtime in-process and served (``--runtimes``; benchmarks/runtimes.py).
+3. Each CPU runtime in-process and served (``--runtimes``; benchmarks/runtimes.py), with the first request
+   after the server reported ready.
+4. What the machine allows: the best each headline ratio could be if the server cost nothing around the
+   engine (benchmarks/ceiling.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import cv2
 
+from benchmarks.ceiling import ceilings, format_ceilings
 from benchmarks.cpu_usage import IDLE, OTHER, SERVER, cpu_ms_per_image, cpu_snapshot
 from benchmarks.engine_baseline import REFERENCE, engine_baseline, engine_runtime, input_hw, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
@@ -42,6 +46,7 @@ RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 SAMPLE = PROJECT_ROOT / ".cache" / "samples" / "bus.jpg"
 FASTDEPLOY_RATIO = 2.05  # 118 ms from Python / 57.7 ms engine statistics
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+FIRST_REQUEST_TARGET = 1.25  # the first request after ready, over the served p50: warm-up's target
 TARGETS = {"overhead_ratio": ("<=", 0.90), "throughput_ratio": (">=", 1.15), "own_overhead_ratio": ("<=", 1.10)}
 
 
@@ -88,15 +93,17 @@ def summarize(
     cpu: dict[int, dict[str, float]] | None = None,
     served_runtime: str = REFERENCE,
     runtimes: dict[str, dict[str, float]] | None = None,
+    cores: int | None = None,
 ) -> dict:
-    """Headline ratios (median over the paired rounds), then perf_analyzer's breakdown and its unpaired ratios.
+    """Headline ratios (median over the paired rounds), then perf_analyzer's breakdown and its unpaired ratios,
+    and under ``ceiling`` the best ratios that ``cores`` cores allow (``benchmarks.ceiling``; default: this process's).
 
     ``cpu`` holds, per concurrency, the core-ms per image of each process during its perf_analyzer run;
     ``runtimes`` the table of ``benchmarks.runtimes.runtime_table``.
     """
     at_one = ensemble[min(ensemble)]
     infer_ms = at_one.composing.get("yolov8_infer", {}).get("compute_infer", 0.0) / 1e3
-    return {
+    found = {
         "overhead_ratio": statistics.median(r["overhead_ratio"] for r in rounds),
         "throughput_ratio": statistics.median(r["throughput_ratio"] for r in rounds),
         "own_overhead_ratio": statistics.median(r["own_overhead_ratio"] for r in rounds),
@@ -128,6 +135,7 @@ def summarize(
             for m, r in stages.items()
         },
     }
+    return found | {"ceiling": ceilings(found, cores)}
 
 
 def format_summary(summary: dict) -> str:
@@ -171,11 +179,12 @@ def format_summary(summary: dict) -> str:
     if summary["runtimes"]:
         lines.append("\neach CPU runtime, in-process and served (measured one after the other, not paired):")
         head = f"  {'runtime':<12} {'in-process p50':>15} {'peak img/s':>11} {'served p50':>11} {'peak img/s':>11}"
-        lines.append(head)
+        lines.append(head + f"{'':>17} first request after ready (target <= {FIRST_REQUEST_TARGET:.2f}x served p50)")
         for name, r in summary["runtimes"].items():
             lines.append(
                 f"  {name:<12} {r['in_process_p50_ms']:>12.1f} ms {r['in_process_peak']:>11.2f} "
                 f"{r['served_p50_ms']:>8.1f} ms {r['served_peak']:>11.2f} (concurrency {r['served_peak_concurrency']})"
+                f" {r['first_ms']:>8.1f} ms = {r['first_ms'] / r['served_p50_ms']:.2f}x"
             )
     served = summary["served_runtime"]
     lines.append(
@@ -201,7 +210,7 @@ def format_summary(summary: dict) -> str:
         sign, target = TARGETS[key]
         label = key.removesuffix("_ratio").replace("_", " ") + " ratio"
         lines.append(f"{label:<22} {summary[key]:.3f}  (target {sign} {target:.2f}; median of rounds: {text})")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", *format_ceilings(summary["ceiling"], served, REFERENCE)])
 
 
 def write_chart(summary: dict, path: Path) -> None:

@@ -30,10 +30,28 @@ def _round(client_ms: float, engine_ms: float, ensemble_at_4: float, own_ms: flo
     return round_summary(latency, throughput)
 
 
-def _perf_run(concurrency: int, p50_ms: float, images_per_s: float, infer_ms: float) -> PerfRun:
+def _perf_run(concurrency: int, p50_ms: float, images_per_s: float, infer_ms: float, pre_post_ms=(0.0, 0.0)) -> PerfRun:
     row = {"p50 latency": p50_ms * 1e3, "p99 latency": p50_ms * 1.2e3, "Avg latency": p50_ms * 1e3,
            "Inferences/Second": images_per_s}  # fmt: skip
-    return PerfRun(concurrency, row, {"yolov8_infer": {"compute_infer": infer_ms * 1e3, "queue": 100.0}})
+    composing = {"yolov8_infer": {"compute_infer": infer_ms * 1e3, "queue": 100.0},
+                 "yolov8_preprocess": {"compute_infer": pre_post_ms[0] * 1e3, "compute_output": 300.0},
+                 "yolov8_postprocess": {"compute_infer": pre_post_ms[1] * 1e3}}  # fmt: skip
+    return PerfRun(concurrency, row, composing)
+
+
+RUNTIMES = {"openvino": {"in_process_p50_ms": 104.8, "in_process_peak": 9.7, "in_process_cpu_ms": 200.0,
+                         "first_ms": 130.0, "served_p50_ms": 118.2, "served_peak": 9.1,
+                         "served_peak_concurrency": 4}}  # fmt: skip
+
+
+def _summary(cores: int = 2, served: str = "openvino", runtimes: dict = RUNTIMES) -> dict:
+    """Three rounds (own p50 medians 190, 150, 160 ms), perf_analyzer at concurrency 1 (preprocess 6 ms,
+    postprocess 1 ms of compute) and 4, and the CPU per image at 4."""
+    rounds = [_round(210.0, 155.0, 6.0, 190.0), _round(170.0, 155.0, 6.3, 150.0), _round(200.0, 190.0, 6.2, 160.0)]
+    ensemble = {1: _perf_run(1, 200.0, 5.0, 185.0, pre_post_ms=(6.0, 1.0)), 4: _perf_run(4, 640.0, 6.1, 400.0)}
+    cpu = {4: {"yolov8_preprocess": 7.0, "yolov8_infer": 313.0, "yolov8_postprocess": 0.6, "tritonserver": 1.8,
+               "other": 2.0, "idle": 3.0}}  # fmt: skip
+    return summarize(rounds, ensemble, ENGINE, {}, cpu, served, runtimes, cores=cores)
 
 
 def test_a_round_pairs_each_ensemble_block_with_the_engine_just_before_it():
@@ -48,20 +66,14 @@ def test_a_round_pairs_each_ensemble_block_with_the_engine_just_before_it():
 
 
 def test_headline_is_the_median_of_the_rounds_and_unpaired_ratios_are_kept_apart():
-    rounds = [_round(210.0, 155.0, 6.0, 190.0), _round(170.0, 155.0, 6.3, 150.0), _round(200.0, 190.0, 6.2, 160.0)]
-    ensemble = {1: _perf_run(1, 200.0, 5.0, infer_ms=185.0), 4: _perf_run(4, 640.0, 6.1, infer_ms=400.0)}
-    cpu = {4: {"yolov8_preprocess": 7.0, "yolov8_infer": 313.0, "yolov8_postprocess": 0.6, "tritonserver": 1.8,
-               "other": 2.0, "idle": 3.0}}  # fmt: skip
-    runtimes = {"openvino": {"in_process_p50_ms": 104.8, "in_process_peak": 9.7, "served_p50_ms": 118.2,
-                             "served_peak": 9.1, "served_peak_concurrency": 4}}  # fmt: skip
-    summary = summarize(rounds, ensemble, ENGINE, stages={}, cpu=cpu, served_runtime="openvino", runtimes=runtimes)
+    summary = _summary()
     assert summary["overhead_ratio"] == pytest.approx(170.5 / 155.0)  # the median of 1.36, 1.10, 1.06
     assert summary["throughput_ratio"] == pytest.approx(6.2 / 6.5)
     assert summary["own_overhead_ratio"] == pytest.approx(170.5 / 150.0)  # the median of 1.108, 1.137, 1.253
     assert summary["unpaired"]["overhead_ratio"] == pytest.approx(200.0 / 160.0)
     assert summary["unpaired"]["throughput_ratio"] == pytest.approx(6.1 / 6.67)
     assert summary["unpaired"]["added_ms"] == pytest.approx(15.0)  # client mean 200 ms around 185 ms of engine
-    assert summary["ensemble"][4]["server_ms"] == pytest.approx(400.1)
+    assert summary["ensemble"][4]["server_ms"] == pytest.approx(400.4)  # infer 400.1 + preprocess's output 0.3
     text = format_summary(summary)
     assert "overhead ratio         1.100  (target <= 0.90;" in text
     assert "throughput ratio       0.954  (target >= 1.15;" in text
@@ -71,9 +83,30 @@ def test_headline_is_the_median_of_the_rounds_and_unpaired_ratios_are_kept_apart
     )
     assert ("1: overhead 1.358 (210.5 / 155.0 ms), own 1.108 (/ 190.0 ms), throughput 0.923 (6.00 img/s at "
             "concurrency 4 / 6.50 img/s)") in text  # fmt: skip
-    assert "  openvino            104.8 ms        9.70    118.2 ms        9.10 (concurrency 4)" in text
+    assert ("  openvino            104.8 ms        9.70    118.2 ms        9.10 (concurrency 4)    130.0 ms = 1.10x"
+            in text)  # fmt: skip
     assert "   4          7.0        313.0          0.6          1.8          2.0          3.0" in text
     assert "batch 2: p50    300.0 ms     6.67 images/s    299.0 core-ms per image" in text
+
+
+def test_the_ceiling_is_the_engine_plus_the_other_stages_compute():
+    """Latency: the own runtime's median p50 (160) + preprocess 6 + postprocess 1 ms at concurrency 1; throughput:
+    2 cores over openvino's 200 + preprocess 7 + postprocess 0.6 core-ms per image, against ONNX Runtime's 6.5."""
+    summary = _summary()
+    ceiling = summary["ceiling"]
+    assert ceiling["overhead_ratio"] == pytest.approx(167.0 / 155.0)
+    assert ceiling["own_overhead_ratio"] == pytest.approx(167.0 / 160.0)
+    assert ceiling["throughput_ratio"] == pytest.approx(2000.0 / 207.6 / 6.5)
+    text = format_summary(summary)
+    assert "what 2 cores allow, if tritonserver, gRPC and the client cost nothing:" in text
+    assert ("  overhead ratio     >= 1.077  (openvino 160.0 + preprocess 6.0 + postprocess 1.0 ms / onnxruntime "
+            "155.0 ms)") in text  # fmt: skip
+    assert ("  throughput ratio   <= 1.482  (9.63 img/s: 2 cores / (openvino 200.0 + preprocess 7.0 + postprocess "
+            "0.6 core-ms per image), / onnxruntime 6.50 img/s)") in text  # fmt: skip
+    faster = _summary(cores=4)["ceiling"]
+    assert faster["peak_images_per_s"] == 9.7  # never above the runtime's own in-process peak
+    served_reference = _summary(served="onnxruntime", runtimes={})["ceiling"]
+    assert served_reference["engine_cpu_ms"] == 299.0  # ONNX Runtime's batch 2, its in-process peak
 
 
 def test_cpu_per_image_splits_the_machine_between_the_server_the_rest_and_idle():
