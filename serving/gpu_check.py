@@ -8,9 +8,9 @@ It runs what this machine can run and records what it cannot, never a figure it 
    on both sides (the CV-CUDA ops alone) and with nvImageCodec decode where it is installed.
 2. Detections with CV-CUDA preprocessing against the CPU path, both through ONNX Runtime.
 3. TensorRT FP16 against ONNX Runtime FP32 detections, and the engine cache, where TensorRT is installed.
-4. A tritonserver serving the ensemble with ``device: gpu`` preprocessing, then ``device: cpu``: detections
-   over gRPC against the CPU path, and per-stage costs from Triton's statistics under perf_analyzer at
-   concurrency 1 and 8.
+4. A tritonserver serving the ensemble with ``device: gpu`` preprocessing, then ``device: cpu``: the first
+   request after ready against the p50 (warm-up), detections over gRPC against the CPU path, and per-stage
+   costs from Triton's statistics under perf_analyzer at concurrency 1 and 8.
 
 Writes ``benchmarks/gpu/<date>/``: nvidia-smi.txt, results.json, results.md and logs/. Exits 3 on a
 machine without CuPy, a CUDA GPU and CV-CUDA; 1 when a check fails.
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
+from benchmarks.runtimes import FIRST_REQUEST_TARGET
 from client.perf_input import input_data
 from client.stage_stats import PHASES, STAGES, deltas, snapshot
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
@@ -182,11 +183,12 @@ def _served(
     stages: dict[str, dict] = {}
     with TritonServer(options, logs / f"tritonserver-{device}.log") as server:
         with YoloTritonClient(server.grpc_url) as client:
+            first = first_request_row(device, client, images[0])
             got = {
                 image.name: [asdict(d) | {"box": list(d.box)} for d in client.detect(image).detections]
                 for image in images
             }
-        rows = [compare(f"served, {device} preprocessing: detections vs the CPU path", got, want)]
+        rows = [compare(f"served, {device} preprocessing: detections vs the CPU path", got, want), first]
         if not PERF_ANALYZER.exists():
             return rows + [row(f"served, {device}: per-stage costs", f"not run: no {PERF_ANALYZER}", "-", True)], {}
         data = work / "perf-input.json"
@@ -211,6 +213,23 @@ def _served(
                 },
             }
     return rows, stages
+
+
+def first_request_row(device: str, client, image: Path, requests: int = 15) -> dict:
+    """The first request after the server reported ready, against the p50 of the ``requests`` after it
+    (warm-up's target: at most ``FIRST_REQUEST_TARGET`` times)."""
+    times = []
+    for _ in range(requests + 1):
+        started = time.perf_counter()
+        client.detect(image)
+        times.append((time.perf_counter() - started) * 1e3)
+    p50 = float(np.median(times[1:]))
+    return row(
+        f"served, {device} preprocessing: first request after ready ({image.name}) / p50 of the next {requests}",
+        f"{times[0]:.1f} ms / {p50:.1f} ms = {times[0] / p50:.2f}x",
+        f"<= {FIRST_REQUEST_TARGET}x",
+        times[0] <= FIRST_REQUEST_TARGET * p50,
+    )
 
 
 def versions() -> dict[str, str]:
