@@ -24,7 +24,11 @@ mkdir -p "$G" "$OUT"
 exec > >(tee "$OUT/run_on_bare_host.log") 2>&1
 
 cat /tmp/gpu-carry-* | xz -d | tar -x -C "$G" || exit 2
-python3 -m venv --without-pip --system-site-packages "$G/venv" || exit 2
+if ! python3 -m venv --without-pip --system-site-packages "$G/venv"; then  # what venv writes, where it is missing
+    real=$(readlink -f "$(command -v python3)")
+    mkdir -p "$G/venv/bin" && ln -sf "$real" "$G/venv/bin/python3"
+    printf 'home = %s\ninclude-system-site-packages = true\n' "$(dirname "$real")" > "$G/venv/pyvenv.cfg"
+fi
 PY="$G/venv/bin/python3"
 site_packages=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 rm -rf "$G/site/google"
