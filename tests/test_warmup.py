@@ -7,8 +7,10 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -19,9 +21,12 @@ from tritonclient.grpc import model_config_pb2
 from python_backends.infer.tensorrt_engine import EngineOptions, parse_profile
 from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
+from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 from serving.server import TritonServer
 
 COMPOSING = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NO_GPU = gpu_unavailable_reason()
 
 
 def _config(path) -> model_config_pb2.ModelConfig:
@@ -65,6 +70,8 @@ def test_prepare_writes_warmup_data_that_fits_the_model(model_repository):
     assert letterbox.tolist() == [1, 0, 0, 640, 640]
     image = (model_repository / "yolov8_preprocess" / "warmup" / IMAGE_FILE).read_bytes()
     assert struct.unpack("<I", image[:4])[0] == len(image) - 4 and image[4:6] == b"\xff\xd8"
+    decoded = cv2.imdecode(np.frombuffer(image[4:], np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (600, 800, 3)  # larger than the 640 input: warm-up resizes, as a photo needs
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +151,58 @@ def test_setup_prepares_again_when_a_named_warmup_file_is_missing(model_reposito
     assert not missing()  # as prepare left it
     (tmp_path / "model_repository" / "yolov8_postprocess" / "warmup" / LETTERBOX_FILE).unlink()
     assert missing()
+
+
+class RecordingSession:
+    """An engine session or request that records the batch shapes it runs, then runs them for real."""
+
+    def __init__(self, real, method: str):
+        self.real, self.shapes = real, []
+        setattr(self, method, self._record(getattr(real, method)))
+
+    def _record(self, call):
+        def run(*args):
+            feeds = args[-1]
+            self.shapes.extend(tuple(a.shape) for a in feeds.values())
+            return call(*args)
+
+        return run
+
+
+@pytest.mark.parametrize(
+    ("name", "paths", "method"),
+    [("onnxruntime", ("session", "stream_session"), "run"), ("openvino", ("request", "stream_request"), "infer")],
+)
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_cpu_runtime_warms_each_of_its_paths_at_load(model_repository, name, paths, method, streams, tmp_path):
+    """model_warmup goes through one path, the one execute picks then; the runtime's own warm-up runs each once."""
+    from python_backends.infer.select import create_runtime
+
+    cache = {"openvino_cache_dir": tmp_path} if name == "openvino" else {}
+    runtime = create_runtime(name, str(model_repository / "yolov8_infer" / "1" / "model.onnx"), cpu_streams=streams,
+                             **cache)  # fmt: skip
+    used = paths if streams > 1 else paths[:1]
+    recorders = {path: RecordingSession(getattr(runtime, path), method) for path in used}
+    for path, recorder in recorders.items():
+        setattr(runtime, path, recorder)
+    runtime.warm_up((3, 640, 640))
+    assert {path: r.shapes for path, r in recorders.items()} == {path: [(1, 3, 640, 640)] for path in used}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(NO_GPU is not None, reason=f"needs a CUDA GPU and CuPy: {NO_GPU}")
+def test_the_infer_stage_can_create_its_cuda_context_before_the_first_gpu_input():
+    """On an H100 the first GPU tensor into a CPU-engine infer stub cost 125-135 ms when it made the context."""
+    code = (
+        "import cupy\n"
+        "from python_backends.triton_helpers.gpu_arrays import create_cuda_context\n"
+        "def current():\n"
+        "    try:\n"
+        "        return cupy.cuda.driver.ctxGetCurrent()\n"
+        "    except cupy.cuda.driver.CUDADriverError:  # CUDA_ERROR_NOT_INITIALIZED: no CUDA call yet\n"
+        "        return 0\n"
+        "assert current() == 0, 'a context before the call'\n"
+        "create_cuda_context()\n"
+        "assert current() != 0, 'no context after the call'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PROJECT_ROOT)

@@ -31,6 +31,9 @@ if ! python3 -m venv --without-pip --system-site-packages "$G/venv"; then  # wha
 fi
 PY="$G/venv/bin/python3"
 site_packages=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+python3 -c "import site; print('\n'.join(site.getsitepackages()))" > "$site_packages/host.pth"  # python3 may be a venv
+mkdir -p "$site_packages/scipy"  # the host's SciPy needs NumPy 2; CuPy 13 imports it only if it can
+echo 'raise ImportError("SciPy is hidden here: the host has a build for NumPy 2")' > "$site_packages/scipy/__init__.py"
 rm -rf "$G/site/google"
 cp -r "$G"/site/* "$site_packages/"
 mkdir -p "$site_packages/nvidia"  # a namespace portion beside the host's nvidia.* packages

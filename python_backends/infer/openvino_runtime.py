@@ -111,6 +111,15 @@ class OpenVinoRuntime:
         self.stream_request = self.streamed.create_infer_request()
         self.side_by_side = ov.AsyncInferQueue(self.streamed, self.streams) if self.streams > 1 else None
 
+    def warm_up(self, image_shape: tuple[int, int, int]) -> None:
+        """One zero image of (3, H, W) ``image_shape`` through each compiled model: all threads, and the streams'.
+
+        Triton's model_warmup reaches only the one that the infer stage picks at that moment.
+        """
+        zeros = np.zeros((1, *image_shape), np.float32)
+        for request in (self.request, self.stream_request) if self.streams > 1 else (self.request,):
+            request.infer({0: zeros})
+
     def run(self, images: np.ndarray) -> np.ndarray:
         """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors).
 

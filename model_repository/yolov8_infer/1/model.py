@@ -14,7 +14,7 @@ from python_backends.infer.cpu_activity import CpuActivity
 from python_backends.infer.select import create_runtime
 from python_backends.infer.tensorrt_engine import options_from_parameters
 from python_backends.triton_helpers.config import instance_count, int_parameter, load_config, parameters
-from python_backends.triton_helpers.gpu_arrays import concatenate_on, to_host
+from python_backends.triton_helpers.gpu_arrays import concatenate_on, create_cuda_context, gpu_count, to_host
 from python_backends.triton_helpers.tensors import input_array, output_tensor
 
 
@@ -35,6 +35,11 @@ class TritonPythonModel:
             cpu_runtime=params.get("cpu_runtime", "").strip() or "onnxruntime",
         )
         self.shares_cores = self.runtime.name in ("onnxruntime", "openvino") and self.runtime.streams > 1
+        if self.shares_cores:  # two paths (all cores, a stream's share); model_warmup reaches only one
+            self.runtime.warm_up((dims[0], dims[1], dims[2]))
+        gpu_inputs = params.get("FORCE_CPU_ONLY_INPUT_TENSORS", "yes").strip().lower() == "no"
+        if self.runtime.device == "cpu" and gpu_inputs and gpu_count():
+            create_cuda_context()  # CV-CUDA preprocessing sends GPU tensors; the first would pay for the context
         self.activity = CpuActivity.of_this_server()  # which stages are working right now
         self.output_dtype = pb_utils.triton_string_to_numpy(
             pb_utils.get_output_config_by_name(config, "output0")["data_type"]
