@@ -91,6 +91,9 @@ class Supervisor:
                     self._restart(problem)
             return 0
         except (ServerStartError, TooManyRestarts) as exc:
+            if self.killing.is_set():  # a second Ctrl-C while a server was starting: it failed because we killed it
+                log.info("stopped while starting: %s", exc)
+                return 0
             log.error("giving up: %s", exc)
             return 1
         finally:

@@ -20,6 +20,7 @@ from held_stage import stages_held, wait_until, waits_for_lock
 from own_server import image_input, options
 from tritonclient.utils import InferenceServerException
 
+from serving.probe import probe_inference
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.supervisor import Supervisor, SupervisorProcess
 
@@ -174,3 +175,20 @@ def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
     assert not [s for s in stubs if is_alive(s.pid)] and not is_alive(server_pid)
     assert len(shm) >= 3 and not [p for p in shm if p.exists()]
+
+
+def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(model_repository, tmp_path):
+    """Both Ctrl-Cs arrive before tritonserver is ready: the start fails because the supervisor killed it, which
+    is the stop that was asked for (status 0), not a server that cannot start ("giving up", status 1)."""
+    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0")
+    try:
+        wait_until(lambda: supervised.server_pid() is not None, "tritonserver started by the supervisor", 60)
+        assert not probe_inference(supervised.http_url, timeout_s=1).ok  # still loading its models
+        supervised.process.send_signal(signal.SIGINT)
+        wait_until(lambda: DRAINING in supervised.supervisor_log.read_text(), "the first SIGINT logged")
+        supervised.process.send_signal(signal.SIGINT)
+        status = supervised.process.wait(timeout=60)
+    finally:
+        supervised.stop()
+    log = supervised.supervisor_log.read_text()
+    assert status == 0 and "stopped while starting" in log and "giving up" not in log
