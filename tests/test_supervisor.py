@@ -156,6 +156,8 @@ def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", "600")
     try:
         server_pid = supervised.wait_serving()
+        # serving can come before the supervisor's start returns; a Ctrl-C before that is the next test's case
+        wait_until(lambda: "tritonserver ready in" in supervised.supervisor_log.read_text(), "the start returned")
         stubs = stub_processes(server_pid)
         shm = shm_regions([server_pid, *(s.pid for s in stubs)])
         preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
