@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import statistics
 
+from benchmarks.engine_baseline import peak_batch
+
 PRE, POST = "yolov8_preprocess", "yolov8_postprocess"
 
 
@@ -46,9 +48,8 @@ def ceilings(summary: dict, cores: int | None = None) -> dict:
         "own_overhead_ratio": floor_ms / own_ms,
     }
     own = summary["runtimes"].get(summary["served_runtime"], {})
-    engine = summary["engine"]
     if "in_process_cpu_ms" not in own and summary["served_runtime"] == "onnxruntime":
-        best = max(engine.values(), key=lambda b: b["images_per_s"])
+        best = peak_batch(summary["engine"])
         own = {"in_process_cpu_ms": best["cpu_ms_per_image"], "in_process_peak": best["images_per_s"]}
     cpu = summary["ensemble"][max(summary["ensemble"])]["cpu_ms_per_image"]
     if "in_process_cpu_ms" in own and cpu:

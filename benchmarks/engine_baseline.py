@@ -79,3 +79,8 @@ def engine_baseline(
             "cpu_ms_per_image": cpu_ms,
         }
     return found
+
+
+def peak_batch(found: dict[int, dict[str, float]]) -> dict[str, float]:
+    """The batch size's entry of an ``engine_baseline`` result with the most images/s: the engine's peak."""
+    return max(found.values(), key=lambda entry: entry["images_per_s"])

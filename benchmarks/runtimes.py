@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw
+from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw, peak_batch
 from benchmarks.paired import ensemble_throughput
 from client.api import YoloTritonClient
 from python_backends.prepare.repository import copy_with_parameters
@@ -23,23 +23,28 @@ from serving.triton import ServerOptions
 FIRST_REQUEST_TARGET = 1.25  # warm-up before ready: the first request costs at most this times the served p50
 
 
-def served_numbers(url: str, image: bytes, requests: int, concurrencies: list[int], block_s: float) -> dict:
-    """{first_ms, served_p50_ms, served_peak, served_peak_concurrency} of the ``yolov8`` ensemble at ``url``.
+def first_and_p50_ms(client: YoloTritonClient, image: bytes | Path, requests: int) -> tuple[float, float]:
+    """ms of the first ``client.detect(image)``, then the p50 of the ``requests`` after it, one at a time.
 
-    ``first_ms`` is the first request after the server reported ready (at most ``FIRST_REQUEST_TARGET`` times the p50).
+    On a server that has just reported ready, the first is warm-up's target: at most ``FIRST_REQUEST_TARGET``
+    times the p50.
     """
-    with YoloTritonClient(url) as client:
+    times = []
+    for _ in range(requests + 1):
         started = time.perf_counter()
         client.detect(image)
-        first_ms = (time.perf_counter() - started) * 1e3
-        times = []
-        for _ in range(requests):
-            started = time.perf_counter()
-            client.detect(image)
-            times.append((time.perf_counter() - started) * 1e3)
+        times.append((time.perf_counter() - started) * 1e3)
+    return times[0], statistics.median(times[1:])
+
+
+def served_numbers(url: str, image: bytes, requests: int, concurrencies: list[int], block_s: float) -> dict:
+    """{first_ms, served_p50_ms, served_peak, served_peak_concurrency} of the ``yolov8`` ensemble at ``url``,
+    ``first_ms`` being the first request after the server reported ready."""
+    with YoloTritonClient(url) as client:
+        first_ms, p50_ms = first_and_p50_ms(client, image, requests)
     peaks = {c: ensemble_throughput(url, image, c, block_s) for c in concurrencies}
     best = max(peaks, key=peaks.get)
-    return {"first_ms": first_ms, "served_p50_ms": statistics.median(times), "served_peak": peaks[best],
+    return {"first_ms": first_ms, "served_p50_ms": p50_ms, "served_peak": peaks[best],
             "served_peak_concurrency": best}  # fmt: skip
 
 
@@ -64,7 +69,7 @@ def runtime_table(
                                 metrics_port=free_port())  # fmt: skip
         with TritonServer(options, out / f"tritonserver_{name}.log") as server:
             served = served_numbers(server.grpc_url, image, requests, concurrencies, block_s)
-        peak = max(engine.values(), key=lambda e: e["images_per_s"])
+        peak = peak_batch(engine)
         table[name] = {
             "in_process_p50_ms": engine[1]["p50_ms"],
             "in_process_peak": peak["images_per_s"],

@@ -36,7 +36,7 @@ class TritonPythonModel:
         )
         self.shares_cores = self.runtime.name in ("onnxruntime", "openvino") and self.runtime.streams > 1
         if self.shares_cores:  # two paths (all cores, a stream's share); model_warmup reaches only one
-            self.runtime.warm_up((dims[0], dims[1], dims[2]))
+            self.runtime.warm_up(tuple(dims))
         gpu_inputs = params.get("FORCE_CPU_ONLY_INPUT_TENSORS", "yes").strip().lower() == "no"
         if self.runtime.device == "cpu" and gpu_inputs and gpu_count():
             create_cuda_context()  # CV-CUDA preprocessing sends GPU tensors; the first would pay for the context
