@@ -21,6 +21,7 @@ from tritonclient.grpc import model_config_pb2
 from python_backends.infer.tensorrt_engine import EngineOptions, parse_profile
 from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
+from python_backends.triton_helpers.config import warmup_strings
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 from serving.server import TritonServer
 
@@ -100,7 +101,11 @@ def test_warmup_ran_through_the_stages_before_ready(fresh_server, sample_images)
 def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_repository, tmp_path):
     """Preprocess warms up on bytes that are no image: its load fails with the reason, and neither it nor the
     ensembles on it report ready. (Kept running with --exit-on-error=false to ask it; by default the server
-    exits instead of ever reporting ready.)"""
+    exits instead of ever reporting ready.)
+
+    The reason comes from preprocess's ``initialize``, which checks its warm-up images: left to Triton's own
+    warm-up ("failed to run warmup sample ..."), the failure crashed tritonserver 2.51 (SIGSEGV in its
+    ``StopBackendThread``) in 9 loads of 40 here."""
     repo = tmp_path / "repo"
     shutil.copytree(model_repository, repo)
     junk = b"not an image at all"
@@ -113,9 +118,25 @@ def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_re
             assert client.is_model_ready("yolov8_infer") and client.is_model_ready("yolov8_postprocess")
             (entry,) = [m for m in client.get_model_repository_index().models if m.name == "yolov8_preprocess"]
             assert entry.state == "UNAVAILABLE"
-            assert "failed to run warmup sample 'batch_1': cannot decode image (19 bytes)" in entry.reason
+            assert "warm-up sample 'batch_1': cannot decode image (19 bytes)" in entry.reason
         finally:
             client.close()
+
+
+def test_warmup_strings_reads_each_sample_file_and_refuses_a_truncated_one(tmp_path):
+    (tmp_path / "warmup").mkdir()
+    (tmp_path / "warmup" / "two.bin").write_bytes(struct.pack("<I", 3) + b"abc" + struct.pack("<I", 0))
+    (tmp_path / "warmup" / "cut.bin").write_bytes(struct.pack("<I", 9) + b"abc")
+    config = {
+        "model_warmup": [
+            {"name": "batch_2", "inputs": {"IMAGE": {"input_data_file": "two.bin"}}},
+            {"name": "zeros", "inputs": {"IMAGE": {"zero_data": True}}},
+        ]
+    }
+    assert warmup_strings(config, tmp_path, "IMAGE") == {"batch_2": [b"abc", b""]}
+    config["model_warmup"].append({"name": "cut", "inputs": {"IMAGE": {"input_data_file": "cut.bin"}}})
+    with pytest.raises(ValueError, match="cut.bin ends inside element 0"):
+        warmup_strings(config, tmp_path, "IMAGE")
 
 
 def test_warmup_data_and_dims_follow_another_model(tmp_path):
