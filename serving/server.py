@@ -97,10 +97,10 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._clean_up()
+                self._clean_up()  # the stubs and shared memory recorded while it loaded
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
+            self._record_resources()  # while it loads too: a crash there (2.51 on a failed warm-up) leaves nothing
             if self.is_ready():
-                self._record_resources()
                 return self
             time.sleep(0.25)
         self.stop()

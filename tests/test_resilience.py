@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import tritonclient.grpc as grpcclient
 from matching import mismatches
 from own_server import edited_repository, image_input, options, stub_count
@@ -15,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 
 from python_backends.infer.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
-from serving.server import TritonServer
+from serving.server import ServerStartError, TritonServer
 from serving.soak import large_batches
 from serving.supervisor import SupervisorProcess
 
@@ -180,6 +182,26 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     stubs, shm = server.leftovers()
     assert len(server.stubs) == stubs_expected and len(server.shm) >= 3 and not stubs and not shm
     assert not activity_path(server.process.pid).exists()
+
+
+def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_repository, tmp_path):
+    """tritonserver killed while its models load (2.51 crashed there on a failed warm-up): ``start`` says so,
+    and the stubs it had started are gone with their shared memory, not left to notice their parent's death."""
+    repo = tmp_path / "repo"
+    shutil.copytree(model_repository, repo)
+    model = repo / "yolov8_postprocess" / "1" / "model.py"
+    model.write_text("import time\n\ntime.sleep(300)  # a load that never ends\n" + model.read_text())
+    server = TritonServer(options(repo), tmp_path / "tritonserver.log")
+    with ThreadPoolExecutor(1) as pool:
+        starting = pool.submit(server.start, 120)
+        assert wait_for(lambda: server.process is not None and len(stub_processes(server.process.pid)) >= 2, 60)
+        time.sleep(1)  # so that start, which looks for stubs every 0.25 s while it waits, has seen these
+        stubs = stub_processes(server.process.pid)
+        shm = shm_regions([server.process.pid, *(stub.pid for stub in stubs)])
+        os.kill(server.process.pid, signal.SIGKILL)
+        with pytest.raises(ServerStartError, match="exited with -9"):
+            starting.result(timeout=60)
+    assert len(shm) >= 2 and not [s for s in stubs if is_alive(s.pid)] and not [p for p in shm if p.exists()]
 
 
 def test_image_limits_come_from_the_config(model_repository, sample_images, tmp_path):
