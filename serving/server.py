@@ -95,13 +95,17 @@ class TritonServer:
             )
         self.stubs, self.shm = [], set()
         deadline = time.monotonic() + timeout_s
+        loading: dict[int, StubProcess] = {}  # each stub seen while the models load (some exit before ready)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._clean_up()  # the stubs and shared memory recorded while it loaded
+                self.stubs = list(loading.values())  # a crash while loading (2.51's on a failed warm-up)
+                self._clean_up()  # orphaned them: killed here, their shared memory removed
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
-            self._record_resources()  # while it loads too: a crash there (2.51 on a failed warm-up) leaves nothing
             if self.is_ready():
+                self._record_resources()
                 return self
+            loading |= {stub.pid: stub for stub in stub_processes(self.process.pid)}
+            self.shm |= shm_regions([self.process.pid, *loading])
             time.sleep(0.25)
         self.stop()
         raise ServerStartError(f"tritonserver not ready after {timeout_s:.0f} s; see {self.log_path}")
