@@ -37,7 +37,7 @@ class TritonPythonModel:
 
     def _check_warmup_images(self, config, model_dir):
         """Fail the load here, with the reason, if a warm-up image can't be preprocessed. Failing in Triton's
-        own warm-up instead crashed tritonserver 2.51 (SIGSEGV) in about 1 load of 5: a race in how its core
+        own warm-up instead crashed tritonserver 2.51 (SIGSEGV) in 9 loads of 40: a race in how its core
         stops the instance's backend thread after a failed warm-up (tests/test_warmup.py)."""
         for sample, images in warmup_strings(config, model_dir, "IMAGE").items():
             try:
