@@ -106,7 +106,6 @@ class OpenVinoRuntime:
             ) from exc
         static_batch = self.compiled.input(0).get_partial_shape()[0]
         self.max_batch_size = static_batch.get_length() if static_batch.is_static else max_batch_size
-        self.input_shape = tuple(d.get_length() for d in self.compiled.input(0).get_partial_shape()[1:])
         self.request = self.compiled.create_infer_request()
         self.stream_request = self.streamed.create_infer_request()
         self.side_by_side = ov.AsyncInferQueue(self.streamed, self.streams) if self.streams > 1 else None
