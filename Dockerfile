@@ -1,6 +1,6 @@
 # The serving image: NVIDIA's Triton with this project's Python backends, model repository and the GPU
 # path's Python packages baked in, so a container starts without pip. The same image serves on CPU
-# (ONNX Runtime, OpenCV) and on GPU (TensorRT, CV-CUDA); deploy/kubernetes/overlays pick the flags.
+# (OpenVINO or ONNX Runtime, as prepare chose; OpenCV) and on GPU (TensorRT, CV-CUDA); deploy/kubernetes/overlays pick the flags.
 #
 #   make setup                                     # prepares model_repository/ (the ONNX, labels, configs)
 #   docker build -t yolov8-triton:26.06 .          # or: docker compose build

@@ -16,12 +16,14 @@ if ! $PACKAGES_ONLY; then
     nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || { log "no GPU visible"; exit 2; }
 fi
 
-# 1. Python packages for CUDA 13 (the 26.x images are CUDA 13), pinned; numpy comes with the image.
+# 1. Python packages for CUDA 13 (the 26.x images are CUDA 13) and both CPU runtimes that configs name
+#    (cpu_runtime: onnxruntime or openvino), pinned as in requirements.txt; numpy comes with the image.
 if [ ! -f "$DEPS/.installed" ]; then
     log "installing the GPU path's packages into $DEPS"
     python3 -m pip install -q --target "$DEPS" \
         cvcuda-cu13==0.19.0 cupy-cuda13x==14.2.0 nvidia-nvimgcodec-cu13==0.9.0.20 \
-        onnx==1.17.0 onnxruntime==1.20.1 opencv-python-headless==4.10.0.84 pillow==11.0.0
+        onnx==1.17.0 onnxruntime==1.20.1 openvino==2026.4.1 openvino-telemetry==2025.2.0 \
+        opencv-python-headless==4.10.0.84 pillow==11.0.0
     touch "$DEPS/.installed"
 fi
 
