@@ -35,12 +35,13 @@ from benchmarks.cpu_usage import IDLE, OTHER, SERVER, cpu_ms_per_image, cpu_snap
 from benchmarks.engine_baseline import REFERENCE, engine_baseline, engine_runtime, input_hw, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
 from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
+from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from benchmarks.runtimes import FIRST_REQUEST_TARGET, runtime_table
 from client.api import YoloTritonClient
-from client.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from client.stage_stats import deltas, snapshot
+from python_backends import PROJECT_ROOT
 from serving.server import TritonServer, free_port
-from serving.triton import DEFAULT_REPOSITORY, PROJECT_ROOT, ServerOptions
+from serving.triton import DEFAULT_REPOSITORY, ServerOptions
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 SAMPLE = PROJECT_ROOT / ".cache" / "samples" / "bus.jpg"

@@ -40,10 +40,10 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load, longest_gap_s
 from client.api import YoloTritonClient
+from cluster.local import balancer_stats, group_pids
+from python_backends import PROJECT_ROOT
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
-from serving.cluster import balancer_stats, group_pids
 from serving.processes import rss_bytes
-from serving.triton import PROJECT_ROOT
 
 BASE = PROJECT_ROOT / "deploy" / "kubernetes" / "base"
 RULE = "yolov8:infer_queue_per_compute:ratio"

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.api import DetectionError, DetectionResult, YoloTritonClient
-from serving.cluster import balancer_states
+from cluster.local import balancer_states
+from python_backends import PROJECT_ROOT
 from serving.server import free_port
-from serving.triton import PROJECT_ROOT
 
 
 class ClusterProcess:
-    """``python -m serving.cluster --replicas 2`` as a subprocess, and ways to look at it."""
+    """``python -m cluster --replicas 2`` as a subprocess, and ways to look at it."""
 
     def __init__(self, repository: Path, state_dir: Path, *extra: str, env: dict | None = None):
         self.state_dir = state_dir
@@ -33,7 +33,7 @@ class ClusterProcess:
         command = [
             sys.executable,
             "-m",
-            "serving.cluster",
+            "cluster",
             "--replicas=2",
             f"--repository={repository}",
             f"--grpc-port={self.grpc_port}",

@@ -1,6 +1,6 @@
 """The engine and the ensemble measured in alternation, so that both ratios compare like with like.
 
-A small shared machine changes speed on its own: on the 2-core development VM, two-thread ONNX
+A small shared machine changes speed on its own: on a shared 2-vCPU machine, two-thread ONNX
 Runtime runs YOLOv8s in about 155 ms for a while, then in about 192 ms, for seconds to minutes at a
 time (in-process and in the server alike). Two numbers measured a minute apart can then differ by
 20 % for no reason of ours. Here the engine and the ensemble take turns: one engine run, one request,

@@ -202,12 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
     detect.set_defaults(func=run_detect)
 
-    perf = commands.add_parser("perf-data", help="perf_analyzer --input-data files: ensemble and each stage")
-    perf.add_argument("images", nargs="+", metavar="IMAGE")
-    perf.add_argument("-o", "--output", required=True, help="ensemble file; stages go to OUTPUT.<model>.json")
-    perf.add_argument("--repository", help="for the model file (default: the project's model_repository)")
-    perf.set_defaults(func=run_perf_data)
-
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
     report.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
     source = report.add_mutually_exclusive_group(required=True)
@@ -217,16 +211,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--repeat", type=int, default=4, help="passes over --images when driving")
     report.set_defaults(func=run_report)
     return parser
-
-
-def run_perf_data(args: argparse.Namespace) -> int:
-    from client.perf_data import write_perf_data
-    from python_backends.prepare.repository import DEFAULT_REPOSITORY
-
-    repository = Path(args.repository) if args.repository else DEFAULT_REPOSITORY
-    for path in write_perf_data([Path(i) for i in args.images], Path(args.output), repository):
-        print(f"wrote {path}", file=sys.stderr)
-    return 0
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -1,1 +1,8 @@
-"""Run the pip-bundled tritonserver (from nvidia-pytriton) on the model repository."""
+"""One supervised tritonserver: ``python -m serving`` (``make serve``).
+
+``triton`` finds the tritonserver bundled in nvidia-pytriton and builds its command line, ``server`` starts and
+stops it cleanly (no stub or shared-memory region left behind), ``supervisor`` restarts it when a stage dies or
+its probe (``probe``) fails, ``processes`` finds its stubs, ``lb_agent`` answers a load balancer's agent check.
+
+May import ``python_backends``; nothing above it.
+"""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.infer.cpu_activity import activity_path
+from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem

@@ -24,11 +24,12 @@ import threading
 import time
 from pathlib import Path
 
+from python_backends import PROJECT_ROOT
 from serving.lb_agent import LoadBalancerAgent
 from serving.probe import probe_inference
 from serving.processes import child_pids, is_alive
 from serving.server import ServerStartError, TritonServer, free_port
-from serving.triton import PROJECT_ROOT, ServerOptions
+from serving.triton import ServerOptions
 
 log = logging.getLogger("supervisor")
 

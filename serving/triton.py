@@ -10,12 +10,12 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_backends import PROJECT_ROOT
 from python_backends.infer.select import tensorrt_unavailable_reason
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
 from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
 from python_backends.triton_helpers.gpu_arrays import gpu_count
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BACKEND_CACHE = PROJECT_ROOT / ".cache" / "triton_backends"
 MIB = 1024 * 1024
 # Triton's CUDA memory pool per GPU (its default is 64 MB). GPU tensors between stages go through it; past

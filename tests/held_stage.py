@@ -1,7 +1,7 @@
 """Hold the preprocess (and infer) stage of a real tritonserver busy, through its CPU-activity lock.
 
 Preprocess takes the server's CPU-activity lock shared in ``execute`` while it decodes, and infer while
-it runs (``python_backends/infer/cpu_activity.py``). While a test holds that lock exclusively, a
+it runs (``python_backends/triton_helpers/cpu_activity.py``). While a test holds that lock exclusively, a
 request that reached preprocess's ``execute`` waits there, and later ones wait in its queue.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from python_backends.infer.cpu_activity import activity_path
+from python_backends.triton_helpers.cpu_activity import activity_path
 
 
 @contextmanager

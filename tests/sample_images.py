@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from python_backends import PROJECT_ROOT
+
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 PHOTOS = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")
 

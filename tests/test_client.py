@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from sample_images import PROJECT_ROOT
 from tritonclient.utils import InferenceServerException
 
 from client.annotate import layout
 from client.api import Detection, DetectionError, DetectionResult, YoloTritonClient
 from client.async_api import AsyncYoloTritonClient
+from python_backends import PROJECT_ROOT
 
 
 def detection(d: dict) -> Detection:

@@ -25,8 +25,8 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
-from serving.cluster import balancer_stats, group_pids
-from serving.cluster_config import BODY_CAP_BYTES
+from cluster.config import BODY_CAP_BYTES
+from cluster.local import balancer_stats, group_pids
 from serving.processes import child_pids, is_alive, shm_regions
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
@@ -165,7 +165,7 @@ def test_oversized_request_refused_at_the_balancer(cluster, bus):
         with pytest.raises(InferenceServerException) as refused:
             client.infer("yolov8", [image_input(b"\xff" * (BODY_CAP_BYTES + 8 * 2**20))], client_timeout=60)
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
-        assert "refused by the load balancer" in refused.value.message()
+        assert "refused by the gateway" in refused.value.message()
         time.sleep(1)  # HAProxy counts a stream's bytes when it ends
         assert bytes_to_replicas(cluster) == sent, "no byte of it reached a replica"
         reply = client.infer("yolov8", [image_input(bus)], client_timeout=60)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from python_backends.prepare.repository import PROJECT_ROOT
+from python_backends import PROJECT_ROOT
 from serving.triton import MALLOC_ENVIRONMENT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"

@@ -5,7 +5,7 @@ import sys
 
 from sample_images import SAMPLES
 
-READ = "import cv2, sys; from serving.demo import native_stderr_silenced\n"
+READ = "import cv2, sys; from tools.demo import native_stderr_silenced\n"
 WARNING = b"libpng warning: iCCP: known incorrect sRGB profile"
 
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from matching import CPU_PARITY, mismatches
-from sample_images import PROJECT_ROOT
 from tritonclient.utils import InferenceServerException
 
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
+from python_backends import PROJECT_ROOT
 
 
 def settled_deltas(client, before, models, expected_success, timeout_s=10.0):

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 from own_server import image_input, options
-from sample_images import PROJECT_ROOT
 from tritonclient.utils import InferenceServerException
 
+from python_backends import PROJECT_ROOT
 from serving.processes import listening_addresses
 from serving.server import TritonServer
 from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER

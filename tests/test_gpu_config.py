@@ -8,7 +8,7 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 from own_server import image_input, options
 
-from python_backends.prepare.repository import PROJECT_ROOT
+from python_backends import PROJECT_ROOT
 from serving.server import TritonServer
 from serving.triton import server_command
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from python_backends import PROJECT_ROOT
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.infer.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
@@ -19,7 +20,7 @@ from python_backends.postprocess.detection_match import mismatches
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.prepare.cli import main
 from python_backends.prepare.prepare_model import write_engine_settings
-from python_backends.prepare.repository import PROJECT_ROOT, copy_template
+from python_backends.prepare.repository import copy_template
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
 from python_backends.preprocess.letterbox import letterbox, letterbox_geometry
 from python_backends.preprocess.preprocessor import Preprocessor
@@ -291,7 +292,7 @@ def test_cvcuda_preprocessor_refuses_clearly_without_a_gpu():
 
 @pytest.mark.skipif(gpu_unavailable_reason() is None, reason="this machine has a CUDA GPU and CuPy")
 def test_gpu_check_exits_non_zero_without_a_gpu(capsys):
-    from serving.gpu_check import main as gpu_check
+    from tools.gpu_check import main as gpu_check
 
     assert gpu_check([]) == 3
     assert "gpu-check needs an NVIDIA GPU" in capsys.readouterr().err

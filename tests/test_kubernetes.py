@@ -3,22 +3,22 @@ Kubernetes 1.33 schemas (kubernetes-validate, offline), then the points of the d
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import kubernetes_validate
 import numpy as np
 import pytest
 import yaml
 
-from python_backends.prepare.repository import PROJECT_ROOT
+from python_backends import PROJECT_ROOT
 
 KUBERNETES = PROJECT_ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
@@ -31,14 +31,21 @@ GPU_ONLY_FLAGS = ("--model-config-name=gpu", "--cuda-memory-pool-byte-size=")
 BATCH_BYTES = 32 * 3 * 640 * 640 * 4  # max_batch_size 32 of FP32 640x640
 
 
+def kubectl() -> str:
+    """The kubectl that `make setup` left in the venv, else the one on PATH."""
+    venv = Path(sys.executable).parent / "kubectl"
+    found = str(venv) if venv.exists() else shutil.which("kubectl")
+    assert found, "kubectl is missing: `make setup` installs one"
+    return found
+
+
 def render(overlay: str) -> list[dict]:
     """The objects of ``kubectl kustomize deploy/kubernetes/overlays/<overlay>``."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: `make setup` installs Debian's kubernetes-client"
     reply = subprocess.run(
-        [kubectl, "kustomize", str(KUBERNETES / "overlays" / overlay)], capture_output=True, text=True, timeout=60
+        [kubectl(), "kustomize", str(KUBERNETES / "overlays" / overlay)], capture_output=True, text=True, timeout=60
     )
     assert reply.returncode == 0, reply.stderr
+    assert reply.stderr == "", f"kustomize warns: {reply.stderr}"
     return [doc for doc in yaml.safe_load_all(reply.stdout) if doc]
 
 
@@ -332,41 +339,21 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
 # --- the gateway's nginx config, run by a real nginx in front of the test tritonserver ---
 
 
-def fill_template(template: str, values: dict[str, str]) -> str:
-    """What the nginx image's entrypoint does (envsubst of the defined variables only)."""
-    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
-
-
 @pytest.fixture(scope="module")
 def gateway(triton, tmp_path_factory):
     """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
+    from cluster.config import gateway_config
     from serving.server import free_port, http_ok
 
     nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
     if nginx is None:
         pytest.skip("nginx is not installed here")
     grpc_port, http_port, health_port = free_port(), free_port(), free_port()
-    conf = fill_template(
-        (BASE / "gateway-nginx.conf.template").read_text(),
-        {"NGINX_LOCAL_RESOLVERS": "127.0.0.1", "TRITON_UPSTREAM": "127.0.0.1"},
-    )
-    conf = conf.replace("listen 8001 ", f"listen 127.0.0.1:{grpc_port} ").replace(
-        "listen 8000;", f"listen 127.0.0.1:{http_port};"
-    )
-    conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{health_port};")
-    conf = conf.replace("$triton:8001;", f"$triton:{triton.options.grpc_port};")
-    conf = conf.replace("$triton:8000;", f"$triton:{triton.options.http_port};")
     root = tmp_path_factory.mktemp("gateway")
-    (root / "gateway.conf").write_text(conf)
-    temp_paths = " ".join(
-        f"{kind}_temp_path {root / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    # started as root, nginx's workers would run as nobody and could not write the request bodies it buffers
-    user = f"user {getpass.getuser()}; " if os.geteuid() == 0 else ""
-    (root / "nginx.conf").write_text(
-        f"{user}daemon off; pid {root / 'nginx.pid'}; error_log {root / 'error.log'} warn; events {{}}\n"
-        f"http {{ access_log off; {temp_paths} include {root / 'gateway.conf'}; }}\n"
-    )
+    (root / "nginx").mkdir()  # its pid and temp files
+    listen = {8001: f"127.0.0.1:{grpc_port}", 8000: f"127.0.0.1:{http_port}", 8081: f"127.0.0.1:{health_port}"}
+    upstream = {8001: triton.options.grpc_port, 8000: triton.options.http_port}
+    (root / "nginx.conf").write_text(gateway_config(listen, "127.0.0.1", upstream, root, resolver="127.0.0.1"))
     process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10

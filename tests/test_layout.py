@@ -1,16 +1,27 @@
-"""The code is laid out by stage: each package imports only what its ``__init__`` docstring allows."""
+"""The code is laid out one job per folder, and imports run one way: down the floors below.
+
+    tools         the demo, the soak and the GPU check: drive a whole server
+    benchmarks    make bench, make cluster-bench, perf_analyzer inputs
+    cluster       the local cluster: replicas behind nginx and HAProxy
+    serving       one supervised tritonserver
+    client        the gRPC client and CLI: needs nothing of the server
+    python_backends   the stages' libraries (tested without Triton) and prepare
+
+Each package's ``__init__`` docstring says what it may import.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
-from python_backends.prepare.repository import PROJECT_ROOT
+from python_backends import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "python_backends"
-# package -> the other python_backends packages it may import
+# python_backends package -> the other python_backends packages it may import
 ALLOWED = {
     "triton_helpers": set(),
     "preprocess": {"triton_helpers"},
@@ -18,17 +29,46 @@ ALLOWED = {
     "postprocess": {"triton_helpers"},
     "prepare": {"infer"},
 }
+# top-level package -> the other top-level packages it may import
+FLOORS = {
+    "python_backends": set(),
+    "client": set(),
+    "serving": {"python_backends"},
+    "cluster": {"serving", "python_backends"},
+    "benchmarks": {"cluster", "serving", "client", "python_backends"},
+    "tools": {"benchmarks", "serving", "client", "python_backends"},
+}
+# what serving/ holds: the pieces of one supervised server, nothing else
+SERVING_MODULES = {"__init__", "__main__", "server", "triton", "supervisor", "probe", "processes", "lb_agent"}
+STAGES = {"yolov8_preprocess": "preprocess", "yolov8_infer": "infer", "yolov8_postprocess": "postprocess"}
 
 
-def project_imports(path: Path) -> set[str]:
-    """The python_backends subpackages that the module at ``path`` imports (anywhere in it)."""
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name that the module at ``path`` imports, anywhere in it."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        found |= {name.split(".")[1] for name in names if name.startswith("python_backends.") and "." in name}
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
     return found
+
+
+def backend_packages(path: Path) -> set[str]:
+    """The python_backends subpackages that the module at ``path`` imports."""
+    names = imported_modules(path)
+    return {name.split(".")[1] for name in names if name.startswith("python_backends.") and name.count(".") >= 1}
+
+
+def top_packages(path: Path) -> set[str]:
+    """The project's top-level packages that the module at ``path`` imports."""
+    return {name.split(".")[0] for name in imported_modules(path)} & set(FLOORS)
+
+
+def test_imported_modules_reads_every_form_of_import(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("import serving.server\nfrom client import api\ndef f():\n    from cluster.local import main\n")
+    assert top_packages(module) == {"serving", "client", "cluster"}
 
 
 def test_every_module_sits_in_a_stage_package():
@@ -40,7 +80,7 @@ def test_every_module_sits_in_a_stage_package():
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_what_it_may(package):
     for module in sorted((PACKAGE / package).glob("*.py")):
-        imported = project_imports(module) - {package}
+        imported = backend_packages(module) - {package}
         assert imported <= ALLOWED[package], f"{module.relative_to(PROJECT_ROOT)} imports {sorted(imported)}"
 
 
@@ -52,10 +92,47 @@ def test_package_docstring_says_what_it_may_import(package):
         assert other in doc
 
 
-@pytest.mark.parametrize("stage", ["yolov8_preprocess", "yolov8_infer", "yolov8_postprocess"])
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_no_import_runs_back_up_a_floor(package):
+    for module in sorted((PROJECT_ROOT / package).rglob("*.py")):
+        imported = top_packages(module) - {package}
+        assert imported <= FLOORS[package], f"{module.relative_to(PROJECT_ROOT)} imports {sorted(imported)}"
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_top_package_docstring_says_what_it_may_import(package):
+    doc = ast.get_docstring(ast.parse((PROJECT_ROOT / package / "__init__.py").read_text()))
+    assert doc and ("import" in doc.lower()), package
+    for other in FLOORS[package]:
+        assert other in doc, f"{package}/__init__.py does not name {other}"
+
+
+def test_serving_runs_one_server_and_nothing_else():
+    assert {p.stem for p in (PROJECT_ROOT / "serving").glob("*.py")} == SERVING_MODULES
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_model_py_imports_only_its_stage_and_the_helpers(stage):
+    """A stage's model.py reaches into its own stage package and triton_helpers, never another stage."""
+    model_py = PROJECT_ROOT / "model_repository" / stage / "1" / "model.py"
+    assert top_packages(model_py) == {"python_backends"}
+    assert backend_packages(model_py) <= {STAGES[stage], "triton_helpers"}, model_py
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
 def test_model_py_only_coordinates(stage):
     """A stage's model.py is the Triton model class and little else: the work lives in python_backends."""
     source = (PROJECT_ROOT / "model_repository" / stage / "1" / "model.py").read_text()
     tree = ast.parse(source)
     assert [node.name for node in tree.body if isinstance(node, ast.ClassDef)] == ["TritonPythonModel"]
     assert len(source.splitlines()) <= 80
+
+
+def test_project_root_is_defined_once():
+    definitions = [
+        path.relative_to(PROJECT_ROOT)
+        for folder in (*FLOORS, "tests")
+        for path in (PROJECT_ROOT / folder).rglob("*.py")
+        if re.search(r"^PROJECT_ROOT = ", path.read_text(), re.MULTILINE)
+    ]
+    assert definitions == [Path("python_backends/__init__.py")]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime, usable_cores
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession, usable_cores
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +24,19 @@ def images(sample_images) -> np.ndarray:
 @pytest.fixture(scope="module")
 def one_by_one(model_repository, images) -> np.ndarray:
     """Each image alone on a runtime without streams."""
-    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=1)
+    runtime = OnnxRuntimeSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=1)
     return np.concatenate([runtime.run(image[None]) for image in images])
 
 
 @pytest.mark.parametrize(("threads", "streams", "each"), [(2, 2, 1), (8, 2, 4), (3, 2, 1), (1, 4, 1)])
 def test_each_stream_gets_its_share_of_the_threads(model_repository, threads, streams, each):
     path = str(model_repository / "yolov8_infer" / "1" / "model.onnx")
-    runtime = OnnxRuntimeRuntime(path, intra_op_threads=threads, streams=streams)
+    runtime = OnnxRuntimeSession(path, intra_op_threads=threads, streams=streams)
     assert runtime.stream_threads == runtime.stream_session.get_session_options().intra_op_num_threads == each
 
 
 def test_zero_threads_share_every_usable_core(model_repository):
-    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
+    runtime = OnnxRuntimeSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
     assert runtime.stream_threads == max(1, usable_cores() // 2)
 
 
@@ -59,14 +59,14 @@ def test_zero_threads_split_the_affinity_mask(model_repository, cores, streams, 
     """0 threads: the cores this process may use, split between the streams (2 cores, 2 streams: 1 thread each)."""
     with pinned_to(cores):
         assert usable_cores() == cores
-        runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
+        runtime = OnnxRuntimeSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
     assert runtime.stream_threads == runtime.stream_session.get_session_options().intra_op_num_threads == each
 
 
 @pytest.mark.parametrize("batch", [1, 2, 3])
 def test_streams_match_single_runs_in_order(model_repository, images, one_by_one, batch):
     """Two streams: a batch of 2 runs side by side, a batch of 3 also runs its third image on all threads."""
-    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
+    runtime = OnnxRuntimeSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=2)
     head = runtime.run(images[:batch])
     assert head.shape == (batch, 6, 8400) and head.dtype == np.float32
     np.testing.assert_allclose(head, one_by_one[:batch], rtol=1e-4, atol=1e-3)
@@ -77,7 +77,7 @@ def test_streams_match_single_runs_in_order(model_repository, images, one_by_one
 @pytest.mark.parametrize("streams", [1, 2])
 def test_run_in_stream_matches_single_runs_in_order(model_repository, images, one_by_one, streams):
     """One instance's share of the cores gives the same heads."""
-    runtime = OnnxRuntimeRuntime(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
+    runtime = OnnxRuntimeSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), streams=streams)
     head = runtime.run_in_stream(images)
     assert head.shape == (3, 6, 8400) and head.dtype == np.float32
     np.testing.assert_allclose(head, one_by_one, rtol=1e-4, atol=1e-3)

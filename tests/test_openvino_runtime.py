@@ -14,7 +14,7 @@ from matching import CPU_PARITY, mismatches
 from own_server import options
 
 from client.api import YoloTritonClient
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
 from python_backends.prepare.repository import set_parameter
 from serving.processes import stub_processes
@@ -86,7 +86,7 @@ def images(sample_images) -> np.ndarray:
 @pytest.fixture(scope="module")
 def onnxruntime_heads(model_path, images) -> np.ndarray:
     """float32 (3, 6, 8400): each photo alone on ONNX Runtime."""
-    runtime = OnnxRuntimeRuntime(model_path)
+    runtime = OnnxRuntimeSession(model_path)
     return np.concatenate([runtime.run(image[None]) for image in images])
 
 

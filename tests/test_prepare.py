@@ -12,6 +12,7 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 
+from python_backends import PROJECT_ROOT
 from python_backends.prepare.cli import main
 from python_backends.prepare.onnx_model import (
     UnsupportedModelError,
@@ -20,7 +21,7 @@ from python_backends.prepare.onnx_model import (
     verify_same_outputs,
 )
 from python_backends.prepare.prepare_model import prepare
-from python_backends.prepare.repository import PROJECT_ROOT, set_parameter
+from python_backends.prepare.repository import set_parameter
 
 
 def tiny_yolo(

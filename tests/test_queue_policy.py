@@ -3,7 +3,7 @@
 The documented values are read from the shared server; the behaviours run on tritonservers of their own
 whose repository copy has a short limit (one for the timeout, one for both bursts). A stage is
 held busy for real: preprocess (like infer) takes the server's CPU-activity lock
-(``python_backends/infer/cpu_activity.py``) in ``execute``, so while the test holds that lock
+(``python_backends/triton_helpers/cpu_activity.py``) in ``execute``, so while the test holds that lock
 exclusively (``held_stage``), the preprocess stub waits inside ``execute`` and later requests wait in its queue.
 Postprocess takes no lock; there a batch of 32 heads with 8400 candidates each keeps it busy.
 """

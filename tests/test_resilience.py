@@ -15,11 +15,11 @@ from matching import mismatches
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
-from python_backends.infer.cpu_activity import activity_path
+from python_backends.triton_helpers.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import ServerStartError, TritonServer
-from serving.soak import large_batches
 from serving.supervisor import SupervisorProcess
+from tools.soak import large_batches
 
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"

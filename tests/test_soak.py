@@ -1,6 +1,6 @@
 """A short soak and fault run (``make soak`` runs the long one): nothing hangs, nothing is left behind."""
 
-from serving.soak import Soak, format_report, requests_mix
+from tools.soak import Soak, format_report, requests_mix
 
 
 def test_short_soak(model_repository, reference, tmp_path):

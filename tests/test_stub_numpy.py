@@ -1,21 +1,19 @@
 """The bundled Python backend stub needs NumPy 1.x: under NumPy 2 every image input arrives corrupted.
 
-Found on a lent GPU host (benchmarks/gpu/2026-11-26/) and reproduced on CPU with NumPy 2.5.2 in a
-Python 3.12 venv: the stub died in ``deserialize_bytes_tensor`` on the first request.
+Seen on a GPU host (benchmarks/gpu/2026-11-26/) and reproducible on CPU with NumPy 2.5.2 in a
+Python 3.12 venv: the stub dies in ``deserialize_bytes_tensor`` on the first request.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 import serving.server
+from python_backends import PROJECT_ROOT
 from serving.server import ServerStartError, TritonServer
 from serving.triton import ServerOptions, stub_numpy_problem
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_numpy_2_is_named_as_the_problem_and_1_x_passes():

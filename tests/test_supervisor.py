@@ -149,7 +149,7 @@ def ensemble_outcome(url: str, payload: bytes):
 def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     """The first Ctrl-C drains, which here cannot end before the 600 s exit timeout; the second one kills.
 
-    The test holds the CPU-activity lock that preprocessing takes (python_backends/infer/cpu_activity.py),
+    The test holds the CPU-activity lock that preprocessing takes (python_backends/triton_helpers/cpu_activity.py),
     so a request stays inside yolov8_preprocess and the drain waits for it.
     """
     payload = sample_images["bus.jpg"].read_bytes()

@@ -11,8 +11,8 @@ import zipfile
 
 import pytest
 from matching import CPU_PARITY, mismatches
-from sample_images import PROJECT_ROOT
 
+from python_backends import PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.preprocessor import Preprocessor
 

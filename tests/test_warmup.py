@@ -18,6 +18,7 @@ from google.protobuf import text_format
 from own_server import options
 from tritonclient.grpc import model_config_pb2
 
+from python_backends import PROJECT_ROOT
 from python_backends.infer.tensorrt_engine import EngineOptions, parse_profile
 from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
@@ -26,7 +27,6 @@ from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 from serving.server import TritonServer
 
 COMPOSING = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NO_GPU = gpu_unavailable_reason()
 
 
@@ -144,8 +144,8 @@ def test_warmup_data_and_dims_follow_another_model(tmp_path):
     import onnx
     from test_prepare import tiny_yolo
 
+    from python_backends import PROJECT_ROOT
     from python_backends.prepare.prepare_model import prepare
-    from python_backends.prepare.repository import PROJECT_ROOT
 
     onnx.save(tiny_yolo(num_classes=3, size=64), tmp_path / "tiny.onnx")
     repo = tmp_path / "repo"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How benchmarks/gpu/<date>/ is made on a lent GPU host that can't build the venv: no network, Python 3.12
+# How benchmarks/gpu/<date>/ is made on a bare GPU host that can't build the venv: no network, Python 3.12
 # with CuPy, OpenCV, onnxruntime (CPU) and numpy, but no tritonserver, CV-CUDA or TensorRT.
 #
 # Before this runs, earlier calls copy to /tmp:
@@ -66,5 +66,5 @@ fi
 day=$(date +%F)
 shift
 echo "=== gpu_check $*"
-timeout 300 "$PY" -m serving.gpu_check --out "$OUT/$day" "$@"
+timeout 300 "$PY" -m tools.gpu_check --out "$OUT/$day" "$@"
 echo "gpu_check exit status $?"

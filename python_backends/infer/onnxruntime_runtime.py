@@ -32,7 +32,7 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class OnnxRuntimeRuntime:
+class OnnxRuntimeSession:
     """Runs the model with onnxruntime's CPUExecutionProvider, all cores for one caller or a share of them.
 
     - ``run``, when nothing else needs the cores: one image, or what is left of a batch, in one

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from python_backends import PROJECT_ROOT
 from python_backends.infer.base import RuntimeUnavailable, run_in_chunks, side_by_side_count
 from python_backends.infer.onnxruntime_runtime import usable_cores
 
 CACHE_DIR_ENV = "YOLOV8_OPENVINO_CACHE"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_cache_dir() -> Path:
@@ -61,7 +61,7 @@ def openvino_reason(exc: Exception) -> str:
 class OpenVinoRuntime:
     """Runs the model with OpenVINO's CPU plugin, all cores for one caller or a stream's share of them.
 
-    The same contract as ``OnnxRuntimeRuntime``:
+    The same contract as ``OnnxRuntimeSession``:
 
     - ``run``: one image, or what is left of a batch, in one inference on ``intra_op_threads`` threads
       (0 = every usable core); with ``streams`` > 1, a batch's images run side by side, ``streams`` at a time.

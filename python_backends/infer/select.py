@@ -74,9 +74,9 @@ def create_runtime(
                 return _openvino(onnx_path, cpu, openvino_cache_dir)
             except RuntimeUnavailable as exc:
                 log(f"runtime auto: {exc}; using onnxruntime on CPU")
-    from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+    from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 
-    return OnnxRuntimeRuntime(onnx_path, **cpu)
+    return OnnxRuntimeSession(onnx_path, **cpu)
 
 
 def _openvino(onnx_path: str, cpu: dict, cache_dir: Path | None) -> InferenceRuntime:

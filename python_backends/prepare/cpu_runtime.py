@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from python_backends.infer.base import RuntimeUnavailable
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
 from python_backends.prepare.repository import config_files, set_parameter
 
@@ -48,7 +48,7 @@ def choose(p50_ms: dict[str, float]) -> str:
 
 def measure(model_path: Path, runs: int = 9, warmup: int = 2) -> CpuRuntimeChoice:
     """Time both runtimes on a random float32 (1, 3, H, W) batch, in turns, after ``warmup`` runs each."""
-    runtimes = {"onnxruntime": OnnxRuntimeRuntime(str(model_path))}
+    runtimes = {"onnxruntime": OnnxRuntimeSession(str(model_path))}
     unavailable = {}
     try:
         runtimes["openvino"] = OpenVinoRuntime(str(model_path))

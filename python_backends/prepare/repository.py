@@ -7,10 +7,10 @@ import re
 import shutil
 from pathlib import Path
 
+from python_backends import PROJECT_ROOT
 from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
 from python_backends.prepare.warmup import set_warmup_dims, write_warmup_files
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here
 STAGES = ("yolov8", "yolov8_raw", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 

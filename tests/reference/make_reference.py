@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the checkout
 
 from sample_images import PHOTOS, PROJECT_ROOT, SAMPLES, write_variants  # noqa: E402
 

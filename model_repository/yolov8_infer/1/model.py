@@ -1,7 +1,7 @@
 """Triton Python model: run the detector on a batch. Coordinates ``python_backends.infer``.
 
 On CPU each instance is one ONNX Runtime or OpenVINO stream: an image alone in the pipeline runs on all
-cores; while another stage or instance works (``python_backends.infer.cpu_activity``) each instance
+cores; while another stage or instance works (``python_backends.triton_helpers.cpu_activity``) each instance
 runs its images on its share.
 """
 
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from python_backends.infer.cpu_activity import CpuActivity
 from python_backends.infer.select import create_runtime
 from python_backends.infer.tensorrt_engine import options_from_parameters
 from python_backends.triton_helpers.config import instance_count, int_parameter, load_config, parameters
+from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.gpu_arrays import concatenate_on, create_cuda_context, gpu_count, to_host
 from python_backends.triton_helpers.tensors import input_array, output_tensor
 

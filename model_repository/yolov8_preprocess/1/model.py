@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from python_backends.infer.cpu_activity import CpuActivity
 from python_backends.preprocess.frames import FrameError, preprocess_inputs
 from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
 from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.config import int_parameter, load_config, parameters, warmup_strings
+from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.tensors import output_tensor
 

@@ -1,6 +1,6 @@
 """Soak and fault run against the supervised server, on loopback only.
 
-    python -m serving.soak --duration 300 [--clients 4]
+    python -m tools.soak --duration 300 [--clients 4]
 
 Several clients send a mix of good and bad requests for ``--duration`` seconds. On the way
 one extra client is killed in the middle of a request, and the ``yolov8_infer`` stubs are
@@ -32,9 +32,10 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from client.stage_stats import executions_by_batch_size
+from python_backends import PROJECT_ROOT
 from serving.processes import is_alive, rss_bytes, shm_regions, stub_processes
 from serving.supervisor import SupervisorProcess
-from serving.triton import DEFAULT_REPOSITORY, PROJECT_ROOT
+from serving.triton import DEFAULT_REPOSITORY
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 DEADLINE_S = 60.0  # a request without an answer after this long is a hang
@@ -307,7 +308,7 @@ def format_report(report: SoakReport) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serving.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of traffic (bounded)")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)

@@ -1,6 +1,6 @@
 """``make gpu-check``, for a GPU machine: is the GPU path as accurate as the CPU path, and what does each stage cost?
 
-    python -m serving.gpu_check [--out DIR] [--no-serve] [IMAGE ...]
+    python -m tools.gpu_check [--out DIR] [--no-serve] [IMAGE ...]
 
 It runs what this machine can run and records what it cannot, never a figure it did not measure:
 
@@ -35,6 +35,7 @@ from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from benchmarks.runtimes import FIRST_REQUEST_TARGET, first_and_p50_ms
 from client.perf_input import input_data
 from client.stage_stats import PHASES, STAGES, deltas, snapshot
+from python_backends import PROJECT_ROOT
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.postprocess.detection_match import mismatches
 from python_backends.postprocess.postprocessor import Postprocessor
@@ -46,7 +47,6 @@ from python_backends.preprocess.cvcuda_preprocessor import (
 )
 from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason, to_host
-from serving.triton import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 DEFAULT_IMAGES = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")

@@ -1,4 +1,4 @@
-"""The GPU path review's findings (issue 13): each fix checked on any machine where it can be, on a GPU where not."""
+"""The GPU server's options and helpers: each checked on any machine where it can be, on a GPU where not."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from python_backends import PROJECT_ROOT
 from python_backends.infer.tensorrt_engine import dotted_capability, trtexec_can_build
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, rgb_color_spec
 from python_backends.preprocess.preprocessor import Preprocessor
@@ -18,7 +19,6 @@ from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.gpu_arrays import concatenate_on, gpu_unavailable_reason, to_host
 from serving.triton import ServerOptions, server_command
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 NO_GPU = gpu_unavailable_reason()
 
 

@@ -1,5 +1,7 @@
 """perf_analyzer ``--input-data`` files for the ensemble and for each stage alone.
 
+    python -m benchmarks.perf_data IMAGE [IMAGE ...] -o input.json [--repository DIR]
+
 The ensemble file holds the encoded images (client.perf_input). The stage files hold real
 intermediate tensors, computed in-process by the same classes the stages run, so that each stage
 can be measured alone: ``yolov8_preprocess`` gets IMAGE, ``yolov8_infer`` the letterboxed
@@ -9,14 +11,16 @@ Non-string tensors are written as base64 of their little-endian bytes.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from client.perf_input import input_data
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeRuntime
+from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
 from python_backends.preprocess.preprocessor import Preprocessor
 
@@ -32,7 +36,7 @@ def tensor_entry(array: np.ndarray) -> dict:
 def stage_inputs(images: list[Path], onnx_path: Path, input_size: tuple[int, int]) -> dict[str, dict]:
     """Input data for each composing model, from the real pipeline's intermediate tensors."""
     preprocessor = Preprocessor(*input_size)
-    runtime = OnnxRuntimeRuntime(str(onnx_path))
+    runtime = OnnxRuntimeSession(str(onnx_path))
     infer, post = [], []
     for image in images:
         tensor, mapping = preprocessor.from_bytes(image.read_bytes())
@@ -63,3 +67,20 @@ def write_perf_data(
         path.write_text(json.dumps(data))
         written.append(path)
     return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf_data", description=__doc__.splitlines()[0])
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    parser.add_argument(
+        "-o", "--output", required=True, type=Path, help="ensemble file; stages go to OUTPUT.<model>.json"
+    )
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="where the model file is")
+    args = parser.parse_args(argv)
+    for path in write_perf_data(args.images, args.output, args.repository):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

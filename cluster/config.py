@@ -1,5 +1,7 @@
 """Configuration files for ``make cluster``: nginx in front, HAProxy behind it, Prometheus beside them.
 
+nginx runs the Kubernetes gateway's own template (deploy/kubernetes/base/gateway-nginx.conf.template).
+
 Requests go client → nginx (reads each whole request body, caps it) → HAProxy (per-request round robin,
 active health checks, agent-check drain, retries) → a replica. HAProxy 2.6 cannot cap a streamed HTTP/2
 body (gRPC sends no content-length); nginx's ``client_max_body_size`` can, and answers an oversized gRPC
@@ -11,20 +13,20 @@ does that (nginx's own tests use it for buffered gRPC); the mirror's subrequest 
 from __future__ import annotations
 
 import getpass
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES
+from python_backends import PROJECT_ROOT
 
-# protobuf framing, the threshold inputs and a batch's other fields ride on top of the image bytes
-BODY_CAP_BYTES = DEFAULT_MAX_BYTES + 8 * 1024 * 1024  # 40 MiB, as the Kubernetes gateway
-# tritonserver 2.51 segfaults on an HTTP body of 4 MiB or more that it parses as JSON (a valid 8 MiB JSON
-# request too; 3 MiB is answered): a body without the binary-data extension's Inference-Header-Content-Length
-# gets this cap. Images travel in the binary extension (measured: 30 MiB answered).
-JSON_BODY_CAP_BYTES = 2 * 1024 * 1024
-RULE_FILE = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes" / "base" / "prometheus-rule.yaml"
+KUBERNETES_BASE = PROJECT_ROOT / "deploy" / "kubernetes" / "base"
+RULE_FILE = KUBERNETES_BASE / "prometheus-rule.yaml"
+GATEWAY_TEMPLATE = KUBERNETES_BASE / "gateway-nginx.conf.template"  # one gateway config, here and there
+# what the gateway refuses: the image byte limit plus room for protobuf framing and the other inputs
+BODY_CAP_BYTES = int(re.search(r"^client_max_body_size (\d+)m;", GATEWAY_TEMPLATE.read_text(), re.M).group(1)) << 20
 CHECK_INTERVAL_MS = 500  # health and agent checks; 2 failed checks take a replica out: about 1 s
 
 
@@ -47,6 +49,7 @@ class FrontPorts:
     haproxy_grpc_port: int
     haproxy_http_port: int
     prometheus_port: int
+    health_port: int  # the gateway's own /healthz
 
 
 def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: Path) -> str:
@@ -97,71 +100,48 @@ def haproxy_config(replicas: list[ReplicaPorts], front: FrontPorts, state_dir: P
     )
 
 
-def nginx_config(front: FrontPorts, state_dir: Path, body_cap: int = BODY_CAP_BYTES) -> str:
-    """nginx.conf: the client-facing listeners; refuses bodies over ``body_cap`` before HAProxy sees them.
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """What the nginx image's entrypoint does to a template: envsubst of the given variables only."""
+    return re.sub(r"\$\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
-    HTTP bodies that Triton would parse whole as JSON (no Inference-Header-Content-Length, or a JSON part
-    of a megabyte or more) are capped at JSON_BODY_CAP_BYTES; binary-extension requests at ``body_cap``.
+
+def gateway_config(
+    listen: dict[int, str], upstream_host: str, upstream_ports: dict[int, int], state_dir: Path, resolver: str
+) -> str:
+    """nginx.conf for the gateway: GATEWAY_TEMPLATE, the Kubernetes gateway's own server blocks, run locally.
+
+    Args:
+        listen: the template's listen port (8001 gRPC, 8000 HTTP, 8081 health) → the address to listen on.
+        upstream_host: what TRITON_UPSTREAM names (the headless Service there, a loopback address here).
+        upstream_ports: Triton's port in the template (8001, 8000) → the port behind ``upstream_host``.
+        state_dir: nginx's pid and temp files go to ``state_dir/nginx``.
+        resolver: NGINX_LOCAL_RESOLVERS.
     """
-    temp = state_dir / "nginx"
-    grpc_error = (
-        "default_type application/grpc; "
-        "add_header grpc-status 8 always; "
-        f'add_header grpc-message "request body over {body_cap} bytes: refused by the load balancer" always; '
-        "return 204;"
+    servers = fill_template(
+        GATEWAY_TEMPLATE.read_text(), {"NGINX_LOCAL_RESOLVERS": resolver, "TRITON_UPSTREAM": upstream_host}
     )
-    return f"""daemon off;
-user {getpass.getuser()};  # started as root, the worker would run as nobody and could not read its temp files
-worker_processes 1;
-pid {temp / 'nginx.pid'};
-error_log stderr error;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp / 'client_body'};
-    proxy_temp_path {temp / 'proxy'};
-    fastcgi_temp_path {temp / 'fastcgi'};
-    uwsgi_temp_path {temp / 'uwsgi'};
-    scgi_temp_path {temp / 'scgi'};
-    client_max_body_size {body_cap};
-    client_body_buffer_size 1m;
-    map $http_inference_header_content_length $body_kind {{
-        "~^[0-9]{{1,6}}$" binary;  # a JSON part under 1 MB, then the tensors' bytes
-        default json;
-    }}
-    upstream haproxy_grpc {{ server 127.0.0.1:{front.haproxy_grpc_port}; keepalive 32; }}
-    upstream haproxy_http {{ server 127.0.0.1:{front.haproxy_http_port}; keepalive 32; }}
-    server {{
-        listen 127.0.0.1:{front.grpc_port} http2;
-        location / {{
-            mirror /read-whole-body;  # the body is read (to a file over 1 MiB) before grpc_pass sends any of it
-            mirror_request_body on;
-            grpc_pass grpc://haproxy_grpc;
-            grpc_read_timeout 300s;
-            grpc_send_timeout 300s;
-            error_page 413 = @too_large;
-        }}
-        location @too_large {{ {grpc_error} }}
-        location = /read-whole-body {{ internal; return 204; }}
-    }}
-    server {{
-        listen 127.0.0.1:{front.http_port};
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_read_timeout 300s;
-        location / {{  # nginx checks a body's length against the limit where it first matches, then rewrites
-            if ($body_kind = json) {{ rewrite ^(.*)$ /json-body$1 last; }}
-            proxy_pass http://haproxy_http;
-        }}
-        location /json-body/ {{
-            internal;
-            client_max_body_size {JSON_BODY_CAP_BYTES};
-            rewrite ^/json-body(/.*)$ $1 break;
-            proxy_pass http://haproxy_http;
-        }}
-    }}
-}}
-"""
+    for port, address in listen.items():
+        servers = re.sub(rf"^(\s*listen) {port}\b", rf"\1 {address}", servers, flags=re.MULTILINE)
+    for port, actual in upstream_ports.items():
+        servers = servers.replace(f"$triton:{port};", f"$triton:{actual};")
+    temp = state_dir / "nginx"
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {temp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    # started as root, the workers would run as nobody and could not write the request bodies nginx buffers
+    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    return (
+        f"{user}daemon off;\nworker_processes 1;\npid {temp / 'nginx.pid'};\nerror_log stderr error;\n"
+        f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp_paths}\n{servers}}}\n"
+    )
+
+
+def nginx_config(front: FrontPorts, state_dir: Path) -> str:
+    """The local cluster's gateway: client-facing listeners on loopback, HAProxy behind them."""
+    listen = {8001: f"127.0.0.1:{front.grpc_port}", 8000: f"127.0.0.1:{front.http_port}"}
+    listen[8081] = f"127.0.0.1:{front.health_port}"
+    upstream = {8001: front.haproxy_grpc_port, 8000: front.haproxy_http_port}
+    return gateway_config(listen, "127.0.0.1", upstream, state_dir, resolver="127.0.0.1")
 
 
 def prometheus_config(replicas: list[ReplicaPorts], rules_path: Path) -> str:

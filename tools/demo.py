@@ -1,6 +1,6 @@
 """``make demo``: serve the ensemble, detect on sample photos, show where the time went, stop.
 
-python -m serving.demo [IMAGE ...]
+python -m tools.demo [IMAGE ...]
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from client.annotate import annotate
 from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
+from python_backends import PROJECT_ROOT
 from serving.server import TritonServer, free_port
-from serving.triton import PROJECT_ROOT, ServerOptions
+from serving.triton import ServerOptions
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 ANNOTATED = PROJECT_ROOT / ".cache" / "demo"

@@ -3,7 +3,7 @@
 Each replica is ``python -m serving`` on its own loopback ports, in its own process group (its
 supervisor, tritonserver and stubs: one ``kill`` of the group stops the whole replica). A replica
 that exits, however it died, is cleaned up (its shared memory) and started again on the same ports.
-Clients use nginx on 127.0.0.1:8001 (gRPC) and :8000 (HTTP); see ``serving.cluster_config`` for
+Clients use nginx on 127.0.0.1:8001 (gRPC) and :8000 (HTTP); see ``cluster.config`` for
 what each process does. ``.cache/cluster/replicas.json`` lists each replica's ports and pgid.
 Ctrl-C (or SIGTERM) stops everything: the replicas drain first, then the balancers and Prometheus.
 """
@@ -25,8 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
-from serving.cluster_config import (
+from cluster.config import (
     CHECK_INTERVAL_MS,
     FrontPorts,
     ReplicaPorts,
@@ -35,9 +34,10 @@ from serving.cluster_config import (
     prometheus_config,
     prometheus_rules,
 )
+from python_backends import PROJECT_ROOT
+from python_backends.prepare.repository import DEFAULT_REPOSITORY
 from serving.processes import shm_regions
 from serving.server import free_port, http_ok
-from serving.triton import PROJECT_ROOT
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
 DRAIN_DELAY_S = 3 * CHECK_INTERVAL_MS / 1000  # agent check read at least twice before the replica refuses work
@@ -334,7 +334,7 @@ class Cluster:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m serving.cluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument("--grpc-port", type=int, default=8001, help="the balancer's gRPC port")
@@ -350,7 +350,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    front = FrontPorts(args.grpc_port, args.http_port, free_port(), free_port(), args.prometheus_port)
+    front = FrontPorts(args.grpc_port, args.http_port, free_port(), free_port(), args.prometheus_port, free_port())
     cluster = Cluster(args.replicas, front, args.repository.resolve(), args.state_dir.resolve())
 
     def on_signal(signum, _frame) -> None:
@@ -377,7 +377,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         cluster.stop()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
