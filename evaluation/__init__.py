@@ -1,0 +1,6 @@
+"""Accuracy of a detector on a labelled dataset: Ultralytics dataset files in, COCO mAP out.
+
+``evaluation.dataset`` reads a dataset (``load_dataset``), ``evaluation.coco`` scores predictions against it
+(``evaluate``). The package imports nothing else of this project, so the client (``python -m client val``) and
+prepare (INT8 calibration checks) both use it without pulling in each other.
+"""
