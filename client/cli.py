@@ -141,6 +141,11 @@ def progress_bar(total: int, quiet: bool, stream: TextIO) -> tqdm:
     return tqdm(total=total, unit="img", file=stream, disable=quiet or total <= 3 or not stream.isatty())
 
 
+def tls_options(args: argparse.Namespace) -> dict:
+    """YoloTritonClient's TLS keyword arguments from --tls-root-cert, --tls-key and --tls-cert."""
+    return {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
+
+
 def run_detect(args: argparse.Namespace) -> int:
     images, videos = expand(args.sources)
     total = len(images) + sum(count_frames(v) for v in videos)
@@ -148,8 +153,7 @@ def run_detect(args: argparse.Namespace) -> int:
     progress = progress_bar(total, args.quiet, sys.stderr)
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
-    tls = {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
-    with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **tls) as client:
+    with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **tls_options(args)) as client:
         run = DetectRun(args, client)
         run.run((ImageItem(p) for p in images), progress, run.save_image)
         for video in videos:
@@ -194,13 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="CSV, one row per detection")
     detect.add_argument("--output", "-o", default=None, help="write results to this file instead of stdout")
     detect.add_argument("--save", default=None, metavar="DIR", help="write annotated images/videos here")
-    detect.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
-    detect.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    detect.add_argument("--quiet", action="store_true", help="no progress bar")
-    detect.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
-    detect.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
-    detect.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
+    add_request_options(detect)
     detect.set_defaults(func=run_detect)
+
+    val = commands.add_parser("val", help="COCO mAP of the served model on a labelled dataset (Ultralytics layout)")
+    val.add_argument("--data", required=True, metavar="DATA.yaml", help="Ultralytics dataset file: path, val, names")
+    val.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
+    val.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default %(default)s)")
+    val.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default %(default)s)")
+    val.add_argument("--json", default=None, metavar="OUT", help="also write the metrics to this JSON file")
+    add_request_options(val)
+    val.set_defaults(func=run_val)
+
 
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
     report.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
@@ -211,6 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--repeat", type=int, default=4, help="passes over --images when driving")
     report.set_defaults(func=run_report)
     return parser
+
+
+def add_request_options(parser: argparse.ArgumentParser) -> None:
+    """Options of every command that sends images: concurrency, deadline, progress bar and TLS."""
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
+    parser.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
+    parser.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
+
+
+def run_val(args: argparse.Namespace) -> int:
+    from client.val import validate
+
+    return validate(args)
 
 
 def run_report(args: argparse.Namespace) -> int:
