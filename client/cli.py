@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default %(default)s)")
     val.add_argument("--json", default=None, metavar="OUT", help="also write the metrics to this JSON file")
     add_request_options(val)
-    val.set_defaults(func=run_val)
+    val.set_defaults(func=run_val, save=None)  # DetectRun writes no annotated images
 
 
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
