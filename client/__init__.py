@@ -1,6 +1,7 @@
 """Client for the YOLOv8 Triton ensemble: ``YoloTritonClient`` and the ``python -m client`` CLI.
 
-Needs only numpy, OpenCV and tritonclient: imports nothing else of the project, so it installs on its own.
+Needs numpy, OpenCV and tritonclient; of the project it imports only ``evaluation`` (for ``client val``),
+so the two install together without the server's code.
 """
 
 from client.api import Detection, DetectionResult, YoloTritonClient

@@ -9,7 +9,8 @@
 
 The Triton models in ``model_repository/*/1/model.py`` only coordinate: they read their config and hand
 each request to these classes. The stages do not import each other; they may import ``triton_helpers``.
-Imports nothing outside ``python_backends``: the stubs load it inside Triton.
+The stages import nothing outside ``python_backends``: the stubs load them inside Triton. Only ``prepare``
+imports ``evaluation``, to score a quantized model (``prepare --int8 --data``).
 """
 
 from pathlib import Path

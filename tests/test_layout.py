@@ -6,6 +6,7 @@
     serving       one supervised tritonserver
     client        the gRPC client and CLI: needs nothing of the server
     python_backends   the stages' libraries (tested without Triton) and prepare
+    evaluation    datasets and COCO mAP, for client val and prepare --int8
 
 Each package's ``__init__`` docstring says what it may import.
 """
@@ -31,12 +32,13 @@ ALLOWED = {
 }
 # top-level package -> the other top-level packages it may import
 FLOORS = {
-    "python_backends": set(),
-    "client": set(),
+    "evaluation": set(),
+    "python_backends": {"evaluation"},
+    "client": {"evaluation"},
     "serving": {"python_backends"},
     "cluster": {"serving", "python_backends"},
-    "benchmarks": {"cluster", "serving", "client", "python_backends"},
-    "tools": {"benchmarks", "serving", "client", "python_backends"},
+    "benchmarks": {"cluster", "serving", "client", "evaluation", "python_backends"},
+    "tools": {"benchmarks", "serving", "client", "evaluation", "python_backends"},
 }
 # what serving/ holds: the pieces of one supervised server, nothing else
 SERVING_MODULES = {"__init__", "__main__", "server", "triton", "supervisor", "probe", "processes", "lb_agent"}
