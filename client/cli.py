@@ -210,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_request_options(val)
     val.set_defaults(func=run_val, save=None)  # DetectRun writes no annotated images
 
-
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
     report.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
     source = report.add_mutually_exclusive_group(required=True)
