@@ -1,4 +1,8 @@
-"""Build and cache TensorRT engines for the YOLOv8 ONNX, keyed so a stale engine is never loaded.
+"""Build and cache TensorRT engines for the prepared ONNX, keyed so a stale engine is never loaded.
+
+The engine is the ONNX graph as it is: no NMS plugin (EfficientNMS) is added. A raw head is decoded,
+NMS included, in yolov8_postprocess; an end-to-end head (top-k or NMS inside the graph) already has its
+(batch, max_det, 6) rows, which yolov8_postprocess only thresholds and rescales.
 
 An engine only deserializes under the TensorRT version and GPU architecture that built it, and
 only serves the shapes of its optimization profile. The cache key therefore covers the TensorRT
@@ -90,6 +94,14 @@ def parse_profile(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ValueError(f"batch profile must be three integers MIN,OPT,MAX, got {text!r}")
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def clamp_profile(profile: tuple[int, int, int], max_batch: int | None) -> tuple[int, int, int]:
+    """``profile`` (min, opt, max) with no batch above ``max_batch``, the most the graph handles (None: no limit)."""
+    if max_batch is None:
+        return profile
+    low, opt, high = (min(b, max_batch) for b in profile)
+    return low, opt, high
 
 
 def default_engine_dir() -> Path:
@@ -247,6 +259,18 @@ def onnx_input_name(onnx_path: Path) -> str:
     return onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
 
 
+def onnx_fixed_batch(onnx_path: Path) -> int | None:
+    """The ONNX input's batch dimension when it is fixed, else None.
+
+    ``prepare`` makes the batch dynamic, except in a graph whose NMS handles batch 1 only, which it
+    installs as exported (batch 1): no engine profile may go past it.
+    """
+    import onnx
+
+    dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
 def ensure_engine(
     onnx_path: Path, options: EngineOptions, engine_dir: Path | None = None, log: Callable[[str], None] = print
 ) -> Path:
@@ -271,12 +295,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--onnx", required=True, type=Path, help="the prepared (batch-dynamic) model.onnx")
     parser.add_argument("--input-size", type=int, nargs=2, default=(640, 640), metavar=("H", "W"))
-    parser.add_argument("--batch-profile", default=",".join(map(str, DEFAULT_PROFILE)), help="min,opt,max batch")
+    parser.add_argument(
+        "--batch-profile",
+        default=",".join(map(str, DEFAULT_PROFILE)),
+        help="min,opt,max batch (none above a fixed batch of the ONNX: NMS in the graph for batch 1)",
+    )
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine")
     parser.add_argument("--engine-dir", type=Path, help="default $YOLOV8_ENGINE_DIR or .cache/engines")
     args = parser.parse_args(argv)
     try:
-        options = EngineOptions(*args.input_size, *parse_profile(args.batch_profile), fp16=args.fp16)
+        profile = clamp_profile(parse_profile(args.batch_profile), onnx_fixed_batch(args.onnx))
+        options = EngineOptions(*args.input_size, *profile, fp16=args.fp16)
         print(ensure_engine(args.onnx, options, args.engine_dir))
     except (EngineBuildError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
