@@ -6,13 +6,24 @@ is known in advance: mapped back through the letterbox, clipped to the image, th
 """
 
 import ast
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
+from tritonclient.grpc import model_config_pb2
 
-from python_backends.prepare.onnx_model import UnsupportedModelError, read_model_info
+from python_backends import PROJECT_ROOT
+from python_backends.prepare.cli import set_cpu_runtime
+from python_backends.prepare.onnx_model import (
+    UnsupportedModelError,
+    make_batch_dynamic,
+    read_model_info,
+    verify_same_outputs,
+)
+from python_backends.prepare.prepare_model import prepare
 
 SIZE = 64  # network input, H = W
 ROWS = [  # x1, y1, x2, y2, score, class in 64x64 network pixels, by descending score as Ultralytics pads them
@@ -32,9 +43,16 @@ def export_args(**changes) -> str:
 
 
 def end2end_yolo(
-    rows=ROWS, max_det=MAX_DET, end2end="True", args=None, task="detect", first_image_only=False, columns=6
+    rows=ROWS,
+    max_det=MAX_DET,
+    end2end="True",
+    args=None,
+    task="detect",
+    first_image_only=False,
+    columns=6,
+    batch_dim: int | str = 1,
 ) -> onnx.ModelProto:
-    """A (1, 3, 64, 64) -> (1, max_det, columns) graph whose rows are ``rows`` then zeros, for every image.
+    """A (batch_dim, 3, 64, 64) -> (batch_dim, max_det, columns) graph: ``rows`` then zeros, for every image.
 
     The image enters through a Reshape that hard-codes batch 1, as Ultralytics' static exports do
     (the rewrite makes it batch-dynamic). ``first_image_only``: the graph reads image 0 alone and
@@ -63,8 +81,8 @@ def end2end_yolo(
     graph = helper.make_graph(
         nodes,
         "end2end",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, max_det, columns])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch_dim, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch_dim, max_det, columns])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -83,9 +101,17 @@ def end2end_yolo(
     return model
 
 
-def nms_yolo(**args) -> onnx.ModelProto:
-    """An export with NMS inside the graph (``args`` nms True), its loop unrolled at batch 1."""
-    return end2end_yolo(end2end="False", args=export_args(nms=True, **args), first_image_only=True)
+def nms_yolo(batch=1, dynamic=False) -> onnx.ModelProto:
+    """An export with NMS inside the graph (``args`` nms True) at ``batch``, its loop unrolled at batch 1.
+
+    ``dynamic``: the input's batch is symbolic, as in ``export(nms=True, dynamic=True, batch=N)``.
+    """
+    return end2end_yolo(
+        end2end="False",
+        args=export_args(nms=True, batch=batch, dynamic=dynamic),
+        first_image_only=True,
+        batch_dim="batch" if dynamic else batch,
+    )
 
 
 # --- what prepare reads from the export -------------------------------------------------------------
@@ -145,3 +171,178 @@ def test_the_metadata_for_ultralytics_says_end2end_as_a_bool():
     assert metadata["end2end"] is True and metadata["args"]["nms"] is False
     assert ast.literal_eval(repr(metadata)) == metadata
     assert ultralytics_metadata(read_model_info(nms_yolo()))["args"]["nms"] is True
+
+
+# --- what prepare installs ------------------------------------------------------------------------------
+
+
+def prepared(tmp_path, model: onnx.ModelProto, cpu_runtime="onnxruntime", max_det=300) -> tuple[Path, str]:
+    """``model`` prepared into a repository under ``tmp_path``; the repository and prepare's summary."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    source = tmp_path / "export.onnx"
+    onnx.save(model, source)
+    repository = tmp_path / "repository"
+    summary = prepare(source, repository, max_det, template=PROJECT_ROOT / "model_repository")
+    set_cpu_runtime(repository, cpu_runtime)
+    return repository, summary
+
+
+def config_of(repository: Path, model: str, name: str = "config.pbtxt") -> model_config_pb2.ModelConfig:
+    path = repository / model / name
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def output_dims(config: model_config_pb2.ModelConfig) -> dict[str, list[int]]:
+    return {tensor.name: list(tensor.dims) for tensor in config.output}
+
+
+def max_batch_sizes(repository: Path) -> dict[str, int]:
+    """max_batch_size of every config that prepare writes, variants included."""
+    return {
+        f"{model}/{name}": config_of(repository, model, name).max_batch_size
+        for model in ("yolov8", "yolov8_raw", "yolov8_infer", "yolov8_preprocess", "yolov8_postprocess")
+        for name in ("config.pbtxt", "configs/gpu.pbtxt")
+        if (repository / model / name).exists()
+    }
+
+
+def test_prepare_serves_an_end2end_export_batch_dynamic_without_nms_and_at_most_its_rows(tmp_path):
+    repository, summary = prepared(tmp_path, end2end_yolo())
+    assert "end-to-end head of 8 rows (no NMS in postprocess)" in summary
+    assert "1 Reshape(s) made batch-dynamic (max |diff| 0 at batch 2)" in summary
+    installed = onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx"))
+    assert installed.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    post = config_of(repository, "yolov8_postprocess")
+    assert post.parameters["head"].string_value == "end2end"
+    assert post.parameters["max_det"].string_value == "8"  # --max-det 300, but the model has 8 rows
+    assert [list(t.dims) for t in post.input if t.name == "output0"] == [[MAX_DET, 6]]
+    for name in ("config.pbtxt", "configs/gpu.pbtxt"):
+        infer = config_of(repository, "yolov8_infer", name)
+        assert output_dims(infer) == {"output0": [MAX_DET, 6]}, name
+        assert infer.parameters["trt_batch_profile"].string_value == "1,8,32", name
+    for model in ("yolov8", "yolov8_raw"):
+        assert output_dims(config_of(repository, model))["det_boxes"] == [MAX_DET, 4]
+    assert set(max_batch_sizes(repository).values()) == {32}
+    head = np.fromfile(repository / "yolov8_postprocess" / "warmup" / "head.bin", np.float32)
+    assert head.shape == (MAX_DET * 6,)
+
+
+def test_max_det_below_the_models_rows_keeps_the_first_rows(tmp_path):
+    repository, summary = prepared(tmp_path, end2end_yolo(), max_det=2)
+    assert "end-to-end head of 8 rows, 2 kept per image (--max-det)" in summary
+    assert config_of(repository, "yolov8_postprocess").parameters["max_det"].string_value == "2"
+    assert output_dims(config_of(repository, "yolov8"))["det_scores"] == [2]
+
+
+def test_nms_inside_a_batch_1_graph_is_installed_as_exported_and_every_stage_that_batches_it_takes_batch_1(tmp_path):
+    export = nms_yolo()
+    repository, summary = prepared(tmp_path, export)
+    assert summary.endswith("the NMS inside this graph handles batch 1 only: serving batch 1")
+    installed = onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx"))
+    assert installed.SerializeToString() == export.SerializeToString()
+    assert max_batch_sizes(repository) == {
+        "yolov8/config.pbtxt": 1,
+        "yolov8_raw/config.pbtxt": 1,
+        "yolov8_infer/config.pbtxt": 1,
+        "yolov8_infer/configs/gpu.pbtxt": 1,
+        "yolov8_preprocess/config.pbtxt": 32,  # take a batch only from the ensembles, which allow 1
+        "yolov8_postprocess/config.pbtxt": 32,
+    }
+    gpu = config_of(repository, "yolov8_infer", "configs/gpu.pbtxt")
+    assert gpu.parameters["trt_batch_profile"].string_value == "1,1,1"
+    assert [w.batch_size for w in gpu.model_warmup] == [1]
+
+
+def test_the_batch_rewrite_would_lose_all_but_the_first_image_of_such_a_graph():
+    """Why the NMS graph is installed as exported: its loop, not a Reshape, fixes the batch."""
+    export = end2end_yolo(first_image_only=True)
+    dynamic, _ = make_batch_dynamic(export)
+    with pytest.raises(UnsupportedModelError, match=r"batched output shape \(1, 8, 6\) != per-image \(2, 8, 6\)"):
+        verify_same_outputs(export.SerializeToString(), dynamic.SerializeToString(), read_model_info(export))
+
+
+def test_an_end2end_graph_that_fails_the_batch_2_check_is_served_at_batch_1_saying_why(tmp_path):
+    export = end2end_yolo(first_image_only=True)
+    repository, summary = prepared(tmp_path, export)
+    assert summary.endswith(
+        "batched output shape (1, 8, 6) != per-image (2, 8, 6): serving batch 1 as exported"
+    ), summary
+    assert onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")).SerializeToString() == (
+        export.SerializeToString()
+    )
+    assert max_batch_sizes(repository)["yolov8/config.pbtxt"] == 1
+    assert max_batch_sizes(repository)["yolov8_infer/configs/gpu.pbtxt"] == 1
+
+
+def test_a_dynamic_nms_export_is_served_in_batches_of_at_most_its_export_batch(tmp_path):
+    repository, summary = prepared(tmp_path, nms_yolo(dynamic=True, batch=4))
+    assert summary.endswith("the NMS inside this graph handles 4 images at most: serving batches of up to 4")
+    sizes = max_batch_sizes(repository)
+    assert (sizes["yolov8/config.pbtxt"], sizes["yolov8_infer/config.pbtxt"]) == (4, 4)
+    gpu = config_of(repository, "yolov8_infer", "configs/gpu.pbtxt")
+    assert gpu.parameters["trt_batch_profile"].string_value == "1,4,4"
+    assert [w.batch_size for w in gpu.model_warmup] == [1, 4]
+
+
+def test_the_default_profile_and_batch_sizes_come_back_when_a_raw_model_is_prepared_again(tmp_path):
+    from test_prepare import tiny_yolo
+
+    repository, _ = prepared(tmp_path, nms_yolo())
+    source = tmp_path / "raw.onnx"
+    onnx.save(tiny_yolo(num_classes=2, size=64), source)
+    prepare(source, repository)
+    assert set(max_batch_sizes(repository).values()) == {32}
+    gpu = config_of(repository, "yolov8_infer", "configs/gpu.pbtxt")
+    assert gpu.parameters["trt_batch_profile"].string_value == "1,8,32"
+    assert [w.batch_size for w in gpu.model_warmup] == [1, 8, 32]
+    assert config_of(repository, "yolov8_postprocess").parameters["head"].string_value == "raw"
+
+
+# --- runtimes and the TensorRT build ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("export", ["end2end", "nms"])
+def test_both_cpu_runtimes_run_the_installed_head(tmp_path, runtime, export):
+    from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
+    from python_backends.infer.openvino_runtime import OpenVinoRuntime
+
+    repository, _ = prepared(tmp_path, end2end_yolo() if export == "end2end" else nms_yolo())
+    model_path = str(repository / "yolov8_infer" / "1" / "model.onnx")
+    if runtime == "openvino":
+        session = OpenVinoRuntime(model_path, intra_op_threads=1, cache_dir=tmp_path / "openvino")
+    else:
+        session = OnnxRuntimeSession(model_path, intra_op_threads=1)
+    batch = 3 if export == "end2end" else 1
+    head = session.run(np.random.default_rng(0).random((batch, 3, SIZE, SIZE), dtype=np.float32))
+    table = np.zeros((MAX_DET, 6), np.float32)
+    table[: len(ROWS)] = ROWS
+    np.testing.assert_allclose(head, np.stack([table] * batch), atol=1e-6)
+    assert session.max_batch_size == (32 if export == "end2end" else 1)
+
+
+def test_the_tensorrt_build_takes_the_graph_as_it_is_without_an_nms_plugin_and_within_its_batch(tmp_path):
+    from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, onnx_fixed_batch, trtexec_command
+    from python_backends.prepare.cli import engine_options
+
+    repository, _ = prepared(tmp_path, nms_yolo())
+    model_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    options = engine_options(repository, None, DEFAULT_PROFILE, fp16=True)
+    assert (options.min_batch, options.opt_batch, options.max_batch) == (1, 1, 1)
+    assert onnx_fixed_batch(model_path) == 1  # what python -m python_backends.infer.tensorrt_engine clamps to
+    command = trtexec_command("trtexec", model_path, options, tmp_path / "model.engine")
+    assert command == [
+        "trtexec",
+        f"--onnx={model_path}",
+        f"--saveEngine={tmp_path / 'model.engine'}",
+        "--minShapes=images:1x3x64x64",
+        "--optShapes=images:1x3x64x64",
+        "--maxShapes=images:1x3x64x64",
+        "--fp16",
+    ]  # no --plugins, no --staticPlugins: EfficientNMS stays out; the head is the graph's own
+    ops = {node.op_type for node in onnx.load(str(model_path)).graph.node}
+    assert ops == {"Slice", "ReduceMean", "Reshape", "Mul", "Add"}  # no EfficientNMS_TRT node was added
+    for export, profile in ((end2end_yolo(first_image_only=True), (1, 1, 1)), (end2end_yolo(), DEFAULT_PROFILE)):
+        end2end_repository, _ = prepared(tmp_path / f"end2end_{profile[-1]}", export)
+        options = engine_options(end2end_repository, None, DEFAULT_PROFILE, fp16=False)
+        assert (options.min_batch, options.opt_batch, options.max_batch) == profile

@@ -196,7 +196,9 @@ def trtexec_can_build(tensorrt_version: str, fp16: bool) -> bool:
     return not fp16 or int(tensorrt_version.split(".")[0]) < 11
 
 
-def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:
+def trtexec_command(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> list[str]:
+    """The trtexec command line that builds ``onnx_path`` into ``out``: the graph as it is, with the
+    profile's input shapes and no plugin library (no EfficientNMS, whatever the head)."""
     name = onnx_input_name(onnx_path)
     shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
     cmd = [
@@ -209,7 +211,11 @@ def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, o
     ]
     if options.fp16:
         cmd.append("--fp16")
-    reply = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd
+
+
+def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:
+    reply = subprocess.run(trtexec_command(trtexec, onnx_path, options, out), capture_output=True, text=True)
     if reply.returncode != 0 or not out.exists():
         raise EngineBuildError(f"trtexec failed ({reply.returncode}): {reply.stdout[-2000:]}{reply.stderr[-2000:]}")
 

@@ -31,6 +31,7 @@ from python_backends.infer.tensorrt_engine import (
     clamp_profile,
     compute_capability,
     import_tensorrt,
+    onnx_fixed_batch,
     parse_profile,
 )
 from python_backends.prepare.cpu_runtime import measure, write_cpu_runtime
@@ -103,8 +104,10 @@ def engine_options(
     repository: Path, input_size: tuple[int, int] | None, profile: tuple[int, int, int], fp16: bool
 ) -> EngineOptions:
     """The engine options for the installed model: ``input_size`` (default its imgsz), and ``profile``
-    within the batch the graph handles (an NMS inside it may take batch 1 only)."""
-    info = read_model_info(onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")))
+    within the batch the graph handles: its fixed batch when installed as exported (batch 1), else the
+    most its NMS loop takes (``max_batch``)."""
+    model_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    info = read_model_info(onnx.load(str(model_path)))
     height, width = input_size or (info.input_height, info.input_width)
-    low, opt, high = clamp_profile(profile, info.max_batch)
+    low, opt, high = clamp_profile(profile, onnx_fixed_batch(model_path) or info.max_batch)
     return EngineOptions(height, width, low, opt, high, fp16=fp16)

@@ -129,24 +129,26 @@ def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, arg
         )
     if not isinstance(out_dims[1], int):
         raise UnsupportedModelError(f"output {output_name!r} has a dynamic number of rows ({out_dims[1]!r})")
-    max_batch = nms_batch_limit(args) if args.get("nms") is True else None
+    max_batch = nms_batch_limit(args, common["batch_dim"]) if args.get("nms") is True else None
     return YoloModelInfo(**common, head="end2end", max_det=out_dims[1], max_batch=max_batch)
 
 
-def nms_batch_limit(args: dict) -> int:
-    """The most images per run that an export with NMS inside the graph handles, from its export ``args``.
+def nms_batch_limit(args: dict, batch_dim: int | str) -> int:
+    """The most images per run that an export with NMS inside the graph handles.
 
     Ultralytics' NMSModel runs NMS image by image in a loop that the export unrolls at its ``batch``
-    (pad to ``batch`` first only when ``dynamic``): a static export handles exactly its batch, a dynamic
-    one up to ``batch`` images, padded; more are silently left without detections.
+    (padding to ``batch`` first only when ``dynamic``): a graph of a fixed batch (its input's
+    ``batch_dim``) handles exactly that batch; a batch-dynamic one up to the export's ``args`` batch,
+    padded. The images past the loop get no detections, silently, so no run may hold more.
     """
-    batch = int(args.get("batch", 1))
-    if args.get("dynamic") is True or batch == 1:
-        return batch
-    raise UnsupportedModelError(
-        f"the NMS inside this graph runs exactly {batch} images at a time; export with batch=1, "
-        f"or dynamic=True batch={batch}"
-    )
+    if isinstance(batch_dim, int):
+        if batch_dim == 1:
+            return 1
+        raise UnsupportedModelError(
+            f"the NMS inside this graph runs exactly {batch_dim} images at a time; export with batch=1, "
+            f"or dynamic=True batch={batch_dim}"
+        )
+    return max(1, int(args.get("batch", 1)))
 
 
 def _literal(text: str | None, default: object) -> object:

@@ -39,7 +39,7 @@ def prepare(
     info = read_model_info(model)
     if input_size is not None:
         info = with_input_size(model, info, *input_size)
-    installed, batching = served_graph(model, info)
+    installed, info, batching = served_graph(model, info)
     if template is not None and template.resolve() != repository.resolve():
         copy_template(template, repository)
     model_path = install(repository, installed, info, max_det)
@@ -49,22 +49,30 @@ def prepare(
     )
 
 
-def served_graph(model: onnx.ModelProto, info: YoloModelInfo) -> tuple[bytes, str]:
-    """The model to install, and a summary of its batching.
+def served_graph(model: onnx.ModelProto, info: YoloModelInfo) -> tuple[bytes, YoloModelInfo, str]:
+    """The model to install, its info as served (``max_batch``), and a summary of its batching.
 
-    Batch-dynamic and checked against the export at batch 2, except a graph whose NMS handles batch 1
-    only (``info.max_batch``), which is installed as exported.
+    A graph with NMS inside (``info.max_batch`` set) is installed as exported: its loop, not its
+    Reshapes, fixes the batch, and the images it leaves out get zero rows, which a check on random
+    images (no detections either way) would not notice. Any other is made batch-dynamic and checked
+    against the export at batch 2. An end-to-end head of a batch-1 export that fails the check (a
+    top-k indexed with a fixed batch) is installed as exported and served at batch 1, saying why.
     """
+    exported = model.SerializeToString()
     if info.max_batch == 1:
-        return model.SerializeToString(), "the NMS inside this graph handles batch 1 only: serving batch 1"
+        return exported, info, "the NMS inside this graph handles batch 1 only: serving batch 1"
+    if info.max_batch is not None:
+        n = info.max_batch
+        return exported, info, f"the NMS inside this graph handles {n} images at most: serving batches of up to {n}"
     dynamic, rewritten = make_batch_dynamic(model)
     installed = dynamic.SerializeToString()
-    diff = verify_same_outputs(model.SerializeToString(), installed, info, batch=2)
-    summary = f"{rewritten} Reshape(s) made batch-dynamic (max |diff| {diff:.2g} at batch 2)"
-    if info.max_batch is not None:
-        limit = info.max_batch
-        summary += f"; the NMS inside this graph handles {limit} images at most: serving batches of up to {limit}"
-    return installed, summary
+    try:
+        diff = verify_same_outputs(exported, installed, info, batch=2)
+    except UnsupportedModelError as exc:
+        if info.head != "end2end" or info.batch_dim != 1:
+            raise
+        return exported, dataclasses.replace(info, max_batch=1), f"{exc}: serving batch 1 as exported"
+    return installed, info, f"{rewritten} Reshape(s) made batch-dynamic (max |diff| {diff:.2g} at batch 2)"
 
 
 def head_summary(info: YoloModelInfo, max_det: int) -> str:
