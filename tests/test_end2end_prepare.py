@@ -6,6 +6,7 @@ is known in advance: mapped back through the letterbox, clipped to the image, th
 """
 
 import ast
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -346,3 +347,167 @@ def test_the_tensorrt_build_takes_the_graph_as_it_is_without_an_nms_plugin_and_w
         end2end_repository, _ = prepared(tmp_path / f"end2end_{profile[-1]}", export)
         options = engine_options(end2end_repository, None, DEFAULT_PROFILE, fp16=False)
         assert (options.min_batch, options.opt_batch, options.max_batch) == profile
+
+
+# --- served by a real tritonserver ----------------------------------------------------------------------
+
+WIDE, TALL = (128, 64), (64, 128)  # (width, height): letterboxed at gain 0.5, 16 px of padding top or left
+WIDE_DETECTIONS = {  # ROWS mapped back: x / 0.5, (y - 16) / 0.5, clipped to 128x64; the 0.2 row is under 0.25
+    "boxes": [[16, 8, 48, 48], [80, 0, 128, 28], [0, 0, 20, 20]],
+    "scores": [0.9, 0.8, 0.3],
+    "classes": [1, 0, 0],
+}
+TALL_DETECTIONS = {  # (x - 16) / 0.5, y / 0.5, clipped to 64x128: the third box is clipped to zero width
+    "boxes": [[0, 40, 16, 80], [48, 20, 64, 60], [0, 32, 0, 52]],
+    "scores": [0.9, 0.8, 0.3],
+    "classes": [1, 0, 0],
+}
+
+
+def png(width: int, height: int) -> bytes:
+    import cv2
+
+    image = np.full((height, width, 3), 90, np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+@contextmanager
+def serving(tmp_path_factory, model: onnx.ModelProto, cpu_runtime: str):
+    """``model`` prepared with ``cpu_runtime`` and served by a real tritonserver; yields the server."""
+    from own_server import options
+
+    from serving.server import TritonServer
+
+    directory = tmp_path_factory.mktemp(f"served_{cpu_runtime}")
+    repository, _ = prepared(directory, model, cpu_runtime)
+    server = TritonServer(options(repository), directory / "tritonserver.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def detect(client, payloads: list[bytes], conf: float | None = None, iou: float | None = None) -> list[dict]:
+    """The ensemble's outputs for one request of ``payloads``, image by image, the rows past num_dets checked zero."""
+    import tritonclient.grpc as grpcclient
+
+    inputs = [grpcclient.InferInput("IMAGE", [len(payloads), 1], "BYTES")]
+    inputs[0].set_data_from_numpy(np.array([[p] for p in payloads], dtype=object))
+    for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
+        if value is not None:
+            inputs.append(grpcclient.InferInput(name, [len(payloads), 1], "FP32"))
+            inputs[-1].set_data_from_numpy(np.full((len(payloads), 1), value, np.float32))
+    reply = client.infer("yolov8", inputs)
+    found = []
+    for i in range(len(payloads)):
+        count = int(reply.as_numpy("num_dets")[i, 0])
+        boxes, scores = reply.as_numpy("det_boxes")[i], reply.as_numpy("det_scores")[i]
+        classes = reply.as_numpy("det_classes")[i]
+        assert boxes.shape == (MAX_DET, 4)  # max_det is the model's 8 rows
+        assert not boxes[count:].any() and not scores[count:].any() and not classes[count:].any()
+        found.append(
+            {
+                "boxes": boxes[:count].tolist(),
+                "scores": scores[:count].tolist(),
+                "classes": classes[:count].tolist(),
+                "size": reply.as_numpy("image_size")[i].tolist(),
+            }
+        )
+    return found
+
+
+def assert_detections(got: dict, want: dict, size: tuple[int, int]) -> None:
+    assert got["size"] == list(size)
+    np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-4)
+    np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-6)
+    assert got["classes"] == want["classes"]
+
+
+class TestEnd2endServed:
+    """An end-to-end export, batch-dynamic, on ONNX Runtime."""
+
+    @pytest.fixture(scope="class")
+    def server(self, tmp_path_factory):
+        with serving(tmp_path_factory, end2end_yolo(), "onnxruntime") as server:
+            yield server
+
+    @pytest.fixture(scope="class")
+    def client(self, server):
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        yield client
+        client.close()
+
+    def test_detections_are_the_models_rows_mapped_to_the_image_clipped_and_thresholded(self, client):
+        (wide,) = detect(client, [png(*WIDE)])
+        assert_detections(wide, WIDE_DETECTIONS, WIDE)
+
+    def test_a_batch_maps_each_image_through_its_own_letterbox(self, client):
+        wide, tall = detect(client, [png(*WIDE), png(*TALL)])
+        assert_detections(wide, WIDE_DETECTIONS, WIDE)
+        assert_detections(tall, TALL_DETECTIONS, TALL)
+
+    def test_a_request_threshold_applies_and_the_iou_threshold_removes_nothing(self, client):
+        (wide,) = detect(client, [png(*WIDE)], conf=0.5, iou=0.0)
+        first_two = {key: value[:2] for key, value in WIDE_DETECTIONS.items()}
+        assert_detections(wide, first_two, WIDE)
+        (everything,) = detect(client, [png(*WIDE)], conf=0.1, iou=0.0)  # overlaps kept: the model chose them
+        assert everything["scores"] == pytest.approx([0.9, 0.8, 0.3, 0.2])
+
+    def test_ultralytics_client_gets_the_end2end_metadata_and_the_models_rows(self, server):
+        import tritonclient.grpc as grpcclient
+        from test_prepare import served_metadata
+        from test_ultralytics_client import load_triton_remote_model
+
+        model = load_triton_remote_model()(f"grpc://{server.grpc_url}/yolov8_infer")
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            metadata = served_metadata(client.get_model_config("yolov8_infer", as_json=True)["config"])
+        finally:
+            client.close()
+        assert model.metadata == metadata  # TritonRemoteModel eval()s the same parameter
+        assert (metadata["task"], metadata["names"], metadata["imgsz"]) == ("detect", NAMES, [SIZE, SIZE])
+        assert metadata["end2end"] is True and metadata["args"]["nms"] is False
+        (head,) = model(np.zeros((2, 3, SIZE, SIZE), np.float32))
+        assert head.shape == (2, MAX_DET, 6)  # shape[-1] == 6: Ultralytics' predict skips NMS for it
+        np.testing.assert_allclose(head[1, : len(ROWS)], ROWS, atol=1e-6)
+
+
+class TestNmsInsideServed:
+    """An export with NMS inside, batch 1 only, on OpenVINO."""
+
+    @pytest.fixture(scope="class")
+    def server(self, tmp_path_factory):
+        with serving(tmp_path_factory, nms_yolo(), "openvino") as server:
+            yield server
+
+    @pytest.fixture(scope="class")
+    def client(self, server):
+        import tritonclient.grpc as grpcclient
+
+        client = grpcclient.InferenceServerClient(server.grpc_url)
+        yield client
+        client.close()
+
+    def test_the_ensemble_serves_batch_1_on_openvino(self, client):
+        config = client.get_model_config("yolov8_infer", as_json=True)["config"]
+        assert config["parameters"]["cpu_runtime"]["string_value"] == "openvino"
+        assert client.get_model_config("yolov8", as_json=True)["config"]["max_batch_size"] == 1
+        for payload, size, want in ((png(*WIDE), WIDE, WIDE_DETECTIONS), (png(*TALL), TALL, TALL_DETECTIONS)):
+            (got,) = detect(client, [payload])
+            assert_detections(got, want, size)
+
+    def test_a_batch_of_two_is_refused_rather_than_half_detected(self, client):
+        from tritonclient.utils import InferenceServerException
+
+        with pytest.raises(InferenceServerException, match="batch-size must be <= 1 for 'yolov8'"):
+            detect(client, [png(*WIDE), png(*TALL)])
+
+    def test_ultralytics_client_gets_nms_true(self, server):
+        from test_ultralytics_client import load_triton_remote_model
+
+        model = load_triton_remote_model()(f"grpc://{server.grpc_url}/yolov8_infer")
+        assert model.metadata["args"]["nms"] is True and model.metadata["batch"] == 1
+        (head,) = model(np.zeros((1, 3, SIZE, SIZE), np.float32))
+        np.testing.assert_allclose(head[0, : len(ROWS)], ROWS, atol=1e-6)
