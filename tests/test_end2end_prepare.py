@@ -331,22 +331,30 @@ def test_the_tensorrt_build_takes_the_graph_as_it_is_without_an_nms_plugin_and_w
     options = engine_options(repository, None, DEFAULT_PROFILE, fp16=True)
     assert (options.min_batch, options.opt_batch, options.max_batch) == (1, 1, 1)
     assert onnx_fixed_batch(model_path) == 1  # what python -m python_backends.infer.tensorrt_engine clamps to
-    command = trtexec_command("trtexec", model_path, options, tmp_path / "model.engine")
-    assert command == [
+    engine = tmp_path / "model.engine"
+    # no --plugins, no --staticPlugins: EfficientNMS stays out, the head is the graph's own; and no shape
+    # flags, which trtexec refuses for a graph whose input is all fixed
+    assert trtexec_command("trtexec", model_path, options, engine) == [
         "trtexec",
         f"--onnx={model_path}",
-        f"--saveEngine={tmp_path / 'model.engine'}",
-        "--minShapes=images:1x3x64x64",
-        "--optShapes=images:1x3x64x64",
-        "--maxShapes=images:1x3x64x64",
+        f"--saveEngine={engine}",
         "--fp16",
-    ]  # no --plugins, no --staticPlugins: EfficientNMS stays out; the head is the graph's own
+    ]
     ops = {node.op_type for node in onnx.load(str(model_path)).graph.node}
     assert ops == {"Slice", "ReduceMean", "Reshape", "Mul", "Add"}  # no EfficientNMS_TRT node was added
     for export, profile in ((end2end_yolo(first_image_only=True), (1, 1, 1)), (end2end_yolo(), DEFAULT_PROFILE)):
         end2end_repository, _ = prepared(tmp_path / f"end2end_{profile[-1]}", export)
         options = engine_options(end2end_repository, None, DEFAULT_PROFILE, fp16=False)
         assert (options.min_batch, options.opt_batch, options.max_batch) == profile
+    model_path = end2end_repository / "yolov8_infer" / "1" / "model.onnx"  # batch-dynamic
+    assert trtexec_command("trtexec", model_path, options, engine) == [
+        "trtexec",
+        f"--onnx={model_path}",
+        f"--saveEngine={engine}",
+        "--minShapes=images:1x3x64x64",
+        "--optShapes=images:8x3x64x64",
+        "--maxShapes=images:32x3x64x64",
+    ]
 
 
 # --- served by a real tritonserver ----------------------------------------------------------------------

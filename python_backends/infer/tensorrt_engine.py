@@ -197,18 +197,14 @@ def trtexec_can_build(tensorrt_version: str, fp16: bool) -> bool:
 
 
 def trtexec_command(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> list[str]:
-    """The trtexec command line that builds ``onnx_path`` into ``out``: the graph as it is, with the
-    profile's input shapes and no plugin library (no EfficientNMS, whatever the head)."""
+    """The trtexec command line that builds ``onnx_path`` into ``out``: the graph as it is, no plugin
+    library (no EfficientNMS, whatever the head), and the profile's input shapes, except for a graph
+    whose input is all fixed (NMS inside it for batch 1), for which trtexec refuses any shape flag."""
+    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"]
     name = onnx_input_name(onnx_path)
-    shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
-    cmd = [
-        trtexec,
-        f"--onnx={onnx_path}",
-        f"--saveEngine={out}",
-        f"--minShapes={name}:{shapes[0]}",
-        f"--optShapes={name}:{shapes[1]}",
-        f"--maxShapes={name}:{shapes[2]}",
-    ]
+    if not onnx_input_is_static(onnx_path):
+        shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
+        cmd += [f"--minShapes={name}:{shapes[0]}", f"--optShapes={name}:{shapes[1]}", f"--maxShapes={name}:{shapes[2]}"]
     if options.fp16:
         cmd.append("--fp16")
     return cmd
@@ -233,10 +229,11 @@ def _build_with_python(onnx_path: Path, options: EngineOptions, out: Path) -> No
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    profile = builder.create_optimization_profile()
-    low, opt, high = options.input_shapes()
-    profile.set_shape(network.get_input(0).name, low, opt, high)
-    config.add_optimization_profile(profile)
+    if any(d < 0 for d in network.get_input(0).shape):  # a graph of a fixed batch takes no profile
+        profile = builder.create_optimization_profile()
+        low, opt, high = options.input_shapes()
+        profile.set_shape(network.get_input(0).name, low, opt, high)
+        config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError("TensorRT returned no engine; see its log above")
@@ -263,6 +260,14 @@ def onnx_input_name(onnx_path: Path) -> str:
     import onnx
 
     return onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+
+def onnx_input_is_static(onnx_path: Path) -> bool:
+    """Whether every dimension of the ONNX input is fixed."""
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return all(dim.HasField("dim_value") for dim in dims)
 
 
 def onnx_fixed_batch(onnx_path: Path) -> int | None:

@@ -79,7 +79,10 @@ class TensorRTRuntime:
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeUnavailable(f"expected an engine with 1 input and 1 output, got {[t.name for t in tensors]}")
         self.input, self.output = inputs[0], outputs[0]
-        self.max_batch_size = int(self._engine.get_tensor_profile_shape(self.input.name, 0)[2][0])
+        fixed_batch = self.input.shape[0]  # > 0 for a graph installed with a fixed batch: no profile from trtexec
+        self.max_batch_size = (
+            fixed_batch if fixed_batch > 0 else int(self._engine.get_tensor_profile_shape(self.input.name, 0)[2][0])
+        )
         self._context = self._engine.create_execution_context()
         self._stream = cp.cuda.Stream(non_blocking=True)
         shapes = binding_shapes(tensors, self.max_batch_size)
