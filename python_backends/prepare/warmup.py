@@ -63,6 +63,7 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
 
 
 def _warmup_rows(info: YoloModelInfo, boxes: int) -> np.ndarray:
+    """float32 (max_det, 6): ``boxes`` rows x1, y1, x2, y2, score, class inside the input, then zero rows."""
     rng = np.random.default_rng(0)
     size = np.array([info.input_width, info.input_height], np.float32)
     centres, half = rng.uniform(0.2, 0.8, (boxes, 2)) * size, rng.uniform(0.025, 0.15, (boxes, 2)) * size
