@@ -122,7 +122,7 @@ def test_prepare_installs_model_labels_and_configs(tmp_path):
     ("model", "message"),
     [
         (tiny_yolo(out_channels=39), "channels but the metadata names 3 classes"),  # a seg-like head
-        (tiny_yolo(task="segment"), "only YOLOv8 'detect'"),
+        (tiny_yolo(task="segment"), r"model task is 'segment' \(a segmentation model\); only 'detect'"),
     ],
 )
 def test_unusable_models_are_refused_clearly(model, message):

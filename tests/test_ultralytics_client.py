@@ -17,8 +17,7 @@ from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.preprocessor import Preprocessor
 
 
-@pytest.fixture(scope="module")
-def triton_remote_model() -> type:
+def load_triton_remote_model() -> type:
     """Ultralytics' ``TritonRemoteModel`` class, loaded from the downloaded wheel (never installed)."""
     wheel = next((PROJECT_ROOT / ".cache" / "wheels").glob("ultralytics-*.whl"), None)
     if wheel is None:
@@ -29,6 +28,11 @@ def triton_remote_model() -> type:
     module = types.ModuleType("ultralytics_triton")
     exec(compile(source, f"{wheel.name}/{member}", "exec"), module.__dict__)
     return module.TritonRemoteModel
+
+
+@pytest.fixture(scope="module")
+def triton_remote_model() -> type:
+    return load_triton_remote_model()
 
 
 def test_ultralytics_client_gets_class_names_and_our_detections(triton, triton_remote_model, sample_images, reference):

@@ -14,7 +14,8 @@ class RuntimeUnavailable(RuntimeError):
 class InferenceRuntime(Protocol):
     """Runs a YOLOv8 detection model on a batch.
 
-    ``run`` takes float32 (B, 3, H, W) and returns float32 (B, 4 + num_classes, num_anchors).
+    ``run`` takes float32 (B, 3, H, W) and returns the head, float32 (B, *head): (4 + num_classes,
+    num_anchors) for a raw head, (max_det, 6) for an end-to-end one.
     ``device`` says where ``run`` wants its input: ``"cpu"`` takes and returns NumPy arrays;
     ``"gpu"`` also takes CuPy arrays and then returns one, so the batch never visits host memory.
     """
@@ -35,7 +36,7 @@ def side_by_side_count(batch: int, streams: int) -> int:
 def run_in_chunks(run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, max_batch: int, heads: list):
     """``heads`` followed by the heads of ``images`` run ``max_batch`` at a time through ``run_batch``, joined.
 
-    ``images``: float32 (B, 3, H, W); each head float32 (b, 4 + num_classes, num_anchors).
+    ``images``: float32 (B, 3, H, W); each head float32 (b, *head).
     """
     heads = [*heads, *(run_batch(images[start : start + max_batch]) for start in range(0, len(images), max_batch))]
     return heads[0] if len(heads) == 1 else np.concatenate(heads)

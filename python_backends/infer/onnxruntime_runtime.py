@@ -82,7 +82,7 @@ class OnnxRuntimeSession:
             self._run(session, zeros)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors).
+        """float32 (B, 3, H, W) → float32 (B, *head).
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one run
         on all threads.
@@ -93,7 +93,7 @@ class OnnxRuntimeSession:
         return self._run_batches(self.session, images[side_by_side:], heads)
 
     def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors), on one stream's share of the cores."""
+        """float32 (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
         images = np.ascontiguousarray(images, dtype=np.float32)
         return self._run_batches(self.stream_session if self.streams > 1 else self.session, images, [])
 
@@ -102,7 +102,7 @@ class OnnxRuntimeSession:
         return run_in_chunks(lambda batch: self._run(session, batch), images, self.max_batch_size, heads)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
-        """float32 (3, H, W) on a stream's session → float32 (1, 4 + num_classes, num_anchors)."""
+        """float32 (3, H, W) on a stream's session → float32 (1, *head)."""
         return self._run(self.stream_session, image[None])
 
     def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:

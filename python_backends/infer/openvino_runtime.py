@@ -120,7 +120,7 @@ class OpenVinoRuntime:
             request.infer({0: zeros})
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors).
+        """float32 (B, 3, H, W) → float32 (B, *head).
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one inference
         on all threads.
@@ -131,11 +131,11 @@ class OpenVinoRuntime:
         return self._run_batches(self.request, images[side:], heads)
 
     def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors), on one stream's share of the cores."""
+        """float32 (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
         return self._run_batches(self.stream_request, np.ascontiguousarray(images, dtype=np.float32), [])
 
     def _side_by_side(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W), one image per stream at a time → float32 (B, 4 + num_classes, num_anchors)."""
+        """float32 (B, 3, H, W), one image per stream at a time → float32 (B, *head)."""
         heads: list[np.ndarray | None] = [None] * len(images)
 
         def keep(request, index: int) -> None:

@@ -1,4 +1,8 @@
-"""Build and cache TensorRT engines for the YOLOv8 ONNX, keyed so a stale engine is never loaded.
+"""Build and cache TensorRT engines for the prepared ONNX, keyed so a stale engine is never loaded.
+
+The engine is the ONNX graph as it is: no NMS plugin (EfficientNMS) is added. A raw head is decoded,
+NMS included, in yolov8_postprocess; an end-to-end head (top-k or NMS inside the graph) already has its
+(batch, max_det, 6) rows, which yolov8_postprocess only thresholds and rescales.
 
 An engine only deserializes under the TensorRT version and GPU architecture that built it, and
 only serves the shapes of its optimization profile. The cache key therefore covers the TensorRT
@@ -90,6 +94,14 @@ def parse_profile(text: str) -> tuple[int, int, int]:
     if len(parts) != 3 or not all(p.isdigit() for p in parts):
         raise ValueError(f"batch profile must be three integers MIN,OPT,MAX, got {text!r}")
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def clamp_profile(profile: tuple[int, int, int], max_batch: int | None) -> tuple[int, int, int]:
+    """``profile`` (min, opt, max) with no batch above ``max_batch``, the most the graph handles (None: no limit)."""
+    if max_batch is None:
+        return profile
+    low, opt, high = (min(b, max_batch) for b in profile)
+    return low, opt, high
 
 
 def default_engine_dir() -> Path:
@@ -184,20 +196,22 @@ def trtexec_can_build(tensorrt_version: str, fp16: bool) -> bool:
     return not fp16 or int(tensorrt_version.split(".")[0]) < 11
 
 
-def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:
+def trtexec_command(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> list[str]:
+    """The trtexec command line that builds ``onnx_path`` into ``out``: the graph as it is, no plugin
+    library (no EfficientNMS, whatever the head), and the profile's input shapes, except for a graph
+    whose input is all fixed (NMS inside it for batch 1), for which trtexec refuses any shape flag."""
+    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"]
     name = onnx_input_name(onnx_path)
-    shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
-    cmd = [
-        trtexec,
-        f"--onnx={onnx_path}",
-        f"--saveEngine={out}",
-        f"--minShapes={name}:{shapes[0]}",
-        f"--optShapes={name}:{shapes[1]}",
-        f"--maxShapes={name}:{shapes[2]}",
-    ]
+    if not onnx_input_is_static(onnx_path):
+        shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
+        cmd += [f"--minShapes={name}:{shapes[0]}", f"--optShapes={name}:{shapes[1]}", f"--maxShapes={name}:{shapes[2]}"]
     if options.fp16:
         cmd.append("--fp16")
-    reply = subprocess.run(cmd, capture_output=True, text=True)
+    return cmd
+
+
+def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:
+    reply = subprocess.run(trtexec_command(trtexec, onnx_path, options, out), capture_output=True, text=True)
     if reply.returncode != 0 or not out.exists():
         raise EngineBuildError(f"trtexec failed ({reply.returncode}): {reply.stdout[-2000:]}{reply.stderr[-2000:]}")
 
@@ -215,10 +229,11 @@ def _build_with_python(onnx_path: Path, options: EngineOptions, out: Path) -> No
     if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    profile = builder.create_optimization_profile()
-    low, opt, high = options.input_shapes()
-    profile.set_shape(network.get_input(0).name, low, opt, high)
-    config.add_optimization_profile(profile)
+    if any(d < 0 for d in network.get_input(0).shape):  # a graph of a fixed batch takes no profile
+        profile = builder.create_optimization_profile()
+        low, opt, high = options.input_shapes()
+        profile.set_shape(network.get_input(0).name, low, opt, high)
+        config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError("TensorRT returned no engine; see its log above")
@@ -247,6 +262,26 @@ def onnx_input_name(onnx_path: Path) -> str:
     return onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
 
 
+def onnx_input_is_static(onnx_path: Path) -> bool:
+    """Whether every dimension of the ONNX input is fixed."""
+    import onnx
+
+    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return all(dim.HasField("dim_value") for dim in dims)
+
+
+def onnx_fixed_batch(onnx_path: Path) -> int | None:
+    """The ONNX input's batch dimension when it is fixed, else None.
+
+    ``prepare`` makes the batch dynamic, except in a graph whose NMS handles batch 1 only, which it
+    installs as exported (batch 1): no engine profile may go past it.
+    """
+    import onnx
+
+    dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
 def ensure_engine(
     onnx_path: Path, options: EngineOptions, engine_dir: Path | None = None, log: Callable[[str], None] = print
 ) -> Path:
@@ -271,12 +306,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--onnx", required=True, type=Path, help="the prepared (batch-dynamic) model.onnx")
     parser.add_argument("--input-size", type=int, nargs=2, default=(640, 640), metavar=("H", "W"))
-    parser.add_argument("--batch-profile", default=",".join(map(str, DEFAULT_PROFILE)), help="min,opt,max batch")
+    parser.add_argument(
+        "--batch-profile",
+        default=",".join(map(str, DEFAULT_PROFILE)),
+        help="min,opt,max batch (none above a fixed batch of the ONNX: NMS in the graph for batch 1)",
+    )
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine")
     parser.add_argument("--engine-dir", type=Path, help="default $YOLOV8_ENGINE_DIR or .cache/engines")
     args = parser.parse_args(argv)
     try:
-        options = EngineOptions(*args.input_size, *parse_profile(args.batch_profile), fp16=args.fp16)
+        profile = clamp_profile(parse_profile(args.batch_profile), onnx_fixed_batch(args.onnx))
+        options = EngineOptions(*args.input_size, *profile, fp16=args.fp16)
         print(ensure_engine(args.onnx, options, args.engine_dir))
     except (EngineBuildError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,8 +34,9 @@ class TensorSpec:
 def binding_shapes(tensors: list[TensorSpec], max_batch: int) -> dict[str, tuple[int, ...]]:
     """Shapes to pre-allocate: the dynamic batch dimension set to the profile's max batch.
 
-    Only the batch (first) dimension may be dynamic: YOLOv8's input is (B, 3, H, W) and its head
-    (B, 4 + num_classes, num_anchors).
+    Only the batch (first) dimension may be dynamic: the input is (B, 3, H, W) and the head
+    (B, 4 + num_classes, num_anchors) or, end-to-end, (B, max_det, 6). A graph installed with a fixed
+    batch (NMS inside it for batch 1) has no dynamic dimension, and its profile's max batch is that batch.
     """
     shapes = {}
     for tensor in tensors:
@@ -49,7 +50,7 @@ class TensorRTRuntime:
     """Runs a serialized TensorRT engine.
 
     ``run`` takes float32 (B, 3, H, W) as NumPy (copied to the GPU) or as a CuPy array (copied
-    device-to-device into the input binding) and returns float32 (B, 4 + num_classes, num_anchors)
+    device-to-device into the input binding) and returns float32 (B, *head)
     on the same side. Batches above the profile's max run in chunks.
     """
 
@@ -78,7 +79,10 @@ class TensorRTRuntime:
         if len(inputs) != 1 or len(outputs) != 1:
             raise RuntimeUnavailable(f"expected an engine with 1 input and 1 output, got {[t.name for t in tensors]}")
         self.input, self.output = inputs[0], outputs[0]
-        self.max_batch_size = int(self._engine.get_tensor_profile_shape(self.input.name, 0)[2][0])
+        fixed_batch = self.input.shape[0]  # > 0 for a graph installed with a fixed batch: no profile from trtexec
+        self.max_batch_size = (
+            fixed_batch if fixed_batch > 0 else int(self._engine.get_tensor_profile_shape(self.input.name, 0)[2][0])
+        )
         self._context = self._engine.create_execution_context()
         self._stream = cp.cuda.Stream(non_blocking=True)
         shapes = binding_shapes(tensors, self.max_batch_size)
@@ -95,7 +99,7 @@ class TensorRTRuntime:
         )
 
     def run(self, images: Any) -> Any:
-        """float32 (B, 3, H, W) → float32 (B, 4 + num_classes, num_anchors), host or device like the input."""
+        """float32 (B, 3, H, W) → float32 (B, *head), host or device like the input."""
         on_device = is_device_array(images)
         chunks = [
             self._run_chunk(images[start : start + self.max_batch_size], on_device)

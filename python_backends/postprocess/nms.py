@@ -12,7 +12,7 @@ MAX_NMS = 30000  # boxes kept for NMS, by score
 
 @dataclass(frozen=True)
 class Detections:
-    """Detections for one image, sorted by descending score.
+    """Detections for one image, by descending score (an end-to-end head's: in the model's order).
 
     boxes: float32 (N, 4) x1, y1, x2, y2; scores: float32 (N,); class_ids: int32 (N,).
     """

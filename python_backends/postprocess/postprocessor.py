@@ -1,4 +1,4 @@
-"""Postprocessing: YOLOv8 head output → fixed-size detections in original-image pixels."""
+"""Postprocessing: the detector's output → fixed-size detections in original-image pixels."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from python_backends.postprocess.end2end import END2END_COLUMNS, end2end_detections
 from python_backends.postprocess.nms import Detections, non_max_suppression
+
+HEADS = ("raw", "end2end")  # (4 + classes, anchors) decoded with NMS here | (rows, 6) chosen by the model
+
+
+OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,29 @@ def check_threshold(name: str, value: float) -> float:
 
 
 class Postprocessor:
-    """Decode the head, run Ultralytics-style NMS, and rescale boxes to the original image."""
+    """Turn one image's head into detections in original-image pixels.
 
-    def __init__(self, num_classes: int, max_det: int = 300, conf_threshold: float = 0.25, iou_threshold: float = 0.7):
+    ``head_kind`` ``raw``: a YOLOv8/YOLO11 head, float32 (4 + num_classes, num_anchors), decoded with
+    Ultralytics-style NMS. ``end2end``: float32 (rows, 6) x1, y1, x2, y2, score, class id that the model
+    has chosen itself (YOLO26, YOLOv10, NMS in the graph): kept by score only, the IoU threshold is
+    checked but has no effect.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        max_det: int = 300,
+        conf_threshold: float = 0.25,
+        iou_threshold: float = 0.7,
+        head_kind: str = "raw",
+    ):
+        if head_kind not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head_kind!r}")
         self.num_classes = num_classes
         self.max_det = max_det
         self.conf_threshold = check_threshold("conf_threshold", conf_threshold)
         self.iou_threshold = check_threshold("iou_threshold", iou_threshold)
+        self.head_kind = head_kind
 
     def detect(
         self,
@@ -76,15 +98,20 @@ class Postprocessor:
         """Detections for one image in original-image pixels.
 
         Args:
-            head: float32 (4 + num_classes, num_anchors).
+            head: float32 (4 + num_classes, num_anchors) for a raw head, (rows, 6) for an end2end one.
             mapping: float32 (5,) gain, pad_x, pad_y, width, height from preprocessing (LETTERBOX).
             conf_threshold, iou_threshold: per-request values; None uses the defaults.
         """
-        if head.ndim != 2 or head.shape[0] != 4 + self.num_classes:
-            raise ValueError(f"head output must be (4 + {self.num_classes}, anchors), got {head.shape}")
         conf = self.conf_threshold if conf_threshold is None else check_threshold("conf_threshold", conf_threshold)
         iou = self.iou_threshold if iou_threshold is None else check_threshold("iou_threshold", iou_threshold)
-        found = non_max_suppression(head, conf, iou, self.max_det)
+        if self.head_kind == "end2end":
+            if head.ndim != 2 or head.shape[1] != END2END_COLUMNS:
+                raise ValueError(f"end2end head output must be (rows, {END2END_COLUMNS}), got {head.shape}")
+            found = end2end_detections(head, conf, self.max_det)
+        else:
+            if head.ndim != 2 or head.shape[0] != 4 + self.num_classes:
+                raise ValueError(f"head output must be (4 + {self.num_classes}, anchors), got {head.shape}")
+            found = non_max_suppression(head, conf, iou, self.max_det)
         return Detections(scale_boxes(found.boxes, mapping), found.scores, found.class_ids)
 
     def pad(self, found: Detections, mapping: np.ndarray) -> PaddedDetections:
@@ -96,3 +123,26 @@ class Postprocessor:
         boxes[:count], scores[:count], classes[:count] = found.boxes, found.scores, found.class_ids
         size = np.rint(mapping[3:5]).astype(np.int32)
         return PaddedDetections(np.array([count], dtype=np.int32), boxes, scores, classes, size)
+
+    def batch(
+        self,
+        heads: np.ndarray,
+        mappings: np.ndarray,
+        confs: list[float | None],
+        ious: list[float | None],
+    ) -> dict[str, np.ndarray]:
+        """A batch's outputs by name (``OUTPUTS``), each image's detections in its rows.
+
+        Args:
+            heads: float32 (B, 4 + num_classes, num_anchors) raw, or (B, rows, 6) end2end.
+            mappings: float32 (B, 5) LETTERBOX; confs, ious: B per-image thresholds (None: the default).
+
+        Returns:
+            num_dets (B, 1), det_boxes (B, max_det, 4), det_scores (B, max_det), det_classes (B, max_det),
+            image_size (B, 2), dtypes as in ``PaddedDetections``.
+        """
+        padded = [
+            self.pad(self.detect(head, mapping, conf, iou), mapping)
+            for head, mapping, conf, iou in zip(heads, mappings, confs, ious)
+        ]
+        return {name: np.stack([getattr(p, name) for p in padded]) for name in OUTPUTS}

@@ -1,12 +1,14 @@
-"""Prepare any Ultralytics YOLOv8 detection ONNX for serving.
+"""Prepare an Ultralytics detection ONNX (YOLOv8, YOLO11, YOLO26, YOLOv10; end-to-end or with NMS inside) for serving.
 
     python -m python_backends.prepare --onnx yolov8n.onnx [--repository model_repository]
     python -m python_backends.prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
     python -m python_backends.prepare --onnx yolov8n.onnx --cpu-runtime onnxruntime
 
-Reads class names, imgsz and stride from the ONNX metadata, makes the batch dimension
-dynamic (checking numerically that outputs do not change), installs the model with a
-labels file, and sets the configs' input size, class count and max_det to match.
+Reads class names, imgsz, stride and the kind of head from the ONNX metadata, makes the batch
+dimension dynamic (checking numerically that outputs do not change), installs the model with a
+labels file, and sets the configs' input size, head, class count and max_det to match. An end-to-end
+head (batch, max_det, 6) is served without NMS in postprocess, and at most its max_det rows per image;
+an export with NMS inside the graph that handles batch 1 only is served at batch 1.
 It then times ONNX Runtime and OpenVINO on the installed model and writes the CPU runtime that
 `runtime: auto` runs (`cpu_runtime`): OpenVINO only when it is clearly faster here
 (--cpu-runtime names one instead of measuring).
@@ -26,8 +28,10 @@ from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
     EngineBuildError,
     EngineOptions,
+    clamp_profile,
     compute_capability,
     import_tensorrt,
+    onnx_fixed_batch,
     parse_profile,
 )
 from python_backends.prepare.cpu_runtime import measure, write_cpu_runtime
@@ -50,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--onnx", required=True, type=Path, help="Ultralytics YOLOv8 detection ONNX export")
+    parser.add_argument("--onnx", required=True, type=Path, help="Ultralytics detection ONNX export")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     parser.add_argument("--max-det", type=int, default=300, help="detections kept per image (output rows)")
     parser.add_argument("--input-size", type=parse_input_size, help="N or HxW (default: the model's imgsz)")
@@ -77,8 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print(prepare(args.onnx, args.repository, args.max_det, DEFAULT_REPOSITORY, input_size=args.input_size))
         print(set_cpu_runtime(args.repository, args.cpu_runtime))
         if args.tensorrt:
-            height, width = args.input_size or _installed_size(args.repository)
-            options = EngineOptions(height, width, low, opt, high, fp16=args.fp16)
+            options = engine_options(args.repository, args.input_size, (low, opt, high), args.fp16)
             print(prepare_tensorrt(args.repository, options, args.engine_dir))
     except (UnsupportedModelError, FileNotFoundError, EngineBuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -97,6 +100,14 @@ def set_cpu_runtime(repository: Path, requested: str) -> str:
     return summary
 
 
-def _installed_size(repository: Path) -> tuple[int, int]:
-    info = read_model_info(onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")))
-    return info.input_height, info.input_width
+def engine_options(
+    repository: Path, input_size: tuple[int, int] | None, profile: tuple[int, int, int], fp16: bool
+) -> EngineOptions:
+    """The engine options for the installed model: ``input_size`` (default its imgsz), and ``profile``
+    within the batch the graph handles: its fixed batch when installed as exported (batch 1), else the
+    most its NMS loop takes (``max_batch``)."""
+    model_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    info = read_model_info(onnx.load(str(model_path)))
+    height, width = input_size or (info.input_height, info.input_width)
+    low, opt, high = clamp_profile(profile, onnx_fixed_batch(model_path) or info.max_batch)
+    return EngineOptions(height, width, low, opt, high, fp16=fp16)

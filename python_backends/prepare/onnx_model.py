@@ -1,4 +1,10 @@
-"""Inspect an Ultralytics YOLOv8 detection ONNX export and make its batch dimension dynamic."""
+"""Inspect an Ultralytics detection ONNX export and make its batch dimension dynamic.
+
+Two heads are served: ``raw`` (YOLOv8, YOLO11: (batch, 4 + classes, anchors), NMS in postprocess) and
+``end2end`` ((batch, max_det, 6) x1, y1, x2, y2, score, class, in network-input pixels: YOLO26 and
+YOLOv10 exported end-to-end, metadata ``end2end: True``, and any export with NMS inside the graph,
+``args`` with ``nms: True``).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +16,25 @@ import onnx
 from onnx import numpy_helper
 
 ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
+END2END_COLUMNS = 6  # x1, y1, x2, y2, score, class id
+TASK_KINDS = {
+    "segment": "a segmentation model",
+    "pose": "a pose model",
+    "obb": "an oriented bounding box (OBB) model",
+    "classify": "a classification model",
+}
 
 
 class UnsupportedModelError(ValueError):
-    """The ONNX file is not a YOLOv8 detection model this project can serve."""
+    """The ONNX file is not a detection model this project can serve."""
 
 
 @dataclass(frozen=True)
 class YoloModelInfo:
     """What the serving configs need to know about a model.
 
-    The head output is (batch, 4 + len(class_names), num_anchors).
+    The head output is (batch, 4 + len(class_names), num_anchors) when ``head`` is ``raw``, and
+    (batch, max_det, 6) when it is ``end2end``.
     """
 
     input_name: str
@@ -32,6 +46,15 @@ class YoloModelInfo:
     num_anchors: int
     batch_dim: int | str  # an int for a static batch, a name for a dynamic one
     metadata: tuple[tuple[str, str], ...] = ()  # the export's metadata_props (key, value), in order
+    head: str = "raw"  # raw | end2end
+    max_det: int = 0  # an end2end head's rows; 0 for a raw head
+    max_batch: int | None = None  # the most images one run of the graph handles; None: any, once batch-dynamic
+
+    def head_dims(self) -> list[int]:
+        """The head output's dims without the batch: [4 + classes, anchors] raw, [max_det, 6] end2end."""
+        if self.head == "end2end":
+            return [self.max_det, END2END_COLUMNS]
+        return [4 + len(self.class_names), self.num_anchors]
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -39,14 +62,20 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
 
 
 def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
-    """Read class names, imgsz and stride from the metadata and check the graph is a YOLOv8 detect head."""
+    """Read class names, imgsz and stride from the metadata and check the graph is a detection head we serve."""
     meta = {p.key: p.value for p in model.metadata_props}
     task = meta.get("task", "detect")
     if task != "detect":
-        raise UnsupportedModelError(f"model task is {task!r}; only YOLOv8 'detect' models are supported")
+        kind = f" ({TASK_KINDS[task]})" if task in TASK_KINDS else ""
+        raise UnsupportedModelError(f"model task is {task!r}{kind}; only 'detect' models are served")
+    if meta.get("head") == "RTDETRDecoder":
+        raise UnsupportedModelError(
+            "an RT-DETR model (head RTDETRDecoder: normalized centre boxes, no letterbox); only YOLO detection "
+            "heads are served"
+        )
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise UnsupportedModelError(
-            f"expected 1 input and 1 output (a YOLOv8 detection head), got "
+            f"expected 1 input and 1 output (a YOLO detection head), got "
             f"{len(model.graph.input)} inputs and {len(model.graph.output)} outputs"
         )
     model_input, model_output = model.graph.input[0], model.graph.output[0]
@@ -55,7 +84,8 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         raise UnsupportedModelError(f"input {model_input.name!r} must be rank 4 (batch, 3, H, W), got {in_dims}")
     if len(out_dims) != 3:
         raise UnsupportedModelError(
-            f"output {model_output.name!r} must be rank 3 (batch, 4 + classes, anchors), got {out_dims}"
+            f"output {model_output.name!r} must be rank 3 (batch, 4 + classes, anchors) or (batch, max_det, 6), "
+            f"got {out_dims}"
         )
     if "names" not in meta:
         raise UnsupportedModelError("no 'names' in the ONNX metadata: export the model with Ultralytics")
@@ -64,6 +94,22 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
     height, width = _image_size(meta, in_dims)
     stride = int(meta.get("stride", 32))
     num_anchors = sum((height // s) * (width // s) for s in ANCHOR_STRIDES)
+    args = _literal(meta.get("args"), {})
+    args = args if isinstance(args, dict) else {}
+    common = {
+        "input_name": model_input.name,
+        "output_name": model_output.name,
+        "input_height": height,
+        "input_width": width,
+        "class_names": class_names,
+        "stride": stride,
+        "num_anchors": num_anchors,
+        "batch_dim": in_dims[0],
+        "metadata": tuple(meta.items()),
+    }
+    exported_end2end = _literal(meta.get("end2end"), False) is True or args.get("nms") is True
+    if exported_end2end or out_dims[2] == END2END_COLUMNS:  # Ultralytics' own test: end2end, or 6 columns
+        return _end2end_info(common, out_dims, model_output.name, args)
     if out_dims[1] != 4 + len(class_names):
         raise UnsupportedModelError(
             f"output has {out_dims[1]} channels but the metadata names {len(class_names)} classes "
@@ -71,21 +117,52 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         )
     if isinstance(out_dims[2], int) and out_dims[2] != num_anchors:
         raise UnsupportedModelError(f"output has {out_dims[2]} anchors, expected {num_anchors} for {height}x{width}")
-    return YoloModelInfo(
-        input_name=model_input.name,
-        output_name=model_output.name,
-        input_height=height,
-        input_width=width,
-        class_names=class_names,
-        stride=stride,
-        num_anchors=num_anchors,
-        batch_dim=in_dims[0],
-        metadata=tuple(meta.items()),
-    )
+    return YoloModelInfo(**common)
+
+
+def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, args: dict) -> YoloModelInfo:
+    """The info of a (batch, max_det, 6) head; with NMS inside the graph, the batch it handles."""
+    if out_dims[2] != END2END_COLUMNS:
+        raise UnsupportedModelError(
+            f"the metadata says end-to-end (end2end or nms) but output {output_name!r} is {out_dims}; "
+            f"expected (batch, max_det, 6)"
+        )
+    if not isinstance(out_dims[1], int):
+        raise UnsupportedModelError(f"output {output_name!r} has a dynamic number of rows ({out_dims[1]!r})")
+    max_batch = nms_batch_limit(args, common["batch_dim"]) if args.get("nms") is True else None
+    return YoloModelInfo(**common, head="end2end", max_det=out_dims[1], max_batch=max_batch)
+
+
+def nms_batch_limit(args: dict, batch_dim: int | str) -> int:
+    """The most images per run that an export with NMS inside the graph handles.
+
+    Ultralytics' NMSModel runs NMS image by image in a loop that the export unrolls at its ``batch``
+    (padding to ``batch`` first only when ``dynamic``): a graph of a fixed batch (its input's
+    ``batch_dim``) handles exactly that batch; a batch-dynamic one up to the export's ``args`` batch,
+    padded. The images past the loop get no detections, silently, so no run may hold more.
+    """
+    if isinstance(batch_dim, int):
+        if batch_dim == 1:
+            return 1
+        raise UnsupportedModelError(
+            f"the NMS inside this graph runs exactly {batch_dim} images at a time; export with batch=1, "
+            f"or dynamic=True batch={batch_dim}"
+        )
+    return max(1, int(args.get("batch", 1)))
+
+
+def _literal(text: str | None, default: object) -> object:
+    """A metadata string as the Python literal it spells; ``default`` when absent or unparsable."""
+    if text is None:
+        return default
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError):
+        return default
 
 
 INT_KEYS = ("stride", "batch", "channels")  # Ultralytics' AutoBackend int()s these
-LITERAL_KEYS = ("args",)  # ... and eval()s these; also imgsz and names, which are replaced by the served ones
+LITERAL_KEYS = ("args", "end2end")  # ... and eval()s these; also imgsz and names, which are replaced by the served ones
 
 
 def ultralytics_metadata(info: YoloModelInfo) -> dict[str, object]:

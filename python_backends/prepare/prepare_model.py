@@ -16,7 +16,7 @@ from python_backends.prepare.onnx_model import (
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.prepare.repository import config_files, copy_template, install, set_parameter
+from python_backends.prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
 from python_backends.prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
 
 
@@ -39,17 +39,49 @@ def prepare(
     info = read_model_info(model)
     if input_size is not None:
         info = with_input_size(model, info, *input_size)
-    dynamic, rewritten = make_batch_dynamic(model)
-    original_bytes, dynamic_bytes = model.SerializeToString(), dynamic.SerializeToString()
-    diff = verify_same_outputs(original_bytes, dynamic_bytes, info)
+    installed, info, batching = served_graph(model, info)
     if template is not None and template.resolve() != repository.resolve():
         copy_template(template, repository)
-    model_path = install(repository, dynamic_bytes, info, max_det)
+    model_path = install(repository, installed, info, max_det)
     return (
         f"installed {onnx_path.name} -> {model_path}: {len(info.class_names)} classes, "
-        f"input {info.input_height}x{info.input_width}, {info.num_anchors} anchors, "
-        f"{rewritten} Reshape(s) made batch-dynamic (max |diff| {diff:.2g} at batch 2)"
+        f"input {info.input_height}x{info.input_width}, {head_summary(info, max_det)}, {batching}"
     )
+
+
+def served_graph(model: onnx.ModelProto, info: YoloModelInfo) -> tuple[bytes, YoloModelInfo, str]:
+    """The model to install, its info as served (``max_batch``), and a summary of its batching.
+
+    A graph with NMS inside (``info.max_batch`` set) is installed as exported: its loop, not its
+    Reshapes, fixes the batch, and the images it leaves out get zero rows, which a check on random
+    images (no detections either way) would not notice. Any other is made batch-dynamic and checked
+    against the export at batch 2. An end-to-end head of a batch-1 export that fails the check (a
+    top-k indexed with a fixed batch) is installed as exported and served at batch 1, saying why.
+    """
+    exported = model.SerializeToString()
+    if info.max_batch == 1:
+        return exported, info, "the NMS inside this graph handles batch 1 only: serving batch 1"
+    if info.max_batch is not None:
+        n = info.max_batch
+        return exported, info, f"the NMS inside this graph handles {n} images at most: serving batches of up to {n}"
+    dynamic, rewritten = make_batch_dynamic(model)
+    installed = dynamic.SerializeToString()
+    try:
+        diff = verify_same_outputs(exported, installed, info, batch=2)
+    except UnsupportedModelError as exc:
+        if info.head != "end2end" or info.batch_dim != 1:
+            raise
+        return exported, dataclasses.replace(info, max_batch=1), f"{exc}: serving batch 1 as exported"
+    return installed, info, f"{rewritten} Reshape(s) made batch-dynamic (max |diff| {diff:.2g} at batch 2)"
+
+
+def head_summary(info: YoloModelInfo, max_det: int) -> str:
+    """How the head is served, for prepare's summary line."""
+    if info.head == "raw":
+        return f"{info.num_anchors} anchors"
+    kept = served_max_det(info, max_det)
+    limit = f", {kept} kept per image (--max-det)" if kept < info.max_det else ""
+    return f"end-to-end head of {info.max_det} rows{limit} (no NMS in postprocess)"
 
 
 def with_input_size(model: onnx.ModelProto, info: YoloModelInfo, height: int, width: int) -> YoloModelInfo:

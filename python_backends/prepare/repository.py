@@ -8,11 +8,18 @@ import shutil
 from pathlib import Path
 
 from python_backends import PROJECT_ROOT
+from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, clamp_profile
 from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
-from python_backends.prepare.warmup import set_warmup_dims, write_warmup_files
+from python_backends.prepare.warmup import (
+    profile_batch_sizes,
+    set_warmup_batch_sizes,
+    set_warmup_dims,
+    write_warmup_files,
+)
 
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here
 STAGES = ("yolov8", "yolov8_raw", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
+MAX_BATCH = 32  # max_batch_size of the ensembles and yolov8_infer for a graph that takes any batch
 
 
 def set_dims(config: str, tensor: str, dims: list[int]) -> str:
@@ -21,6 +28,14 @@ def set_dims(config: str, tensor: str, dims: list[int]) -> str:
     new, count = pattern.subn(lambda m: m.group(1) + " " + ", ".join(map(str, dims)) + " " + m.group(2), config)
     if count == 0:
         raise ValueError(f"no tensor {tensor!r} with dims in the config")
+    return new
+
+
+def set_max_batch_size(config: str, max_batch: int) -> str:
+    """Replace the model's ``max_batch_size`` in config.pbtxt text."""
+    new, count = re.subn(r"^(max_batch_size:\s*)\d+", lambda m: f"{m.group(1)}{max_batch}", config, flags=re.M)
+    if count != 1:
+        raise ValueError(f"expected one max_batch_size in the config, found {count}")
     return new
 
 
@@ -39,16 +54,28 @@ def config_files(stage: Path) -> list[Path]:
     return [stage / "config.pbtxt", *sorted((stage / "configs").glob("*.pbtxt"))]
 
 
-def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
-    """Rewrite the models' config files (variants included) for this model's input size, class count and max_det.
+def served_max_det(info: YoloModelInfo, requested: int) -> int:
+    """The detections kept per image (the outputs' rows): ``requested``, at most an end2end head's rows."""
+    return min(requested, info.max_det) if info.head == "end2end" else requested
 
-    The warm-up samples' dims follow the tensors' own.
+
+def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
+    """Rewrite the models' config files (variants included) for this model's input size, head, class count,
+    max_det and batch size.
+
+    The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``).
+    A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
+    yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
+    at; any other gets ``MAX_BATCH`` and the default profile.
 
     yolov8_infer also gets the export's metadata (``ultralytics_metadata``) as a Python literal, which
     Ultralytics' ``YOLO("grpc://host:8001/yolov8_infer")`` client eval()s.
     """
     image = [3, info.input_height, info.input_width]
-    head = [4 + len(info.class_names), info.num_anchors]
+    head = info.head_dims()
+    max_det = served_max_det(info, max_det)
+    max_batch = min(info.max_batch or MAX_BATCH, MAX_BATCH)
+    profile = clamp_profile(DEFAULT_PROFILE, max_batch)
     metadata = repr(ultralytics_metadata(info))
     edits = {
         "yolov8_preprocess": lambda c: set_parameter(
@@ -56,29 +83,46 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             "input_width",
             str(info.input_width),
         ),
-        "yolov8_infer": lambda c: set_parameter(
-            set_warmup_dims(set_dims(set_dims(c, "images", image), "output0", head), "images", image),
-            "metadata",
-            metadata,
+        "yolov8_infer": lambda c: _batching(
+            set_parameter(
+                set_warmup_dims(set_dims(set_dims(c, "images", image), "output0", head), "images", image),
+                "metadata",
+                metadata,
+            ),
+            max_batch,
+            profile,
         ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameter(
                 set_parameter(
-                    set_warmup_dims(set_dims(c, "output0", head), "output0", head),
-                    "num_classes",
-                    str(len(info.class_names)),
+                    set_parameter(
+                        set_warmup_dims(set_dims(c, "output0", head), "output0", head),
+                        "num_classes",
+                        str(len(info.class_names)),
+                    ),
+                    "class_names",
+                    json.dumps(list(info.class_names)),
                 ),
-                "class_names",
-                json.dumps(list(info.class_names)),
+                "head",
+                info.head,
             ),
             max_det,
         ),
-        "yolov8": lambda c: _detections(c, max_det),
-        "yolov8_raw": lambda c: _detections(c, max_det),
+        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det), max_batch),
+        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det), max_batch),
     }
     for stage, edit in edits.items():
         for path in config_files(repository / stage):
             path.write_text(edit(path.read_text()))
+
+
+def _batching(config: str, max_batch: int, profile: tuple[int, int, int]) -> str:
+    """yolov8_infer's max_batch_size and TensorRT profile; a config that batches for the engine (no
+    ``preferred_batch_size``) warms up at the profile's batch sizes."""
+    config = set_parameter(set_max_batch_size(config, max_batch), "trt_batch_profile", ",".join(map(str, profile)))
+    if "preferred_batch_size" not in config:
+        config = set_warmup_batch_sizes(config, profile_batch_sizes(*profile))
+    return config
 
 
 def _detections(config: str, max_det: int) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from python_backends.prepare.onnx_model import YoloModelInfo
 
 IMAGE_FILE = "image.bin"  # yolov8_preprocess: IMAGE, TYPE_STRING [1]
-HEAD_FILE = "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors)
+HEAD_FILE = "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors) or end2end (max_det, 6)
 LETTERBOX_FILE = "letterbox.bin"  # yolov8_postprocess: LETTERBOX, float32 (5,)
 _SAMPLE = re.compile(r'\{ name: "batch_\d+", batch_size: \d+, (.*) \}')
 _WARMUP = re.compile(r"model_warmup \[\n(.*?)\n\]", re.S)
@@ -45,7 +45,13 @@ def synthetic_jpeg(width: int = 800, height: int = 600) -> bytes:
 
 
 def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
-    """float32 (4 + classes, anchors): ``boxes`` overlapping boxes above the confidence threshold, so NMS has work."""
+    """A head with ``boxes`` overlapping boxes above the confidence threshold, so postprocessing has work.
+
+    Raw: float32 (4 + classes, anchors), for NMS. End2end: float32 (max_det, 6), the boxes in the first
+    rows by descending score, then zero rows, as the model pads.
+    """
+    if info.head == "end2end":
+        return _warmup_rows(info, min(boxes, info.max_det))
     head = np.zeros((4 + len(info.class_names), info.num_anchors), np.float32)
     rng = np.random.default_rng(0)
     anchors = rng.choice(info.num_anchors, boxes, replace=False)
@@ -53,6 +59,18 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
     head[0:2, anchors] = rng.uniform(0.2, 0.8, (2, boxes)) * size  # cx, cy
     head[2:4, anchors] = rng.uniform(0.05, 0.3, (2, boxes)) * size  # w, h
     head[4 + anchors % len(info.class_names), anchors] = rng.uniform(0.3, 0.95, boxes)
+    return head
+
+
+def _warmup_rows(info: YoloModelInfo, boxes: int) -> np.ndarray:
+    """float32 (max_det, 6): ``boxes`` rows x1, y1, x2, y2, score, class inside the input, then zero rows."""
+    rng = np.random.default_rng(0)
+    size = np.array([info.input_width, info.input_height], np.float32)
+    centres, half = rng.uniform(0.2, 0.8, (boxes, 2)) * size, rng.uniform(0.025, 0.15, (boxes, 2)) * size
+    head = np.zeros((info.max_det, 6), np.float32)
+    head[:boxes, 0:2], head[:boxes, 2:4] = centres - half, centres + half  # x1, y1, x2, y2
+    head[:boxes, 4] = np.sort(rng.uniform(0.3, 0.95, boxes))[::-1]
+    head[:boxes, 5] = np.arange(boxes) % len(info.class_names)
     return head
 
 

@@ -1,15 +1,12 @@
-"""Triton Python model: NMS and rescaling. Coordinates ``python_backends.postprocess``."""
+"""Triton Python model: detections from the head, rescaled. Coordinates ``python_backends.postprocess``."""
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from python_backends.postprocess.postprocessor import Postprocessor, ThresholdError
+from python_backends.postprocess.postprocessor import OUTPUTS, Postprocessor, ThresholdError
 from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.gpu_arrays import to_host
 from python_backends.triton_helpers.tensors import input_array
-
-OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 
 
 def _optional(request, name, count):
@@ -27,6 +24,7 @@ class TritonPythonModel:
             max_det=int_parameter(params, "max_det", 300),
             conf_threshold=float_parameter(params, "conf_threshold", 0.25),
             iou_threshold=float_parameter(params, "iou_threshold", 0.7),
+            head_kind=params.get("head", "").strip() or "raw",
         )
         self.gate = DrainGate.from_environment()  # counts requests leaving the pipeline
         self.dtypes = {
@@ -41,20 +39,14 @@ class TritonPythonModel:
             self.gate.leave(len(requests))
 
     def _one(self, request):
-        # CPU or GPU tensors (FORCE_CPU_ONLY_INPUT_TENSORS "no"): the head is small, NMS runs on the host
+        # CPU or GPU tensors (FORCE_CPU_ONLY_INPUT_TENSORS "no"): the head is small, it is decoded on the host
         heads = to_host(input_array(pb_utils.get_input_tensor_by_name(request, "output0")))
         mappings = to_host(input_array(pb_utils.get_input_tensor_by_name(request, "LETTERBOX")))
         confs = _optional(request, "CONF_THRESHOLD", len(heads))
         ious = _optional(request, "IOU_THRESHOLD", len(heads))
         try:
-            padded = [
-                self.postprocessor.pad(self.postprocessor.detect(head, mapping, conf, iou), mapping)
-                for head, mapping, conf, iou in zip(heads, mappings, confs, ious)
-            ]
+            outputs = self.postprocessor.batch(heads, mappings, confs, ious)
         except ThresholdError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-        tensors = [
-            pb_utils.Tensor(name, np.stack([getattr(p, name) for p in padded]).astype(self.dtypes[name], copy=False))
-            for name in OUTPUTS
-        ]
+        tensors = [pb_utils.Tensor(name, outputs[name].astype(self.dtypes[name], copy=False)) for name in OUTPUTS]
         return pb_utils.InferenceResponse(output_tensors=tensors)

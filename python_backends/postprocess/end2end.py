@@ -1,0 +1,40 @@
+"""Detections from an end-to-end head: rows the model has already chosen, no NMS.
+
+YOLO26 and YOLOv10 exported end-to-end, and exports with NMS inside the graph (``nms=True``), output
+float32 (batch, rows, 6): x1, y1, x2, y2, score, class id, in network-input pixels, zero rows as padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from python_backends.postprocess.nms import Detections
+
+END2END_COLUMNS = 6  # x1, y1, x2, y2, score, class id
+
+
+def end2end_detections(
+    rows: np.ndarray, conf_threshold: float = 0.25, max_det: int = 300, classes: np.ndarray | None = None
+) -> Detections:
+    """Keep one image's rows the way Ultralytics' ``non_max_suppression`` does for an end-to-end head.
+
+    Rows with score > conf_threshold (and, with ``classes``, one of those class ids), in the model's order
+    (by descending score in Ultralytics' exports), the first ``max_det`` of them. The IoU threshold has no
+    part: the model has already removed overlaps.
+
+    Args:
+        rows: float32 (R, 6) x1, y1, x2, y2, score, class id.
+        classes: optional int array of class ids to keep.
+
+    Returns:
+        Detections in network-input pixels.
+    """
+    scores = rows[:, 4]
+    class_ids = rows[:, 5].astype(np.int32)
+    kept = scores > conf_threshold
+    if classes is not None:
+        kept &= np.isin(class_ids, classes)
+    index = np.flatnonzero(kept)[:max_det]
+    return Detections(
+        rows[index, :4].astype(np.float32), scores[index].astype(np.float32), class_ids[index].astype(np.int32)
+    )
