@@ -20,16 +20,20 @@ export, writes the graph (``<name>.graph.onnx.gz``) and a recipe (``<name>.recip
 then rebuilds each model with materialize.py (the code the tests run) and checks it:
 
 - The random models (yolo11n, yolo26n_e2e) have no trained weights. Their parameters are refilled
-  from seeded draws, not from torch's initialisation:
+  from seeded draws, not from torch's initialisation, calibrated on bus.jpg:
 
-  - Every Conv weight is a ``uniform`` draw, rescaled so that its Conv's output on the calibration
-    photo has standard deviation 1. Activations then neither vanish nor explode through the depth.
-  - Every bias keeps the export's value. The BatchNorm-fused biases are 0 and the box biases 1.
-  - The DFL Conv keeps its fixed 0..15 weight.
-  - The head's last box Convs output ``BOX_LOGIT_STD``. The last class Convs output ``CLASS_LOGIT_STD``
-    around a bias of ``CLASS_BIAS``. With Ultralytics' initial class bias (about -5 to -8) and random
-    weights, every score sits near 0.004 (all 300 of YOLO26's end-to-end scores tie). The spread
-    logits give varied, untied scores, and a few percent of the anchors pass conf 0.25.
+  - Every body Conv weight is a ``uniform`` draw whose range gives its Conv's output a standard
+    deviation of ``BODY_STD``. At that scale SiLU acts as ReLU, so a photo's contrast passes through
+    the depth evenly: at 1, activations shrank to 0.03 on one photo and grew to 12 on another, and
+    scores saturated at 1.0 and tied.
+  - The head's last box Convs output ``box_std``: DFL logits for YOLO11, side distances for YOLO26.
+  - The head's last class Convs output ``CLASS_LOGIT_STD``, with the bias set so that a photo of pure
+    letterbox gray scores at most sigmoid(``CLASS_BIAS``). The padding, where every anchor sees the
+    same features and would score the same, stays under conf 0.25; the photos' content passes it in
+    varied, untied scores. With Ultralytics' own initial class bias (about -5 to -8) and random
+    weights, every score sits near 0.004, and all 300 of YOLO26's end-to-end scores tie.
+  - The other biases keep the export's value (0 after BatchNorm fusion, 1 or 2 for the box branch),
+    and the DFL Conv keeps its fixed 0..15 weight.
 
 - fall_nms's parameters are copied by name from the default model (.cache/models/yolov8s-fall-detection.onnx,
   where ``model.X`` is ``model.model.X`` of this export). Its fused weights differ from this export's
@@ -72,7 +76,8 @@ ULTRALYTICS_VERSION = "8.4.190"
 CALIBRATION_PHOTO = "bus.jpg"
 BODY_STD = 30.0  # std of every body Conv's output: SiLU acts as ReLU there, so scale passes through evenly
 CLASS_LOGIT_STD = 2.0  # std of the last class Convs' outputs, before the bias
-CLASS_BIAS = -5.0  # 1.95 std below conf 0.25 (logit -1.1): a tail of a few percent of the anchors passes
+LETTERBOX_GRAY = 114  # Ultralytics' padding value
+CLASS_BIAS = -2.5  # the padding's highest logit: sigmoid(-2.5) = 0.076, under conf 0.25
 FALL_MAX_DIFF = 1e-3  # box pixels and scores, the rebuilt fall_nms against Ultralytics' export
 HEAD_BOX = re.compile(r"\.(one2one_)?cv2\.\d+\.2\.weight$")  # the last Conv of each level's box branch
 HEAD_CLASS = re.compile(r"\.(one2one_)?cv3\.\d+\.2\.(weight|bias)$")  # the last Conv of each class branch
@@ -189,9 +194,11 @@ def random_entries(model: onnx.ModelProto, imgsz: list[int], box_std: float) -> 
     output (bias excluded) on the calibration photo have the standard deviation its role asks for:
     BODY_STD in the body, ``box_std`` and CLASS_LOGIT_STD in the head's last Convs. A Conv's output is
     linear in its weight, so one measurement sets the range. Biases keep the export's constant value,
-    except the last class Convs': CLASS_BIAS less the mean their weight adds. The DFL weight stays 0..15.
+    except the last class Convs': CLASS_BIAS less the highest logit their weight gives an all-gray
+    (all-padding) input. The DFL weight stays 0..15.
     """
     batch = letterboxed(CALIBRATION_PHOTO, imgsz)
+    gray = np.full_like(batch, LETTERBOX_GRAY / 255)  # all padding: every anchor sees the same features
     initializers = {t.name: t for t in model.graph.initializer}
     made = {}
     for node in (n for n in model.graph.node if n.op_type == "Conv"):
@@ -211,8 +218,9 @@ def random_entries(model: onnx.ModelProto, imgsz: list[int], box_std: float) -> 
         is_class = bool(HEAD_CLASS.search(name))
         target = CLASS_LOGIT_STD if is_class else box_std if HEAD_BOX.search(name) else BODY_STD
         made[name] = entry(weight, **symmetric(name, target / float(values.std())))
-        shift = float(values.mean()) * made[name]["uniform"]["high"]  # the trial draw spans [-1, 1)
-        value = CLASS_BIAS - shift if is_class else float(exported_bias.flat[0])
+        if is_class:  # the trial draw spans [-1, 1): outputs scale by the final half width
+            padding = float(output_values(model, node.output[0], gray).max()) * made[name]["uniform"]["high"]
+        value = CLASS_BIAS - padding if is_class else float(exported_bias.flat[0])
         made[bias.name] = entry(bias, fill=float(f"{value:.6g}"))
         set_tensor(weight, filled(made[name]))
         set_tensor(bias, filled(made[bias.name]))
