@@ -1,8 +1,13 @@
 """Export the test models of other Ultralytics families and write their weightless graphs and recipes.
 
-Run once, in an environment with Ultralytics 8.4.190 and torch (the project never depends on them):
+Run once, in a separate environment (the project never depends on these), made with
 
-    python tests/models/make_models.py [--artifacts DIR] [--work DIR]
+    python3 -m venv /work/ulvenv && /work/ulvenv/bin/pip install ultralytics==8.4.190 onnx==1.17.0 \
+        onnxruntime==1.20.1 onnxslim==0.1.98 torch==2.14.1 torchvision==0.29.1
+    /work/ulvenv/bin/python tests/models/make_models.py [--artifacts DIR] [--work DIR]
+
+(torch and torchvision must be builds of one kind: the exporter's ``nms=True`` needs torchvision's
+compiled NMS op; onnxslim is what Ultralytics simplifies the graph with, as on a user's machine.)
 
 Each model is an ONNX export made by Ultralytics itself:
 

@@ -1,9 +1,9 @@
 """Generate tests/reference/model_families.json: Ultralytics' predict on the models of tests/models/.
 
-Run once, in the environment that made the models (Ultralytics 8.4.190, onnxruntime 1.20.1; the
-project never depends on them):
+Run once, in the environment that made the models (see tests/models/make_models.py; the project
+never depends on Ultralytics):
 
-    python tests/reference/make_family_reference.py
+    /work/ulvenv/bin/python tests/reference/make_family_reference.py
 
 Each model is rebuilt from its committed graph and recipe by tests/models/materialize.py, the code
 the tests run. ``YOLO(model, task="detect").predict`` then runs on every sample photo, at the model's
