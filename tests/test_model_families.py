@@ -33,11 +33,10 @@ from python_backends.prepare.prepare_model import prepare
 from serving.server import TritonServer
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "model_families.json").read_text())
-NEEDS_END2END = pytest.mark.xfail(strict=True, reason="needs the end2end head in prepare")
 FAMILIES = [
     pytest.param("yolo11n", id="yolo11n"),
-    pytest.param("yolo26n_e2e", id="yolo26n_e2e", marks=NEEDS_END2END),
-    pytest.param("fall_nms", id="fall_nms", marks=NEEDS_END2END),
+    pytest.param("yolo26n_e2e", id="yolo26n_e2e"),
+    pytest.param("fall_nms", id="fall_nms"),
 ]
 CLASS_NAMES = {"yolo11n": ["red", "green", "blue"], "yolo26n_e2e": ["cat", "dog"], "fall_nms": ["Normal", "Fall"]}
 SERVED_MAX_BATCH = {"yolo11n": 32, "yolo26n_e2e": 32, "fall_nms": 1}  # the NMS inside fall_nms handles batch 1
