@@ -92,7 +92,8 @@ class ClusterProcess:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: ``error`` is the gRPC status name of a failure ('' for a success)."""
+    """One request: ``error`` is the gRPC status name of a failure, or the exception's type name for a failure
+    that is not a gRPC status ('' for a success)."""
 
     client: int
     started: float
@@ -114,7 +115,7 @@ def same_detections(a: DetectionResult, b: DetectionResult, tolerance_px: float 
 
 @dataclass
 class Load:
-    """``clients`` threads sending ``image`` (encoded bytes) to ``url`` until ``stop``.
+    """``clients`` threads sending ``image`` (encoded bytes, or a path) to ``url`` until ``stop``.
 
     ``retries`` is the client's retry budget on UNAVAILABLE (0: every UNAVAILABLE counts as a loss).
     """
@@ -149,6 +150,7 @@ class Load:
         return sorted(self.outcomes, key=lambda o: o.started)
 
     def _run(self, index: int) -> None:
+        """Send until ``stop``; every request ends as one Outcome, whatever it raised."""
         with YoloTritonClient(self.url, timeout_s=self.timeout_s, retries=self.retries, backoff_s=0.1) as client:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -157,6 +159,8 @@ class Load:
                     error, correct = "", same_detections(result, self.expected)
                 except DetectionError as exc:
                     error, correct = exc.status.removeprefix("StatusCode."), True
+                except Exception as exc:  # a loss of any kind is counted, not a silent end of the thread
+                    error, correct = type(exc).__name__, False
                 outcome = Outcome(index, started, time.monotonic(), error, client.last_attempts, correct)
                 with self._lock:
                     self.outcomes.append(outcome)
