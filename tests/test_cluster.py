@@ -154,35 +154,68 @@ def test_autoscaling_signal_rises_under_load(cluster, bus, expected):
 
 
 def bytes_to_replicas(cluster: ClusterProcess) -> int:
-    """Request bytes HAProxy has sent to the replicas so far."""
+    """Request bytes HAProxy has sent to the replicas so far (counted when a stream ends)."""
     return sum(int(row["bin"]) for row in balancer_stats(cluster.state_dir) if row["svname"].startswith("replica-"))
+
+
+def requests_at_balancer(cluster: ClusterProcess, frontend: str) -> int:
+    """Requests HAProxy's ``frontend`` (grpc_in, http_in) has received from nginx so far (counted at their headers)."""
+    (row,) = [r for r in balancer_stats(cluster.state_dir) if r["pxname"] == frontend and r["svname"] == "FRONTEND"]
+    return int(row["req_tot"])
+
+
+def tritonserver_pids(cluster: ClusterProcess) -> list[int]:
+    """Each replica's tritonserver process: a crashed one is gone, and its restart has another pid."""
+    return [
+        pid
+        for replica in cluster.replicas()
+        for pid in group_pids(replica["pgid"])
+        if Path(f"/proc/{pid}/exe").resolve().name == "tritonserver"
+    ]
+
+
+def http_ready_through_the_balancer(cluster: ClusterProcess) -> None:
+    with urllib.request.urlopen(f"{cluster.http_url}/v2/health/ready", timeout=60) as reply:
+        assert reply.status == 200
 
 
 def test_oversized_request_refused_at_the_balancer(cluster, bus):
     fails, sent = cluster.fail_counts(), bytes_to_replicas(cluster)
+    grpc_requests = requests_at_balancer(cluster, "grpc_in")
     client = grpcclient.InferenceServerClient(cluster.grpc_url)
     try:
         with pytest.raises(InferenceServerException) as refused:
             client.infer("yolov8", [image_input(b"\xff" * (BODY_CAP_BYTES + 8 * 2**20))], client_timeout=60)
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
         assert "refused by the gateway" in refused.value.message()
-        time.sleep(1)  # HAProxy counts a stream's bytes when it ends
-        assert bytes_to_replicas(cluster) == sent, "no byte of it reached a replica"
         reply = client.infer("yolov8", [image_input(bus)], client_timeout=60)
         assert reply.as_numpy("num_dets")[0, 0] >= 1
     finally:
         client.close()
+    # HAProxy counted the request after it when its headers came, and its bytes when its stream ended:
+    # had nginx passed any of the oversized one on, both counts would show it
+    assert requests_at_balancer(cluster, "grpc_in") == grpc_requests + 1, "the oversized request reached HAProxy"
+    deadline = time.monotonic() + 30
+    while bytes_to_replicas(cluster) == sent:
+        assert time.monotonic() < deadline, "HAProxy never counted the small request's bytes"
+        time.sleep(0.05)
+    assert bytes_to_replicas(cluster) - sent < 2 * len(bus), "no byte of the oversized request reached a replica"
+    http_requests = requests_at_balancer(cluster, "http_in")
     request = urllib.request.Request(
         f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer", data=b"x" * (BODY_CAP_BYTES + 1), method="POST"
     )
     with pytest.raises(urllib.error.HTTPError) as http_refused:
         urllib.request.urlopen(request, timeout=60)
     assert http_refused.value.code == 413
+    http_ready_through_the_balancer(cluster)
+    assert requests_at_balancer(cluster, "http_in") == http_requests + 1, "the oversized request reached HAProxy"
     assert cluster.fail_counts() == fails, "no replica saw the oversized requests"
 
 
 def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
     """tritonserver 2.51 segfaulted on a valid 8 MiB JSON request (and 4 MiB of non-JSON): the balancer refuses it."""
+    servers, http_requests = tritonserver_pids(cluster), requests_at_balancer(cluster, "http_in")
+    assert len(servers) == 2
     image = {"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES", "data": ["x" * 8 * 2**20]}
     request = urllib.request.Request(
         f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer",
@@ -192,7 +225,10 @@ def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
-    time.sleep(1)  # a crashed tritonserver is noticed within 0.5 s
+    # the next request through the balancer is the only one HAProxy received: no replica got the JSON body
+    http_ready_through_the_balancer(cluster)
+    assert requests_at_balancer(cluster, "http_in") == http_requests + 1, "the JSON body reached HAProxy"
+    assert tritonserver_pids(cluster) == servers, "a tritonserver crashed"
     for replica in ("replica-0", "replica-1"):
         assert "restarting tritonserver" not in (cluster.state_dir / replica / "supervisor.log").read_text()
 
