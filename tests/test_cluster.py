@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,16 +24,24 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
-from cluster.config import BODY_CAP_BYTES
-from cluster.local import balancer_stats, group_pids
+from cluster.config import BODY_CAP_BYTES, FrontPorts
+from cluster.local import Cluster, ClusterError, balancer_stats, find_tool, group_pids
 from serving.processes import child_pids, is_alive, shm_regions
+from serving.server import free_port
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
 
 
+def non_root_path() -> str:
+    """PATH as a non-root login has it: without the sbin directories, where Debian puts nginx and haproxy."""
+    sbin = {"/usr/local/sbin", "/usr/sbin", "/sbin"}
+    return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d.rstrip("/") not in sbin)
+
+
 @pytest.fixture(scope="module")
 def cluster(model_repository, tmp_path_factory):
-    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"))
+    env = os.environ | {"PATH": non_root_path()}
+    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"), env=env)
     try:
         running.wait_serving()
         yield running
@@ -255,16 +262,28 @@ def test_cluster_that_cannot_start(model_repository, tmp_path):
         blocked = ClusterProcess(model_repository, tmp_path / "port", f"--grpc-port={port}")
         assert blocked.process.wait(60) == 1
     assert f"port {port} (gRPC) is already in use" in blocked.log.read_text()
+    assert not (blocked.state_dir / "replicas.json").exists() and not child_pids(blocked.process.pid)
     tools = tmp_path / "bin"
     tools.mkdir()
     for tool in ("nginx", "prometheus"):
-        (tools / tool).symlink_to(shutil.which(tool))
-    env = os.environ | {"PATH": str(tools)}
-    missing = ClusterProcess(model_repository, tmp_path / "tool", env=env)
-    assert missing.process.wait(60) == 1
-    assert "haproxy is not installed: run `make setup`" in missing.log.read_text()
-    for attempt in (blocked, missing):
-        assert not (attempt.state_dir / "replicas.json").exists() and not child_pids(attempt.process.pid)
+        (tools / tool).symlink_to(find_tool(tool))
+    front = FrontPorts(*(free_port() for _ in range(6)))
+    missing = Cluster(2, front, model_repository, tmp_path / "tool", find=lambda t: find_tool(t, str(tools), ()))
+    with pytest.raises(ClusterError, match=r"^haproxy is not installed: run `make setup`"):
+        missing.start()
+    assert not (tmp_path / "tool").exists() and all(r.process is None for r in missing.replicas)
+
+
+def test_tools_are_found_on_path_then_in_the_system_directories(tmp_path):
+    on_path, system = tmp_path / "bin", tmp_path / "sbin"
+    for folder, tool in ((on_path, "nginx"), (system, "nginx"), (system, "haproxy")):
+        folder.mkdir(exist_ok=True)
+        (folder / tool).write_text("#!/bin/sh\n")
+        (folder / tool).chmod(0o755)
+    assert find_tool("nginx", str(on_path), (str(system),)) == str(on_path / "nginx")
+    assert find_tool("haproxy", str(on_path), (str(system),)) == str(system / "haproxy")
+    assert find_tool("haproxy", str(on_path), ()) is None
+    assert find_tool("prometheus", str(on_path), (str(system),)) is None
 
 
 def test_ctrl_c_drains_the_replicas_and_leaves_nothing(cluster):

@@ -343,9 +343,10 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
 def gateway(triton, tmp_path_factory):
     """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
     from cluster.config import gateway_config
+    from cluster.local import find_tool
     from serving.server import free_port, http_ok
 
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    nginx = find_tool("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed here")
     grpc_port, http_port, health_port = free_port(), free_port(), free_port()
