@@ -9,6 +9,7 @@ match the expected ones.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,16 @@ class ClusterProcess:
 
     def states(self) -> dict[tuple[str, str], str]:
         return balancer_states(self.state_dir)
+
+    def balancer_command(self, command: str) -> str:
+        """One command to HAProxy's runtime API (its stats socket, admin level); its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.state_dir / "haproxy.sock"))
+            sock.sendall(command.encode() + b"\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer.decode()
 
     def wait_all_up(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
