@@ -25,7 +25,6 @@ import json
 import math
 import os
 import signal
-import socket
 import statistics
 import time
 import urllib.error
@@ -61,7 +60,7 @@ def added_latency(cluster: ClusterProcess, pairs: int) -> dict:
 
     replica-1 is in maintenance meanwhile, so both paths end at the same server.
     """
-    haproxy_command(cluster, "set server grpc_replicas/replica-1 state maint")
+    cluster.balancer_command("set server grpc_replicas/replica-1 state maint")
     direct = grpcclient.InferenceServerClient(f"127.0.0.1:{cluster.replicas()[0]['grpc_port']}")
     balanced = grpcclient.InferenceServerClient(cluster.grpc_url)
     inputs = image_request(IMAGE.read_bytes())
@@ -88,16 +87,9 @@ def added_latency(cluster: ClusterProcess, pairs: int) -> dict:
         }
     direct.close()
     balanced.close()
-    haproxy_command(cluster, "set server grpc_replicas/replica-1 state ready")
+    cluster.balancer_command("set server grpc_replicas/replica-1 state ready")
     cluster.wait_all_up()
     return result
-
-
-def haproxy_command(cluster: ClusterProcess, command: str) -> str:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(cluster.state_dir / "haproxy.sock"))
-        sock.sendall(command.encode() + b"\n")
-        return sock.recv(65536).decode()
 
 
 def throughput(cluster: ClusterProcess, expected, seconds: float, clients: int) -> dict:
@@ -257,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             "desired_replicas": math.ceil(2 * average / target) if values else None,
         }
         report["grafana_panels_series"] = grafana_panels(cluster, args.dashboard)
-        haproxy_command(cluster, "set server grpc_replicas/replica-1 state maint")
+        cluster.balancer_command("set server grpc_replicas/replica-1 state maint")
         report["one_replica"] = throughput(cluster, expected, args.seconds, args.clients)
-        haproxy_command(cluster, "set server grpc_replicas/replica-1 state ready")
+        cluster.balancer_command("set server grpc_replicas/replica-1 state ready")
         cluster.wait_all_up()
         report["failover"] = failover(cluster, expected, clients=4)
     finally:

@@ -9,6 +9,7 @@ match the expected ones.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +69,16 @@ class ClusterProcess:
     def states(self) -> dict[tuple[str, str], str]:
         return balancer_states(self.state_dir)
 
+    def balancer_command(self, command: str) -> str:
+        """One command to HAProxy's runtime API (its stats socket, admin level); its answer."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self.state_dir / "haproxy.sock"))
+            sock.sendall(command.encode() + b"\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        return answer.decode()
+
     def wait_all_up(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
         while not (self.states() and all(s == "UP" for s in self.states().values())):
@@ -92,7 +103,8 @@ class ClusterProcess:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: ``error`` is the gRPC status name of a failure ('' for a success)."""
+    """One request: ``error`` is the gRPC status name of a failure, or the exception's type name for a failure
+    that is not a gRPC status ('' for a success)."""
 
     client: int
     started: float
@@ -114,7 +126,7 @@ def same_detections(a: DetectionResult, b: DetectionResult, tolerance_px: float 
 
 @dataclass
 class Load:
-    """``clients`` threads sending ``image`` (encoded bytes) to ``url`` until ``stop``.
+    """``clients`` threads sending ``image`` (encoded bytes, or a path) to ``url`` until ``stop``.
 
     ``retries`` is the client's retry budget on UNAVAILABLE (0: every UNAVAILABLE counts as a loss).
     """
@@ -149,6 +161,7 @@ class Load:
         return sorted(self.outcomes, key=lambda o: o.started)
 
     def _run(self, index: int) -> None:
+        """Send until ``stop``; every request ends as one Outcome, whatever it raised."""
         with YoloTritonClient(self.url, timeout_s=self.timeout_s, retries=self.retries, backoff_s=0.1) as client:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -157,6 +170,8 @@ class Load:
                     error, correct = "", same_detections(result, self.expected)
                 except DetectionError as exc:
                     error, correct = exc.status.removeprefix("StatusCode."), True
+                except Exception as exc:  # a loss of any kind is counted, not a silent end of the thread
+                    error, correct = type(exc).__name__, False
                 outcome = Outcome(index, started, time.monotonic(), error, client.last_attempts, correct)
                 with self._lock:
                     self.outcomes.append(outcome)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cluster.config import (
@@ -43,11 +44,21 @@ STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
 DRAIN_DELAY_S = 3 * CHECK_INTERVAL_MS / 1000  # agent check read at least twice before the replica refuses work
 REPLICA_EXIT_TIMEOUT_S = 10
 MAX_RESTARTS, RESTART_WINDOW_S = 5, 600.0  # per replica: more means it cannot serve, restarting only hides that
+TOOLS = ("nginx", "haproxy", "prometheus")
+SYSTEM_TOOL_DIRS = ("/usr/sbin", "/sbin")  # where Debian installs nginx and haproxy; a non-root PATH lacks them
 log = logging.getLogger("cluster")
 
 
 class ClusterError(RuntimeError):
     """The cluster cannot start: the message names the cause."""
+
+
+def find_tool(name: str, search_path: str | None = None, system_dirs: tuple[str, ...] = SYSTEM_TOOL_DIRS) -> str | None:
+    """The executable ``name`` on ``search_path`` (default: PATH), else in ``system_dirs``; None if neither has it."""
+    found = shutil.which(name, path=search_path)
+    if found is None and system_dirs:
+        found = shutil.which(name, path=os.pathsep.join(system_dirs))
+    return found
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -186,8 +197,16 @@ class Helper:
 class Cluster:
     """Start, supervise and stop the replicas, the balancers and Prometheus."""
 
-    def __init__(self, replicas: int, front: FrontPorts, repository: Path, state_dir: Path):
-        self.front, self.state_dir = front, state_dir
+    def __init__(
+        self,
+        replicas: int,
+        front: FrontPorts,
+        repository: Path,
+        state_dir: Path,
+        find: Callable[[str], str | None] = find_tool,
+    ):
+        self.front, self.state_dir, self.find = front, state_dir, find
+        self.tools: dict[str, str] = {}  # name → executable, found by preflight
         admin_key = secrets.token_urlsafe(24)
         ports = [ReplicaPorts(free_port(), free_port(), free_port(), free_port()) for _ in range(replicas)]
         self.replicas = [Replica(i, p, repository, state_dir, admin_key) for i, p in enumerate(ports)]
@@ -197,9 +216,11 @@ class Cluster:
 
     def preflight(self) -> None:
         """Refuse to start, before starting anything, when a tool is missing or a public port is taken."""
-        for tool in ("nginx", "haproxy", "prometheus"):
-            if shutil.which(tool) is None:
+        for tool in TOOLS:
+            found = self.find(tool)
+            if found is None:
                 raise ClusterError(f"{tool} is not installed: run `make setup` (it installs Debian's {tool})")
+            self.tools[tool] = found
         named = {
             "gRPC": self.front.grpc_port,
             "HTTP": self.front.http_port,
@@ -218,16 +239,17 @@ class Cluster:
         for replica in self.replicas:
             replica.start()
         self.write_replicas_json()
-        check = subprocess.run(["haproxy", "-c", "-q", "-f", str(configs["haproxy"])], capture_output=True, text=True)
+        haproxy = self.tools["haproxy"]
+        check = subprocess.run([haproxy, "-c", "-q", "-f", str(configs["haproxy"])], capture_output=True, text=True)
         if check.returncode != 0:
             raise ClusterError(f"haproxy refused its configuration: {check.stdout}{check.stderr}")
-        self._helper("haproxy", ["haproxy", "-db", "-f", str(configs["haproxy"])])
+        self._helper("haproxy", [haproxy, "-db", "-f", str(configs["haproxy"])])
         nginx_prefix = str(self.state_dir / "nginx")
-        self._helper("nginx", ["nginx", "-e", "stderr", "-p", nginx_prefix, "-c", str(configs["nginx"])])
+        self._helper("nginx", [self.tools["nginx"], "-e", "stderr", "-p", nginx_prefix, "-c", str(configs["nginx"])])
         self._helper(
             "prometheus",
             [
-                "prometheus",
+                self.tools["prometheus"],
                 f"--config.file={configs['prometheus']}",
                 f"--storage.tsdb.path={self.state_dir / 'prometheus'}",
                 f"--web.listen-address=127.0.0.1:{self.front.prometheus_port}",

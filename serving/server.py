@@ -62,7 +62,7 @@ class TritonServer:
         self.own_process_group = own_process_group
         self.log_path = None if log_path is None else Path(log_path)
         self.process: subprocess.Popen | None = None
-        self.stubs: list[StubProcess] = []
+        self.stubs: list[StubProcess] = []  # its Python stubs: those seen so far while it loads, then the ready ones
         self.shm: set[Path] = set()
         self.gate = DrainGate(None)
 
@@ -98,13 +98,13 @@ class TritonServer:
         loading: dict[int, StubProcess] = {}  # each stub seen while the models load (some exit before ready)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.stubs = list(loading.values())  # a crash while loading (2.51's on a failed warm-up)
-                self._clean_up()  # orphaned them: killed here, their shared memory removed
+                self._clean_up()  # a crash while loading (2.51's on a failed warm-up) orphaned the stubs seen
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
             if self.is_ready():
                 self._record_resources()
                 return self
             loading |= {stub.pid: stub for stub in stub_processes(self.process.pid)}
+            self.stubs = list(loading.values())  # seen so far: killed, their shared memory removed, if it dies
             self.shm |= shm_regions([self.process.pid, *loading])
             time.sleep(0.25)
         self.stop()

@@ -40,11 +40,6 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def large_jpeg(photo: bytes, width: int, height: int) -> bytes:
-    """A real photo stretched to ``width`` x ``height`` and re-encoded: a valid image that is slow to decode."""
-    return encode(cv2.resize(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR), (width, height)), ".jpg")
-
-
 def pasted(photo: np.ndarray, width: int, height: int, x: int, y: int) -> np.ndarray:
     """``photo`` (H, W, 3) uint8 pasted at (x, y) into a ``width`` x ``height`` canvas of gray 114 (letterbox pad)."""
     canvas = np.full((height, width, 3), 114, np.uint8)

@@ -1,4 +1,5 @@
-"""Hold the preprocess (and infer) stage of a real tritonserver busy, through its CPU-activity lock.
+"""Hold the preprocess (and infer) stage of a real tritonserver busy, through its CPU-activity lock, and see
+where a request is: in a stage's ``execute`` (it holds or waits for the lock) or in its queue (Triton's metrics).
 
 Preprocess takes the server's CPU-activity lock shared in ``execute`` while it decodes, and infer while
 it runs (``python_backends/triton_helpers/cpu_activity.py``). While a test holds that lock exclusively, a
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,14 +33,35 @@ def stages_held(server_pid: int) -> Iterator[Path]:
         os.close(fd)
 
 
-def waits_for_lock(pid: int, path: Path) -> bool:
-    """Process ``pid`` is blocked on an flock of ``path`` (a ``->`` line of /proc/locks)."""
+def _lock_lines(pid: int, path: Path) -> list[list[str]]:
+    """The /proc/locks lines of process ``pid`` on ``path``, split into fields."""
     inode = os.stat(path).st_ino
+    lines = []
     for line in Path("/proc/locks").read_text().splitlines():
         fields = line.split()  # id: [->] FLOCK ADVISORY READ|WRITE pid major:minor:inode start end
-        if "->" in fields and fields[-4] == str(pid) and int(fields[-3].rsplit(":", 1)[1]) == inode:
-            return True
-    return False
+        if fields[-4] == str(pid) and int(fields[-3].rsplit(":", 1)[1]) == inode:
+            lines.append(fields)
+    return lines
+
+
+def waits_for_lock(pid: int, path: Path) -> bool:
+    """Process ``pid`` is blocked on an flock of ``path`` (a ``->`` line of /proc/locks)."""
+    return any("->" in fields for fields in _lock_lines(pid, path))
+
+
+def holds_lock(pid: int, path: Path) -> bool:
+    """Process ``pid`` holds an flock of ``path``: a stage working inside ``execute``."""
+    return any("->" not in fields for fields in _lock_lines(pid, path))
+
+
+def pending_requests(metrics_port: int, model: str) -> int:
+    """Requests waiting in ``model``'s queue, not yet in an instance's ``execute`` (Triton's
+    ``nv_inference_pending_request_count`` on 127.0.0.1:``metrics_port``)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    found = re.search(rf'^nv_inference_pending_request_count{{model="{model}",version="1"}} (\d+)$', text, re.M)
+    assert found, f"no pending-request metric for {model}"
+    return int(found.group(1))
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:

@@ -1,6 +1,5 @@
 """Bad and unusual input through the real server: each bad request fails alone, clearly; the next succeeds."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -8,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from bad_images import cmyk_jpeg, encode, hdr_bomb, jpeg_with_size, large_jpeg, palette_png, pasted, png_bomb
+from bad_images import cmyk_jpeg, encode, hdr_bomb, jpeg_with_size, palette_png, pasted, png_bomb
+from held_stage import pending_requests, stages_held, wait_until, waits_for_lock
 from own_server import stub_count
 from tritonclient.utils import InferenceServerException
 
@@ -175,14 +175,19 @@ def test_mixed_concurrent_requests(triton, grpc_client, sample_images):
             client.close()
 
     before, batches_before = snapshot(grpc_client, (PREPROCESS,)), executions_by_batch_size(grpc_client, PREPROCESS)
+    (preprocess,) = [stub.pid for stub in triton.stubs if stub.model == PREPROCESS]
     with ThreadPoolExecutor(len(clients)) as pool:
-        # a 36 MP JPEG holds yolov8_preprocess for about 0.5 s, so the 12 requests queue and are batched together
-        slow = pool.submit(one, clients[-1], large_jpeg(good, 6000, 6000))
-        time.sleep(0.1)
-        outcomes = list(pool.map(one, clients, payloads))
+        # while the test holds the stages' lock, a first request waits in preprocess's execute and the 12 queue;
+        # let go, the stage takes all 12 in one execution
+        with stages_held(triton.process.pid) as lock:
+            first = pool.submit(one, clients[-1], good)
+            wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
+            mixed = [pool.submit(one, client, payload) for client, payload in zip(clients, payloads)]
+            wait_until(lambda: pending_requests(triton.options.metrics_port, PREPROCESS) == 12, "the 12 queued")
+        outcomes = [future.result() for future in mixed]
     assert len({outcomes[i] for i in range(0, 12, 2)}) == 1 and isinstance(outcomes[0], int) and outcomes[0] >= 1
     assert all(outcomes[i] == INVALID for i in range(1, 12, 2)), outcomes
-    assert isinstance(slow.result(), int), slow.result()
+    assert first.result() == outcomes[0], first.result()
     # 7 good images and 6 bad: an execution of 8 or more held both
     delta = deltas(snapshot(grpc_client, (PREPROCESS,)), before)[PREPROCESS]
     batches = executions_by_batch_size(grpc_client, PREPROCESS) - batches_before

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,25 +15,36 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
+from held_stage import stages_held, wait_until, waits_for_lock
 from own_server import image_input
 from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
-from cluster.config import BODY_CAP_BYTES
-from cluster.local import balancer_stats, group_pids
-from serving.processes import child_pids, is_alive, shm_regions
+from cluster.config import BODY_CAP_BYTES, FrontPorts
+from cluster.local import Cluster, ClusterError, balancer_stats, find_tool, group_pids
+from serving.processes import child_pids, is_alive, shm_regions, stub_processes
+from serving.server import free_port
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
+BACKENDS = ("grpc_replicas", "http_replicas")
+
+
+def non_root_path() -> str:
+    """PATH as a non-root login has it: without the sbin directories, where Debian puts nginx and haproxy."""
+    sbin = {"/usr/local/sbin", "/usr/sbin", "/sbin"}
+    return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if d.rstrip("/") not in sbin)
 
 
 @pytest.fixture(scope="module")
 def cluster(model_repository, tmp_path_factory):
-    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"))
+    env = os.environ | {"PATH": non_root_path()}
+    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"), env=env)
     try:
         running.wait_serving()
         yield running
@@ -56,6 +66,18 @@ def bus(sample_images) -> bytes:
 def expected(cluster, bus):
     with YoloTritonClient(cluster.grpc_url) as client:
         return client.detect(bus)
+
+
+def send_once(url: str, image: bytes) -> tuple[str, str] | None:
+    """One request that is not retried, on its own connection: None, or (the gRPC status, message) of its failure."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        client.infer("yolov8", [image_input(image)], client_timeout=120)
+        return None
+    except InferenceServerException as exc:
+        return exc.status(), exc.message()
+    finally:
+        client.close()
 
 
 def wait_successes(load: Load, count: int, timeout_s: float = 120.0) -> None:
@@ -135,6 +157,44 @@ def test_rolling_restart_needs_no_client_retry(cluster, bus, expected):
     assert {o.attempts for o in outcomes} == {1} and all(o.correct for o in outcomes)
 
 
+def test_the_balancer_resends_what_a_dead_replica_refuses_not_what_it_held(cluster, bus):
+    """Clients that don't retry, and a replica that HAProxy still sends to after a kill -9 (its health and agent
+    checks off here: they take about 1 s to notice, and make that window short, not empty). A request in flight in the
+    replica when it dies gets UNAVAILABLE: resending it is left to the client. Every later request that HAProxy sends
+    to the dead replica is refused there and resent to the other one (``retries``, ``option redispatch``)."""
+    victim = cluster.replicas()[0]
+    server = replica_server_pid(cluster, 0)
+    (preprocess,) = [s.pid for s in stub_processes(server) if s.model == "yolov8_preprocess"]
+    checks = [f"{kind} {backend}/replica-0" for kind in ("health", "agent") for backend in BACKENDS]
+    for check in checks:
+        assert cluster.balancer_command(f"disable {check}").strip() == "", check
+    cluster.process.send_signal(signal.SIGSTOP)  # the cluster does not start replica-0 again until the end
+    try:
+        with ThreadPoolExecutor(1) as pool, stages_held(server) as lock:
+            for _ in range(8):  # round robin: at most a few requests land on replica-1 (answered) first
+                in_flight = pool.submit(send_once, cluster.grpc_url, bus)
+                wait_until(lambda f=in_flight: f.done() or waits_for_lock(preprocess, lock), "answered, or held")
+                if not in_flight.done():
+                    break
+                assert in_flight.result() is None, in_flight.result()
+            assert not in_flight.done(), "no request reached replica-0"
+            os.killpg(victim["pgid"], signal.SIGKILL)
+            lost = in_flight.result(timeout=60)
+        assert lost == ("StatusCode.UNAVAILABLE", "no Triton replica answered: retry later"), lost
+        wait_until(lambda: not [p for p in group_pids(victim["pgid"]) if is_alive(p)], "replica-0's processes gone")
+        assert cluster.states()[("grpc_replicas", "replica-0")] == "no check"  # in rotation, unchecked
+        resent = balancer_count(cluster, "grpc_replicas", "BACKEND", "wredis")
+        outcomes = [send_once(cluster.grpc_url, bus) for _ in range(6)]
+        assert outcomes == [None] * 6, outcomes  # each answered, though the client does not retry
+        resent = balancer_count(cluster, "grpc_replicas", "BACKEND", "wredis") - resent
+        assert resent >= 3, f"every other request went to the dead replica: {resent} resent"
+    finally:
+        for check in checks:
+            cluster.balancer_command(f"enable {check}")
+        cluster.process.send_signal(signal.SIGCONT)
+    wait_replaced(cluster, 0, victim["pgid"])
+
+
 def test_autoscaling_signal_rises_under_load(cluster, bus, expected):
     deadline = time.monotonic() + 60
     while not (idle := cluster.query(RULE)):
@@ -154,35 +214,69 @@ def test_autoscaling_signal_rises_under_load(cluster, bus, expected):
 
 
 def bytes_to_replicas(cluster: ClusterProcess) -> int:
-    """Request bytes HAProxy has sent to the replicas so far."""
+    """Request bytes HAProxy has sent to the replicas so far (counted when a stream ends)."""
     return sum(int(row["bin"]) for row in balancer_stats(cluster.state_dir) if row["svname"].startswith("replica-"))
+
+
+def balancer_count(cluster: ClusterProcess, proxy: str, server: str, counter: str) -> int:
+    """One of HAProxy's ``show stat`` counters, e.g. (grpc_in, FRONTEND, req_tot): requests it received from nginx
+    (counted at their headers); (grpc_replicas, BACKEND, wredis): requests it sent again to another replica."""
+    (row,) = [r for r in balancer_stats(cluster.state_dir) if r["pxname"] == proxy and r["svname"] == server]
+    return int(row[counter])
+
+
+def requests_at_balancer(cluster: ClusterProcess, frontend: str) -> int:
+    return balancer_count(cluster, frontend, "FRONTEND", "req_tot")
+
+
+def replica_server_pid(cluster: ClusterProcess, index: int) -> int:
+    """Replica ``index``'s tritonserver process: a crashed one is gone, and its restart has another pid."""
+    group = group_pids(cluster.replicas()[index]["pgid"])
+    (pid,) = [p for p in group if Path(f"/proc/{p}/exe").resolve().name == "tritonserver"]
+    return pid
+
+
+def http_ready_through_the_balancer(cluster: ClusterProcess) -> None:
+    with urllib.request.urlopen(f"{cluster.http_url}/v2/health/ready", timeout=60) as reply:
+        assert reply.status == 200
 
 
 def test_oversized_request_refused_at_the_balancer(cluster, bus):
     fails, sent = cluster.fail_counts(), bytes_to_replicas(cluster)
+    grpc_requests = requests_at_balancer(cluster, "grpc_in")
     client = grpcclient.InferenceServerClient(cluster.grpc_url)
     try:
         with pytest.raises(InferenceServerException) as refused:
             client.infer("yolov8", [image_input(b"\xff" * (BODY_CAP_BYTES + 8 * 2**20))], client_timeout=60)
         assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
         assert "refused by the gateway" in refused.value.message()
-        time.sleep(1)  # HAProxy counts a stream's bytes when it ends
-        assert bytes_to_replicas(cluster) == sent, "no byte of it reached a replica"
         reply = client.infer("yolov8", [image_input(bus)], client_timeout=60)
         assert reply.as_numpy("num_dets")[0, 0] >= 1
     finally:
         client.close()
+    # HAProxy counted the request after it when its headers came, and its bytes when its stream ended:
+    # had nginx passed any of the oversized one on, both counts would show it
+    assert requests_at_balancer(cluster, "grpc_in") == grpc_requests + 1, "the oversized request reached HAProxy"
+    deadline = time.monotonic() + 30
+    while bytes_to_replicas(cluster) == sent:
+        assert time.monotonic() < deadline, "HAProxy never counted the small request's bytes"
+        time.sleep(0.05)
+    assert bytes_to_replicas(cluster) - sent < 2 * len(bus), "no byte of the oversized request reached a replica"
+    http_requests = requests_at_balancer(cluster, "http_in")
     request = urllib.request.Request(
         f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer", data=b"x" * (BODY_CAP_BYTES + 1), method="POST"
     )
     with pytest.raises(urllib.error.HTTPError) as http_refused:
         urllib.request.urlopen(request, timeout=60)
     assert http_refused.value.code == 413
+    http_ready_through_the_balancer(cluster)
+    assert requests_at_balancer(cluster, "http_in") == http_requests + 1, "the oversized request reached HAProxy"
     assert cluster.fail_counts() == fails, "no replica saw the oversized requests"
 
 
 def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
     """tritonserver 2.51 segfaulted on a valid 8 MiB JSON request (and 4 MiB of non-JSON): the balancer refuses it."""
+    servers, http_requests = [replica_server_pid(cluster, i) for i in (0, 1)], requests_at_balancer(cluster, "http_in")
     image = {"name": "IMAGE", "shape": [1, 1], "datatype": "BYTES", "data": ["x" * 8 * 2**20]}
     request = urllib.request.Request(
         f"http://127.0.0.1:{cluster.http_port}/v2/models/yolov8/infer",
@@ -192,7 +286,10 @@ def test_large_json_body_refused_before_it_crashes_a_replica(cluster):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
-    time.sleep(1)  # a crashed tritonserver is noticed within 0.5 s
+    # the next request through the balancer is the only one HAProxy received: no replica got the JSON body
+    http_ready_through_the_balancer(cluster)
+    assert requests_at_balancer(cluster, "http_in") == http_requests + 1, "the JSON body reached HAProxy"
+    assert [replica_server_pid(cluster, i) for i in (0, 1)] == servers, "a tritonserver crashed"
     for replica in ("replica-0", "replica-1"):
         assert "restarting tritonserver" not in (cluster.state_dir / replica / "supervisor.log").read_text()
 
@@ -219,16 +316,28 @@ def test_cluster_that_cannot_start(model_repository, tmp_path):
         blocked = ClusterProcess(model_repository, tmp_path / "port", f"--grpc-port={port}")
         assert blocked.process.wait(60) == 1
     assert f"port {port} (gRPC) is already in use" in blocked.log.read_text()
+    assert not (blocked.state_dir / "replicas.json").exists() and not child_pids(blocked.process.pid)
     tools = tmp_path / "bin"
     tools.mkdir()
     for tool in ("nginx", "prometheus"):
-        (tools / tool).symlink_to(shutil.which(tool))
-    env = os.environ | {"PATH": str(tools)}
-    missing = ClusterProcess(model_repository, tmp_path / "tool", env=env)
-    assert missing.process.wait(60) == 1
-    assert "haproxy is not installed: run `make setup`" in missing.log.read_text()
-    for attempt in (blocked, missing):
-        assert not (attempt.state_dir / "replicas.json").exists() and not child_pids(attempt.process.pid)
+        (tools / tool).symlink_to(find_tool(tool))
+    front = FrontPorts(*(free_port() for _ in range(6)))
+    missing = Cluster(2, front, model_repository, tmp_path / "tool", find=lambda t: find_tool(t, str(tools), ()))
+    with pytest.raises(ClusterError, match=r"^haproxy is not installed: run `make setup`"):
+        missing.start()
+    assert not (tmp_path / "tool").exists() and all(r.process is None for r in missing.replicas)
+
+
+def test_tools_are_found_on_path_then_in_the_system_directories(tmp_path):
+    on_path, system = tmp_path / "bin", tmp_path / "sbin"
+    for folder, tool in ((on_path, "nginx"), (system, "nginx"), (system, "haproxy")):
+        folder.mkdir(exist_ok=True)
+        (folder / tool).write_text("#!/bin/sh\n")
+        (folder / tool).chmod(0o755)
+    assert find_tool("nginx", str(on_path), (str(system),)) == str(on_path / "nginx")
+    assert find_tool("haproxy", str(on_path), (str(system),)) == str(system / "haproxy")
+    assert find_tool("haproxy", str(on_path), ()) is None
+    assert find_tool("prometheus", str(on_path), (str(system),)) is None
 
 
 def test_ctrl_c_drains_the_replicas_and_leaves_nothing(cluster):

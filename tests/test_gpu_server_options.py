@@ -77,12 +77,19 @@ def test_tensorrt_shim_stands_for_the_bindings_module(tmp_path):
     )
 
 
-def test_cuda_memory_pool_flag_only_with_a_gpu():
-    flags = [f for f in server_command(ServerOptions(cuda_pool_mib=512), Path("/b")) if "cuda-memory-pool" in f]
-    if NO_GPU:
-        assert ServerOptions().cuda_pool_mib == 0 and flags == []
-    else:
-        assert ServerOptions().cuda_pool_mib == 512 and flags[0] == "--cuda-memory-pool-byte-size=0:536870912"
+@pytest.mark.parametrize(
+    ("gpus", "pool_mib", "flags"),
+    [
+        (0, 0, []),
+        (1, 512, ["--cuda-memory-pool-byte-size=0:536870912"]),
+        (2, 512, ["--cuda-memory-pool-byte-size=0:536870912", "--cuda-memory-pool-byte-size=1:536870912"]),
+    ],
+)
+def test_cuda_memory_pool_flag_only_with_a_gpu(monkeypatch, gpus, pool_mib, flags):
+    """512 MiB per GPU by default, one flag per GPU; none without a GPU (the GPU count is given: any machine)."""
+    monkeypatch.setattr("serving.triton.gpu_count", lambda: gpus)
+    assert ServerOptions().cuda_pool_mib == pool_mib
+    assert [f for f in server_command(ServerOptions(cuda_pool_mib=512), Path("/b")) if "cuda-memory-pool" in f] == flags
     compose = (PROJECT_ROOT / "docker-compose.yml").read_text()
     assert "--cuda-memory-pool-byte-size=0:536870912" in compose
 

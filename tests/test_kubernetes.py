@@ -242,12 +242,38 @@ def test_pod_monitor_scrapes_each_triton_pods_metrics_port(overlay):
     assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
 
 
-def test_disruption_budget_keeps_pods_serving(overlay):
+def test_hpa_target_replica_bounds_and_windows_are_the_documented_ones(overlay):
+    """README: AverageValue 1, 2 to 8 replicas, scale-down after 5 minutes."""
+    spec = find(overlay[1], "HorizontalPodAutoscaler", "yolov8-triton")["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 8)
+    (metric,) = spec["metrics"]
+    assert metric["pods"]["target"] == {"type": "AverageValue", "averageValue": "1"}
+    assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 30
+
+
+def test_rolling_update_starts_a_new_pod_before_an_old_one_drains(overlay):
+    strategy = find(overlay[1], "Deployment", "yolov8-triton")["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+
+@pytest.mark.parametrize("deployment", ["yolov8-triton", "yolov8-gateway"])
+def test_disruption_budget_takes_one_pod_at_a_time(overlay, deployment):
     objects = overlay[1]
-    budget = find(objects, "PodDisruptionBudget", "yolov8-triton")["spec"]
-    assert selects(budget["selector"]["matchLabels"], triton_pod(objects)["metadata"]["labels"])
-    min_replicas = find(objects, "HorizontalPodAutoscaler", "yolov8-triton")["spec"]["minReplicas"]
-    assert budget["maxUnavailable"] < min_replicas
+    budget = find(objects, "PodDisruptionBudget", deployment)["spec"]
+    labels = find(objects, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+    assert selects(budget["selector"]["matchLabels"], labels)
+    assert budget["maxUnavailable"] == 1
+    assert find(objects, "HorizontalPodAutoscaler", "yolov8-triton")["spec"]["minReplicas"] == 2  # one keeps serving
+
+
+def test_network_policy_opens_the_gateway_to_clients_on_its_two_ports(overlay):
+    objects = overlay[1]
+    policy = find(objects, "NetworkPolicy", "yolov8-gateway")["spec"]
+    gateway_labels = find(objects, "Deployment", "yolov8-gateway")["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["podSelector"]["matchLabels"], gateway_labels)
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}, {"port": 8001, "protocol": "TCP"}]}]
 
 
 def test_network_policy_opens_inference_to_clients_and_metrics_to_monitoring_only(overlay):
@@ -264,6 +290,7 @@ def test_network_policy_opens_inference_to_clients_and_metrics_to_monitoring_onl
     assert sorted(opened) == [8000, 8001, 8002]
     for port in (8000, 8001):
         assert any(selects(p.get("podSelector", {}).get("matchLabels"), gateway_labels) for p in opened[port])
+        assert {"podSelector": {"matchLabels": {"yolov8-triton-client": "true"}}} in opened[port]
         assert all(set(p) == {"podSelector"} for p in opened[port]), "inference open beyond this namespace's pods"
     assert opened[8002] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
@@ -343,9 +370,10 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
 def gateway(triton, tmp_path_factory):
     """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
     from cluster.config import gateway_config
+    from cluster.local import find_tool
     from serving.server import free_port, http_ok
 
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    nginx = find_tool("nginx")
     if nginx is None:
         pytest.skip("nginx is not installed here")
     grpc_port, http_port, health_port = free_port(), free_port(), free_port()
@@ -393,6 +421,7 @@ def test_gateway_serves_grpc_and_http_through_to_triton(gateway, sample_images):
 
 
 def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, triton):
+    """Each refused within a second (README; 0.1-0.26 s measured here), and none reaches the ensemble."""
     from tritonclient.utils import InferenceServerException
 
     grpc_url, http_url = gateway
@@ -400,19 +429,24 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     started = time.monotonic()
     with pytest.raises(InferenceServerException) as refused:
         _infer_image(grpc_url, bytes(41 << 20))  # 41 MiB: over the 40 MiB cap
+    took = {"gRPC": time.monotonic() - started}
     assert refused.value.status() == "StatusCode.RESOURCE_EXHAUSTED", refused.value
-    assert "larger than 40 MiB" in refused.value.message()
+    assert refused.value.message() == "request body larger than 40 MiB: refused by the gateway"
     request = urllib.request.Request(f"http://{http_url}/v2/models/yolov8/infer", data=bytes(41 << 20), method="POST")
+    started = time.monotonic()
     with pytest.raises(urllib.error.HTTPError) as http_refused:
         urllib.request.urlopen(request, timeout=30)
+    took["HTTP"] = time.monotonic() - started
     assert http_refused.value.code == 413
     json_body = urllib.request.Request(
         f"http://{http_url}/v2/models/yolov8/infer", data=b" " * (3 << 20), method="POST"
     )
+    started = time.monotonic()
     with pytest.raises(urllib.error.HTTPError) as json_refused:  # Triton 2.51 crashed parsing 4 MiB of JSON
         urllib.request.urlopen(json_body, timeout=30)
+    took["JSON"] = time.monotonic() - started
     assert json_refused.value.code == 413
-    assert time.monotonic() - started < 30, "not refused promptly"
+    assert max(took.values()) < 1.0, took
     assert _ensemble_requests(triton.http_url) == before  # neither request reached the ensemble
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from held_stage import stages_held, wait_until, waits_for_lock
+from held_stage import pending_requests, stages_held, wait_until, waits_for_lock
 from own_server import edited_repository, image_input, options
 from tritonclient.utils import InferenceServerException
 
@@ -99,13 +99,18 @@ def test_request_queued_past_the_timeout_is_refused(model_repository, sample_ima
     repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": timeout})
     payload = sample_images["bus.jpg"].read_bytes()
     with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
-        preprocess = stub_pid(server, "yolov8_preprocess")
+        preprocess, metrics_port = stub_pid(server, "yolov8_preprocess"), server.options.metrics_port
         with ThreadPoolExecutor(2) as pool, stages_held(server.process.pid) as lock:
             running = pool.submit(detections, server.grpc_url, payload)
             wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
+            sent = time.monotonic()
             queued = pool.submit(detections, server.grpc_url, payload)
-            time.sleep(1.5)  # the second one waits in the queue, three times the stage's timeout
+            wait_until(lambda: pending_requests(metrics_port, "yolov8_preprocess") == 1, "the second one queued")
+            wait_until(queued.done, "the queued request refused while the stage is still held")
+            waited_s = time.monotonic() - sent
+            assert not running.done() and pending_requests(metrics_port, "yolov8_preprocess") == 0
         after = detections(server.grpc_url, payload)
+    assert waited_s >= 0.5, waited_s  # not before its 0.5 s in the queue
     assert running.result() == 4, running.result()  # bus.jpg: executed, so never subject to the queue timeout
     refused = queued.result()
     assert isinstance(refused, InferenceServerException), refused

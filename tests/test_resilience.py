@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import tritonclient.grpc as grpcclient
+from held_stage import holds_lock, pending_requests, wait_until
 from matching import mismatches
 from own_server import edited_repository, image_input, options, stub_count
 from tritonclient.utils import InferenceServerException
 
+from client.stage_stats import snapshot
 from python_backends.triton_helpers.cpu_activity import activity_path
 from serving.processes import is_alive, shm_regions, stub_processes
 from serving.server import ServerStartError, TritonServer
@@ -87,19 +89,31 @@ def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, 
 
 def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp_path):
     payload = sample_images["bus.jpg"].read_bytes()
-    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "1")
+    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0")  # no request but the test's
     try:
         first_pid = supervised.wait_serving()
         first_stubs = stub_processes(first_pid)
         shm = shm_regions([first_pid, *(s.pid for s in first_stubs)])
+        infer_stubs, lock = [s for s in first_stubs if s.model == "yolov8_infer"], activity_path(first_pid)
+        stats = grpcclient.InferenceServerClient(supervised.grpc_url)
+        preprocessed = snapshot(stats, ("yolov8_preprocess",))["yolov8_preprocess"].inferences
+
+        def in_infer() -> bool:
+            """Preprocess passed the 16 images on, none waits in infer's queue, and an infer instance runs."""
+            done = snapshot(stats, ("yolov8_preprocess",))["yolov8_preprocess"].inferences >= preprocessed + 16
+            queued = pending_requests(supervised.ports["metrics_port"], "yolov8_infer")
+            return done and queued == 0 and any(holds_lock(s.pid, lock) for s in infer_stubs)
+
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(send, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
-            time.sleep(1.0)
-            killed = [s for s in first_stubs if s.model == "yolov8_infer"]  # each instance: the busy one among them
+            wait_until(in_infer, "the batch of 16 in yolov8_infer's execute")
+            stats.close()
+            killed = [s for s in infer_stubs if holds_lock(s.pid, lock)]  # the instance running it
             # Paused, the supervisor cannot kill the server before Triton notices the dead stub (it polls about
             # once a second): running, it often wins that race and the request gets UNAVAILABLE "Socket closed".
             supervised.process.send_signal(signal.SIGSTOP)
             try:
+                assert not in_flight.done()
                 for stub in killed:
                     os.kill(stub.pid, signal.SIGKILL)
                 outcome = in_flight.result(timeout=150)
@@ -107,8 +121,9 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
                 supervised.process.send_signal(signal.SIGCONT)
         assert isinstance(outcome, InferenceServerException) and outcome.status() != DEADLINE, outcome
         # the request was in the killed stage: Triton's own error names the dead stub of the instance running it
-        unhealthy = [f"Stub process '{s.instance}' is not healthy" for s in killed]
-        assert outcome.status() == INTERNAL and any(text in outcome.message() for text in unhealthy), outcome
+        (busy,) = killed
+        assert outcome.status() == INTERNAL, outcome
+        assert f"Stub process '{busy.instance}' is not healthy" in outcome.message(), outcome
         second_pid = supervised.wait_serving()
         assert second_pid != first_pid
         assert send(supervised.grpc_url, payload) >= 1
@@ -195,9 +210,10 @@ def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_
     with ThreadPoolExecutor(1) as pool:
         starting = pool.submit(server.start, 120)
         assert wait_for(lambda: server.process is not None and len(stub_processes(server.process.pid)) >= 2, 60)
-        time.sleep(1)  # so that start, which looks for stubs every 0.25 s while it waits, has seen these
         stubs = stub_processes(server.process.pid)
         shm = shm_regions([server.process.pid, *(stub.pid for stub in stubs)])
+        # start, which looks for stubs every 0.25 s while it waits, has seen these
+        assert wait_for(lambda: {s.pid for s in stubs} <= {s.pid for s in server.stubs} and shm <= server.shm, 60)
         os.kill(server.process.pid, signal.SIGKILL)
         with pytest.raises(ServerStartError, match="exited with -9"):
             starting.result(timeout=60)

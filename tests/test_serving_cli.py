@@ -4,9 +4,8 @@ import logging
 
 import pytest
 
-from python_backends.infer.select import tensorrt_unavailable_reason
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
-from serving.triton import MALLOC_ENVIRONMENT, server_command, server_environment
+from serving.triton import server_command, server_environment
 
 
 def test_defaults_are_loopback_with_a_fresh_admin_key(tmp_path, monkeypatch):
@@ -56,16 +55,19 @@ def test_stubs_get_opencv_pixel_limit():
 
 def test_stubs_get_the_allocator_settings():
     env = server_environment({})
-    assert {key: env[key] for key in MALLOC_ENVIRONMENT} == MALLOC_ENVIRONMENT
-    assert MALLOC_ENVIRONMENT == {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}
-    assert (env["MALLOC_MMAP_THRESHOLD_"], env["MALLOC_TRIM_THRESHOLD_"]) == ("33554432", "268435456")  # 32, 256 MiB
+    malloc = {key: value for key, value in env.items() if key.startswith("MALLOC_")}
+    assert malloc == {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}  # 32, 256 MiB
     assert server_environment({"MALLOC_TRIM_THRESHOLD_": "0"})["MALLOC_TRIM_THRESHOLD_"] == "0"  # the user's wins
 
 
-def test_model_config_name_follows_tensorrt_unless_given(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("tensorrt_missing", "expected"), [(None, ["--model-config-name=gpu"]), ("TensorRT is not installed", [])]
+)
+def test_model_config_name_follows_tensorrt_unless_given(tmp_path, monkeypatch, tensorrt_missing, expected):
+    """Where TensorRT runs (no reason it can't), the default is the gpu config; elsewhere config.pbtxt."""
     monkeypatch.setattr("serving.__main__.ADMIN_KEY_FILE", tmp_path / "admin_key")
+    monkeypatch.setattr("serving.triton.tensorrt_unavailable_reason", lambda: tensorrt_missing)
     default = server_command(server_options(parse_args([])), tmp_path)
-    expected = [] if tensorrt_unavailable_reason() else ["--model-config-name=gpu"]
     assert [arg for arg in default if arg.startswith("--model-config-name")] == expected
     given = server_command(server_options(parse_args(["--model-config-name", "gpu"])), tmp_path)
     assert "--model-config-name=gpu" in given
