@@ -39,6 +39,7 @@ from python_backends import PROJECT_ROOT
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
 from serving.processes import shm_regions
 from serving.server import free_port, http_ok
+from serving.supervisor import RestartBudget
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
 DRAIN_DELAY_S = 3 * CHECK_INTERVAL_MS / 1000  # agent check read at least twice before the replica refuses work
@@ -109,12 +110,20 @@ def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
 class Replica:
     """One ``python -m serving`` in a process group of its own; ``pgid`` is its supervisor's pid."""
 
-    def __init__(self, index: int, ports: ReplicaPorts, repository: Path, state_dir: Path, admin_key: str):
+    def __init__(
+        self,
+        index: int,
+        ports: ReplicaPorts,
+        repository: Path,
+        state_dir: Path,
+        admin_key: str,
+        restarts: RestartBudget,
+    ):
         self.index, self.ports, self.repository, self.admin_key = index, ports, repository, admin_key
         self.log_dir = state_dir / self.name
         self.process: subprocess.Popen | None = None
         self.shm: set[Path] = set()
-        self.restarts: list[float] = []
+        self.restarts = restarts
 
     @property
     def name(self) -> str:
@@ -204,12 +213,19 @@ class Cluster:
         repository: Path,
         state_dir: Path,
         find: Callable[[str], str | None] = find_tool,
+        max_restarts: int = MAX_RESTARTS,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        """``find``: looks a tool up (an executable path or None); ``max_restarts``: exits of one replica within
+        RESTART_WINDOW_S that it is started again after; ``clock``: the time in seconds for that window."""
         self.front, self.state_dir, self.find = front, state_dir, find
         self.tools: dict[str, str] = {}  # name → executable, found by preflight
         admin_key = secrets.token_urlsafe(24)
         ports = [ReplicaPorts(free_port(), free_port(), free_port(), free_port()) for _ in range(replicas)]
-        self.replicas = [Replica(i, p, repository, state_dir, admin_key) for i, p in enumerate(ports)]
+        self.replicas = [
+            Replica(i, p, repository, state_dir, admin_key, RestartBudget(max_restarts, RESTART_WINDOW_S, clock))
+            for i, p in enumerate(ports)
+        ]
         self.helpers: list[Helper] = []
         self.stopping = threading.Event()
         self.admin_key = admin_key
@@ -323,11 +339,10 @@ class Cluster:
                     replica.record_resources()
 
     def _restart(self, replica: Replica) -> None:
-        status, now = replica.process.returncode, time.monotonic()
-        replica.restarts = [t for t in replica.restarts if now - t < RESTART_WINDOW_S] + [now]
-        if len(replica.restarts) > MAX_RESTARTS:
+        status = replica.process.returncode
+        if not replica.restarts.record():
             raise ClusterError(
-                f"{replica.name} exited {len(replica.restarts)} times in {RESTART_WINDOW_S:.0f} s, "
+                f"{replica.name} exited {len(replica.restarts.times)} times in {RESTART_WINDOW_S:.0f} s, "
                 f"last with {status}: see {replica.log_dir}"
             )
         log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
@@ -363,6 +378,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, default=8000, help="the balancer's HTTP port")
     parser.add_argument("--prometheus-port", type=int, default=9090)
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR, help="configs, logs, replicas.json")
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=MAX_RESTARTS,
+        help=f"exits of one replica within {RESTART_WINDOW_S / 60:.0f} minutes that it is started again after; "
+        "one more stops the cluster",
+    )
     args = parser.parse_args(argv)
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
@@ -373,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     front = FrontPorts(args.grpc_port, args.http_port, free_port(), free_port(), args.prometheus_port, free_port())
-    cluster = Cluster(args.replicas, front, args.repository.resolve(), args.state_dir.resolve())
+    cluster = Cluster(args.replicas, front, args.repository.resolve(), args.state_dir.resolve(), max_restarts=args.max_restarts)
 
     def on_signal(signum, _frame) -> None:
         log.info("%s received: stopping the cluster (replicas drain first)", signal.Signals(signum).name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +20,8 @@ from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
+
+log = logging.getLogger(__name__)
 
 
 class ServerStartError(RuntimeError):
@@ -117,26 +120,41 @@ class TritonServer:
         self.stubs = stub_processes(self.process.pid)
         self.shm |= shm_regions([self.process.pid, *(stub.pid for stub in self.stubs)])
 
-    def drain(self) -> None:
-        """Refuse new requests and wait, up to the exit timeout, until those in the pipeline have left it."""
+    def drain(self) -> bool:
+        """Refuse new requests and wait, up to the exit timeout, until those in the pipeline have left it.
+
+        False (and a warning logged) when the exit timeout expired with requests still in the pipeline.
+        """
         self.gate.close()
         deadline = time.monotonic() + self.options.exit_timeout_s
         settled = 0  # two empty readings in a row: no stage is between "checked the gate" and "counted"
         while settled < 2 and time.monotonic() < deadline and self.process.poll() is None:
             settled = settled + 1 if self.gate.in_flight() <= 0 else 0
             time.sleep(0.1)
+        if settled < 2 and self.process.poll() is None:
+            log.warning(
+                "drain timed out after %d s, requests still in the pipeline: %d; killing tritonserver",
+                self.options.exit_timeout_s,
+                self.gate.in_flight(),
+            )
+            return False
+        return True
 
     def stop(self, timeout_s: float = 60.0) -> int | None:
-        """Drain, SIGTERM (Triton drains what is left), SIGKILL the group if it hangs; clean up after it."""
+        """Drain, SIGTERM (Triton drains what is left), SIGKILL the group if it hangs; clean up after it.
+
+        When the drain times out, SIGKILL at once: Triton would wait out its own exit timeout for the requests
+        still in the pipeline, and then 2.51 hangs on the stage that holds them instead of exiting.
+        """
         if self.process is None:
             return None
         if self.process.poll() is None:
             self._record_resources()
-            self.drain()
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
+            if self.drain():
+                self.process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout_s)
+            if self.process.poll() is None:  # the drain timed out, or tritonserver hangs after SIGTERM
                 self.kill_all()
                 self.process.wait()
         self._clean_up()

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from python_backends import PROJECT_ROOT
@@ -38,6 +39,24 @@ class TooManyRestarts(RuntimeError):
     """The server keeps failing: restarting it again would only hide the fault."""
 
 
+class RestartBudget:
+    """At most ``max_restarts`` restarts within any ``window_s`` seconds: a fault that returns faster is not transient.
+
+    ``clock`` gives the time in seconds (``time.monotonic``; tests pass their own). A restart exactly
+    ``window_s`` seconds old no longer counts.
+    """
+
+    def __init__(self, max_restarts: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self.max_restarts, self.window_s, self.clock = max_restarts, window_s, clock
+        self.times: list[float] = []
+
+    def record(self) -> bool:
+        """Count a restart now; False when it is one too many, that is ``max_restarts`` + 1 within the window."""
+        now = self.clock()
+        self.times = [t for t in self.times if now - t < self.window_s] + [now]
+        return len(self.times) <= self.max_restarts
+
+
 class Supervisor:
     """Run one ``TritonServer`` and restart it when a stage is dead.
 
@@ -48,6 +67,7 @@ class Supervisor:
         probe_interval_s: how often a probe inference runs; 0 turns probing off.
         probe_failures: failed probes in a row that count as a dead stage.
         max_restarts: restarts allowed within ``restart_window_s`` before giving up.
+        clock: the time in seconds for the restart window (``time.monotonic``).
         own_process_group: False keeps tritonserver and its stubs in this process's group.
         agent_port: where HAProxy's agent check asks whether to send requests (None: no agent).
         drain_delay_s: on SIGTERM/SIGINT, seconds of answering ``drain`` to the agent check, still
@@ -66,6 +86,7 @@ class Supervisor:
         own_process_group: bool = True,
         agent_port: int | None = None,
         drain_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.server = TritonServer(options, log_path, own_process_group)
         self.agent = None if agent_port is None else LoadBalancerAgent(agent_port)
@@ -77,7 +98,7 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.stopping = threading.Event()
-        self.restarts: list[float] = []
+        self.restarts = RestartBudget(max_restarts, restart_window_s, clock)
         self._failed_probes = 0
         self._next_probe = 0.0
 
@@ -149,9 +170,7 @@ class Supervisor:
         )
 
     def _restart(self, reason: str) -> None:
-        now = time.monotonic()
-        self.restarts = [t for t in self.restarts if now - t < self.restart_window_s] + [now]
-        if len(self.restarts) > self.max_restarts:
+        if not self.restarts.record():
             raise TooManyRestarts(
                 f"{reason}; already restarted {self.max_restarts} times in {self.restart_window_s:.0f} s"
             )
