@@ -395,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     front = FrontPorts(args.grpc_port, args.http_port, free_port(), free_port(), args.prometheus_port, free_port())
-    cluster = Cluster(args.replicas, front, args.repository.resolve(), args.state_dir.resolve(), max_restarts=args.max_restarts)
+    cluster = Cluster(
+        args.replicas, front, args.repository.resolve(), args.state_dir.resolve(), max_restarts=args.max_restarts
+    )
 
     def on_signal(signum, _frame) -> None:
         log.info("%s received: stopping the cluster (replicas drain first)", signal.Signals(signum).name)
