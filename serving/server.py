@@ -66,6 +66,7 @@ class TritonServer:
         self.log_path = None if log_path is None else Path(log_path)
         self.process: subprocess.Popen | None = None
         self.stubs: list[StubProcess] = []  # its Python stubs: those seen so far while it loads, then the ready ones
+        self.started = False  # ready, and ``stubs`` holds the stubs it had at ready
         self.shm: set[Path] = set()
         self.gate = DrainGate(None)
 
@@ -96,7 +97,7 @@ class TritonServer:
                 stderr=None if self.log_path is None else subprocess.STDOUT,
                 start_new_session=self.own_process_group,  # its own process group: stubs included in stop()
             )
-        self.stubs, self.shm = [], set()
+        self.stubs, self.shm, self.started = [], set(), False
         deadline = time.monotonic() + timeout_s
         loading: dict[int, StubProcess] = {}  # each stub seen while the models load (some exit before ready)
         while time.monotonic() < deadline:
@@ -105,6 +106,7 @@ class TritonServer:
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
             if self.is_ready():
                 self._record_resources()
+                self.started = True
                 return self
             loading |= {stub.pid: stub for stub in stub_processes(self.process.pid)}
             self.stubs = list(loading.values())  # seen so far: killed, their shared memory removed, if it dies

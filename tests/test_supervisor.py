@@ -71,7 +71,7 @@ class StageKiller(threading.Thread):
         """A yolov8_infer stub of the current server once it is ready and its stubs are recorded."""
         server = self.supervisor.server
         process = server.process
-        if process is None or process.pid in self.servers or process.poll() is not None:
+        if process is None or not server.started or process.pid in self.servers or process.poll() is not None:
             return None
         children = {stub.pid for stub in stub_processes(process.pid)}
         stubs = [s for s in server.stubs if s.model == "yolov8_infer" and s.pid in children]
