@@ -111,10 +111,9 @@ def head_decode_ops(model) -> list[str]:
     direct = re.compile(re.escape(head) + r"/[^/]+$")
     names = []
     for op in model.get_ops():
-        name = op.get_friendly_name()
-        if name.startswith(f"{head}/dfl/") and op.get_type_name() != "Constant":
-            names.append(name)
-        elif direct.match(name) and op.get_type_name() in DECODE_TYPES:
+        name, kind = op.get_friendly_name(), op.get_type_name()
+        in_dfl = name.startswith(f"{head}/dfl/") and kind != "Constant"
+        if in_dfl or (direct.match(name) and kind in DECODE_TYPES):
             names.append(name)
     return names
 
@@ -144,12 +143,3 @@ def save_int8(model, onnx_path: Path) -> Path:
     path = int8_model_path(onnx_path)
     ov.save_model(model, str(path), compress_to_fp16=False)
     return path
-
-
-def remove_int8(onnx_path: Path) -> bool:
-    """Delete the IR beside ``onnx_path`` (.xml and .bin); True if there was one."""
-    xml = int8_model_path(onnx_path)
-    found = xml.exists()
-    for path in (xml, xml.with_suffix(".bin")):
-        path.unlink(missing_ok=True)
-    return found
