@@ -19,7 +19,7 @@ from python_backends.infer.openvino_runtime import int8_model_path
 from python_backends.preprocess.image_decode import ImageDecodeError
 from python_backends.preprocess.preprocessor import Preprocessor
 
-RELIABLE_CALIBRATION_IMAGES = 64  # fewer get a warning; flips and crops of 5 photos: 40 found 22 of 23 FP32 detections, 20 found 21
+RELIABLE_CALIBRATION_IMAGES = 64  # fewer warn; 40 flips/crops of 5 photos found 22 of 23 FP32 detections, 20 found 21
 MAX_CALIBRATION_IMAGES = 300  # NNCF's default subset_size; each image is 4.9 MB in memory at 640x640
 DECODE_TYPES = ("Add", "Subtract", "Multiply", "Divide", "Sigmoid")  # OpenVINO op types of the head's decode
 
