@@ -1,6 +1,6 @@
 # The serving image: NVIDIA's Triton with this project's Python backends, model repository and the GPU
 # path's Python packages baked in, so a container starts without pip. The same image serves on CPU
-# (OpenVINO or ONNX Runtime, as prepare chose; OpenCV) and on GPU (TensorRT, CV-CUDA); deploy/kubernetes/overlays pick the flags.
+# (OpenVINO in FP32 or INT8, or ONNX Runtime, as prepare chose; OpenCV) and on GPU (TensorRT, CV-CUDA); deploy/kubernetes/overlays pick the flags.
 #
 #   make setup                                     # prepares model_repository/ (the ONNX, labels, configs)
 #   docker build -t yolov8-triton:26.06 .          # or: docker compose build
@@ -16,6 +16,7 @@ ENV PROJECT=/opt/yolov8 \
     PYTHONPATH=/opt/yolov8:/opt/pydeps \
     PYTHONDONTWRITEBYTECODE=1 \
     YOLOV8_ENGINE_DIR=/engines \
+    YOLOV8_OPENVINO_CACHE=/tmp/openvino \
     HOME=/tmp \
     CUPY_CACHE_DIR=/tmp/cupy \
     MALLOC_MMAP_THRESHOLD_=33554432 \
@@ -26,7 +27,8 @@ COPY scripts/gpu_container_setup.sh /opt/yolov8/scripts/gpu_container_setup.sh
 COPY scripts/tensorrt_shim /opt/yolov8/scripts/tensorrt_shim
 RUN bash /opt/yolov8/scripts/gpu_container_setup.sh --packages-only
 
-# 2. Code and models, owned by root and read-only to the server's user.
+# 2. Code and models (the ONNX, and the INT8 model when prepare --int8 wrote one), owned by root and read-only
+# to the server's user; OpenVINO compiles into YOLOV8_OPENVINO_CACHE, on /tmp, which compose and the pods keep writable.
 COPY python_backends /opt/yolov8/python_backends
 COPY model_repository /models
 RUN test -s /models/yolov8_infer/1/model.onnx || { echo "no model_repository/yolov8_infer/1/model.onnx: run make setup first" >&2; exit 1; } \

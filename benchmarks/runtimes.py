@@ -48,9 +48,13 @@ def served_numbers(url: str, image: bytes, requests: int, concurrencies: list[in
             "served_peak_concurrency": best}  # fmt: skip
 
 
+def runtime_rows(names: list[str], repository: Path) -> dict[str, tuple[Path, dict[str, str]]]:
+    """The table's FP32 rows: {runtime: (repository, yolov8_infer parameters that name it, in FP32)}."""
+    return {name: (repository, {"runtime": name, "cpu_precision": "fp32"}) for name in names}
+
+
 def runtime_table(
-    names: list[str],
-    repository: Path,
+    rows: dict[str, tuple[Path, dict[str, str]]],
     config: dict,
     image: bytes,
     out: Path,
@@ -58,13 +62,18 @@ def runtime_table(
     block_s: float,
     requests: int = 15,
 ) -> dict[str, dict[str, float]]:
-    """{runtime: {in_process_p50_ms, in_process_peak, in_process_cpu_ms, first_ms, served_p50_ms, served_peak,
-    served_peak_concurrency}}; ``in_process_cpu_ms`` is the core-ms per image at the in-process peak."""
+    """{row: {in_process_p50_ms, in_process_peak, in_process_cpu_ms, first_ms, served_p50_ms, served_peak,
+    served_peak_concurrency}}; ``in_process_cpu_ms`` is the core-ms per image at the in-process peak.
+
+    ``rows``: {row: (repository, yolov8_infer parameters: runtime and cpu_precision)}.
+    """
     table = {}
-    for name in names:
+    for name, (repository, params) in rows.items():
         print(f"runtime {name}: in-process, then served ...", flush=True)
-        engine = engine_baseline(engine_runtime(repository, config, name), input_hw(config))
-        repo = copy_with_parameters(repository, out / f"repository_{name}", "yolov8_infer", runtime=name)
+        runtime = engine_runtime(repository, config, params["runtime"], params["cpu_precision"])
+        engine = engine_baseline(runtime, input_hw(config))
+        del runtime
+        repo = copy_with_parameters(repository, out / f"repository_{name}", "yolov8_infer", **params)
         options = ServerOptions(repository=repo, http_port=free_port(), grpc_port=free_port(),
                                 metrics_port=free_port())  # fmt: skip
         with TritonServer(options, out / f"tritonserver_{name}.log") as server:

@@ -83,7 +83,7 @@ def test_headline_is_the_median_of_the_rounds_and_unpaired_ratios_are_kept_apart
     )
     assert ("1: overhead 1.358 (210.5 / 155.0 ms), own 1.108 (/ 190.0 ms), throughput 0.923 (6.00 img/s at "
             "concurrency 4 / 6.50 img/s)") in text  # fmt: skip
-    assert ("  openvino            104.8 ms        9.70    118.2 ms        9.10 (concurrency 4)    130.0 ms = 1.10x"
+    assert ("  openvino             104.8 ms        9.70    118.2 ms        9.10 (concurrency 4)    130.0 ms = 1.10x"
             in text)  # fmt: skip
     assert "   4          7.0        313.0          0.6          1.8          2.0          3.0" in text
     assert "batch 2: p50    300.0 ms     6.67 images/s    299.0 core-ms per image" in text
@@ -140,6 +140,8 @@ def test_instance_count_sums_the_groups(config, count):
 def test_the_served_cpu_runtime_is_the_named_one_or_autos_choice(runtime, cpu_runtime, served):
     config = {"parameters": {"runtime": {"string_value": runtime}, "cpu_runtime": {"string_value": cpu_runtime}}}
     assert served_cpu_runtime(config) == served
+    int8 = {"parameters": config["parameters"] | {"cpu_precision": {"string_value": "int8"}}}
+    assert served_cpu_runtime(int8) == ("openvino" if runtime == "auto" else runtime)  # auto serves INT8 on OpenVINO
 
 
 def test_the_table_serves_each_runtime_from_a_copy_that_names_it(model_repository, tmp_path):
@@ -162,3 +164,21 @@ def test_engine_runtime_follows_the_config_triton_loaded(model_repository, grpc_
     served = engine_runtime(model_repository, config, served_cpu_runtime(config))
     assert served.name == chosen and served.streams == 2
     assert served.run(np.zeros((1, 3, 640, 640), np.float32)).shape == (1, 6, 8400)
+
+
+def test_the_int8_part_has_its_own_rounds_targets_and_ceiling():
+    """An INT8 server's rounds against the same ONNX Runtime FP32 engine, with the INT8 targets."""
+    int8 = _summary(served="openvino-int8", runtimes={"openvino-int8": RUNTIMES["openvino"]})
+    found = {"recall": 22 / 24, "found": 22, "expected": 24, "extra": 2, "summary": "found 22 of 24 (recall 0.917)"}
+    summary = _summary() | {"int8": int8 | {"quantize_s": 41.6, "agreement": found}}
+    text = format_summary(summary)
+    assert "--- INT8: openvino-int8, quantized here in 42 s on 40 flips and crops of the sample photos" in text
+    assert "(conf 0.25, IoU >= 0.5, same class): found 22 of 24 (recall 0.917); recall target >= 0.95" in text
+    assert "ensemble `yolov8` serving openvino-int8, 1 MP JPEG" in text
+    assert "overhead ratio         1.100  (target <= 0.50;" in text
+    assert "throughput ratio       0.954  (target >= 2.00;" in text
+    assert (
+        "own overhead ratio     1.137  (target <= 1.20; median of rounds: client p50 at concurrency 1 / openvino-int8"
+        in text
+    )
+    assert "  overhead ratio     >= 1.077  (openvino-int8 160.0 + preprocess 6.0" in text

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from fnmatch import fnmatch
 
 import pytest
 import yaml
@@ -87,6 +88,17 @@ def test_build_context_holds_what_the_dockerfile_copies_and_nothing_else():
     included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     copied = {a.split()[0] for kind, a in _dockerfile_instructions() if kind == "COPY"}
     assert copied == included
+
+
+def test_the_image_takes_an_int8_model_and_compiles_openvino_models_into_tmp(compose):
+    """prepare --int8 writes model_int8.xml/.bin beside the ONNX; the server's user can write only /tmp."""
+    patterns = [p for p in (PROJECT_ROOT / ".dockerignore").read_text().splitlines() if p and not p.startswith("#")]
+    excluding = [p for p in patterns[1:] if not p.startswith("!")]
+    for name in ("model_int8.xml", "model_int8.bin"):
+        assert not [p for p in excluding if fnmatch(f"model_repository/yolov8_infer/1/{name}", p)]
+    environment = " ".join(a for kind, a in _dockerfile_instructions() if kind == "ENV")
+    assert re.search(r"\bYOLOV8_OPENVINO_CACHE=/tmp/\S+", environment)
+    assert compose["services"]["triton"]["tmpfs"] == ["/tmp"]
 
 
 @pytest.mark.parametrize("service", ["setup", "triton"])

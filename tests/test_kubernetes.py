@@ -173,6 +173,15 @@ def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(overlay):
     assert triton_pod(overlay[1])["spec"]["securityContext"]["runAsUser"] == image_uid
 
 
+def test_openvino_compiles_into_a_writable_tmp(overlay):
+    """The image sets YOLOV8_OPENVINO_CACHE under /tmp; on a read-only root, /tmp must be a volume of the pod."""
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    assert re.search(r"^\s+YOLOV8_OPENVINO_CACHE=/tmp/\S+", dockerfile, re.M)
+    container = triton_container(overlay[1])
+    assert "emptyDir" in volume_at(triton_pod(overlay[1]), container, "/tmp")
+    assert "YOLOV8_OPENVINO_CACHE" not in {e["name"] for e in container["env"]}
+
+
 def test_admin_key_comes_from_a_secret_that_is_not_committed(overlay):
     container = triton_container(overlay[1])
     (key,) = [e for e in container["env"] if e["name"] == "TRITON_ADMIN_KEY"]

@@ -28,7 +28,7 @@ ALLOWED = {
     "preprocess": {"triton_helpers"},
     "infer": {"triton_helpers"},
     "postprocess": {"triton_helpers"},
-    "prepare": {"infer"},
+    "prepare": {"infer", "preprocess", "postprocess"},
 }
 # top-level package -> the other top-level packages it may import
 FLOORS = {

@@ -21,6 +21,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or PROJECT_ROOT / ".cache" / "openvino")
 
 
+def int8_model_path(model_path: str | Path) -> Path:
+    """The OpenVINO INT8 IR that ``prepare --int8`` writes beside the model: model.onnx → model_int8.xml (+ .bin)."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}_int8.xml")
+
+
 def compile_options(threads: int, streams: int = 1) -> dict[str, object]:
     """CPU plugin settings: FP32 (some CPUs would pick bf16 by themselves: up to 6.7 off on the raw head here),
     the LATENCY hint for one stream or ``streams`` streams sharing ``threads`` threads (0 = every core), and no

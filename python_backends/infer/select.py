@@ -5,6 +5,10 @@ built, else the ``cpu_runtime`` that ``prepare`` measured fastest on this machin
 config (``onnxruntime`` or ``openvino``); when OpenVINO cannot compile the model, ``auto`` logs one line
 and takes ONNX Runtime. An explicit choice that cannot be satisfied raises RuntimeUnavailable, which
 fails the model's load with that message.
+
+``cpu_precision`` ``int8`` (written by ``prepare --int8``, never chosen by ``auto`` itself) makes the CPU
+runtime OpenVINO on the INT8 model beside the ONNX (``int8_model_path``), for ``auto`` and ``openvino``
+alike, with no fallback: an INT8 model that OpenVINO cannot compile fails the load with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
 RUNTIMES = ("auto", "onnxruntime", "openvino", "tensorrt", "fastdeploy")
 CPU_RUNTIMES = ("onnxruntime", "openvino")
+CPU_PRECISIONS = ("fp32", "int8")
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -50,25 +55,31 @@ def create_runtime(
     log: Callable[[str], None] = print,
     cpu_runtime: str = "onnxruntime",
     openvino_cache_dir: Path | None = None,
+    cpu_precision: str = "fp32",
 ) -> InferenceRuntime:
     """Build the runtime named by ``choice`` (``auto`` picks the best one this machine can run)."""
     if choice not in RUNTIMES:
         raise RuntimeUnavailable(f"unknown runtime {choice!r}; expected one of {', '.join(RUNTIMES)}")
+    _checked_precision(cpu_precision)
     options = engine_options or EngineOptions(max_batch=max(max_batch_size, 1))
     if choice == "tensorrt":
         return _tensorrt(Path(onnx_path), options, engine_dir, log)
     if choice == "fastdeploy":
         return _fastdeploy(Path(onnx_path), options, engine_dir)
+    int8_model = _int8_model(choice, onnx_path) if cpu_precision == "int8" else None
     cpu = {"intra_op_threads": intra_op_threads, "max_batch_size": max_batch_size, "streams": cpu_streams}
     if choice == "openvino":
-        return _openvino(onnx_path, cpu, openvino_cache_dir)
+        return _openvino(int8_model or onnx_path, cpu, openvino_cache_dir)
     if choice == "auto":
         if cpu_runtime not in CPU_RUNTIMES:
             raise RuntimeUnavailable(f"unknown cpu_runtime {cpu_runtime!r}; expected one of {', '.join(CPU_RUNTIMES)}")
+        on_cpu = "openvino (int8)" if int8_model else cpu_runtime
         try:
             return _tensorrt(Path(onnx_path), options, engine_dir, log)
         except RuntimeUnavailable as exc:
-            log(f"runtime auto: {exc}; using {cpu_runtime} on CPU")
+            log(f"runtime auto: {exc}; using {on_cpu} on CPU")
+        if int8_model:
+            return _openvino(int8_model, cpu, openvino_cache_dir)
         if cpu_runtime == "openvino":
             try:
                 return _openvino(onnx_path, cpu, openvino_cache_dir)
@@ -77,6 +88,28 @@ def create_runtime(
     from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 
     return OnnxRuntimeSession(onnx_path, **cpu)
+
+
+def _checked_precision(cpu_precision: str) -> None:
+    if cpu_precision not in CPU_PRECISIONS:
+        raise RuntimeUnavailable(
+            f"unknown cpu_precision {cpu_precision!r}; expected one of {', '.join(CPU_PRECISIONS)}"
+        )
+
+
+def _int8_model(choice: str, onnx_path: str) -> str:
+    """The INT8 model beside ``onnx_path``, which only OpenVINO runs; RuntimeUnavailable if it is missing."""
+    from python_backends.infer.openvino_runtime import int8_model_path
+
+    if choice == "onnxruntime":
+        raise RuntimeUnavailable("cpu_precision 'int8' runs on OpenVINO: runtime 'onnxruntime' serves fp32 only")
+    path = int8_model_path(onnx_path)
+    if not path.exists():
+        raise RuntimeUnavailable(
+            f"cpu_precision 'int8': no INT8 model at {path}; "
+            "write it with python -m python_backends.prepare --onnx MODEL --int8 --calibration DIR"
+        )
+    return str(path)
 
 
 def _openvino(onnx_path: str, cpu: dict, cache_dir: Path | None) -> InferenceRuntime:

@@ -3,6 +3,7 @@
     python -m python_backends.prepare --onnx yolov8n.onnx [--repository model_repository]
     python -m python_backends.prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
     python -m python_backends.prepare --onnx yolov8n.onnx --cpu-runtime onnxruntime
+    python -m python_backends.prepare --onnx yolov8n.onnx --int8 --calibration DIR [--data DATA.yaml]
 
 Reads class names, imgsz, stride and the kind of head from the ONNX metadata, makes the batch
 dimension dynamic (checking numerically that outputs do not change), installs the model with a
@@ -14,16 +15,22 @@ It then times ONNX Runtime and OpenVINO on the installed model and writes the CP
 (--cpu-runtime names one instead of measuring).
 With --tensorrt it also builds (or finds cached) the TensorRT engine of the installed model
 for this machine's TensorRT and GPU, and writes its precision and profile into yolov8_infer.
+With --int8 it quantizes the installed model with NNCF, calibrated on the photos in --calibration, into an
+OpenVINO INT8 model beside the ONNX, and sets yolov8_infer to serve it on CPU (``cpu_precision: int8``).
+With --data it keeps the mAP50-95 drop on that Ultralytics dataset within --max-drop (NNCF's accuracy
+control) and prints both mAPs. Without --int8, the model is served in FP32.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import onnx
 
+from evaluation.dataset import Dataset, load_dataset
 from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
     EngineBuildError,
@@ -35,9 +42,11 @@ from python_backends.infer.tensorrt_engine import (
     parse_profile,
 )
 from python_backends.prepare.cpu_runtime import measure, write_cpu_runtime
+from python_backends.prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
+from python_backends.prepare.int8_accuracy import quantize_within, served_map, validation_images
 from python_backends.prepare.onnx_model import UnsupportedModelError, read_model_info
 from python_backends.prepare.prepare_model import prepare, prepare_tensorrt
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.prepare.repository import DEFAULT_REPOSITORY, set_cpu_precision
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -72,21 +81,64 @@ def main(argv: list[str] | None = None) -> int:
         help="what runtime auto runs on CPU (default: the faster one here, OpenVINO only when clearly faster)",
     )
     parser.add_argument("--engine-dir", type=Path, help="engine cache (default $YOLOV8_ENGINE_DIR or .cache/engines)")
+    parser.add_argument("--int8", action="store_true", help="also quantize to INT8 for OpenVINO on CPU and serve that")
+    parser.add_argument("--calibration", type=Path, help="--int8: a folder of ordinary photos (64 or more)")
+    parser.add_argument("--data", type=Path, help="--int8: an Ultralytics DATA.yaml whose mAP50-95 bounds the drop")
+    parser.add_argument("--max-drop", type=float, default=0.01, help="--data: largest mAP50-95 drop (default 0.01)")
     args = parser.parse_args(argv)
+    if args.int8 != (args.calibration is not None):
+        parser.error("--int8 and --calibration DIR go together")
+    if args.data is not None and not args.int8:
+        parser.error("--data needs --int8")
     try:
         if args.tensorrt:  # refuse before touching the repository
             import_tensorrt()
             compute_capability()
             low, opt, high = parse_profile(args.batch_profile)
+        if args.int8:  # read the photos (and the dataset) before touching the repository
+            height, width = args.input_size or _model_size(args.onnx)
+            calibration = read_calibration(args.calibration, height, width)
+            dataset = load_dataset(args.data) if args.data else None
         print(prepare(args.onnx, args.repository, args.max_det, DEFAULT_REPOSITORY, input_size=args.input_size))
         print(set_cpu_runtime(args.repository, args.cpu_runtime))
         if args.tensorrt:
             options = engine_options(args.repository, args.input_size, (low, opt, high), args.fp16)
             print(prepare_tensorrt(args.repository, options, args.engine_dir))
+        if args.int8:
+            print(prepare_int8(args.repository, calibration, dataset, args.max_drop))
     except (UnsupportedModelError, FileNotFoundError, EngineBuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def prepare_int8(repository: Path, calibration: CalibrationSet, dataset: Dataset | None, max_drop: float) -> str:
+    """Quantize the installed model (within ``max_drop`` of its mAP50-95 on ``dataset`` when given), write the
+    INT8 model beside it and serve it; prints what calibrates it; returns a summary line."""
+    print(calibration.summary())
+    warning = calibration.warning()
+    if warning:
+        print(warning, file=sys.stderr)
+    onnx_path = repository / "yolov8_infer" / "1" / "model.onnx"
+    started = time.perf_counter()
+    if dataset is None:
+        model, scores = quantize(onnx_path, calibration), ""
+    else:
+        height, width = _installed_size(repository)
+        images, skipped = validation_images(dataset, height, width)
+        if skipped:
+            print(f"--data: {len(skipped)} unreadable image(s) left out ({'; '.join(skipped[:3])})", file=sys.stderr)
+        if not images:
+            raise ValueError("--data: no readable image to measure mAP on")
+        model = quantize_within(onnx_path, calibration, images, dataset, max_drop)
+        fp32, int8 = served_map(onnx_path, images, dataset), served_map(model, images, dataset)
+        scores = (
+            f"; mAP50-95 on {len(images)} images: FP32 {fp32:.4f}, INT8 {int8:.4f} "
+            f"(drop {fp32 - int8:.4f}, at most {max_drop})"
+        )
+    path = save_int8(model, onnx_path)
+    set_cpu_precision(repository, "int8")
+    return f"INT8 model {path} in {time.perf_counter() - started:.0f} s, served on CPU (cpu_precision int8){scores}"
 
 
 def set_cpu_runtime(repository: Path, requested: str) -> str:
@@ -111,3 +163,17 @@ def engine_options(
     height, width = input_size or (info.input_height, info.input_width)
     low, opt, high = clamp_profile(profile, onnx_fixed_batch(model_path) or info.max_batch)
     return EngineOptions(height, width, low, opt, high, fp16=fp16)
+
+
+def _model_size(onnx_path: Path) -> tuple[int, int]:
+    try:
+        model = onnx.load(str(onnx_path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise UnsupportedModelError(f"{onnx_path}: not a readable ONNX model ({exc})") from exc
+    info = read_model_info(model)
+    return info.input_height, info.input_width
+
+
+def _installed_size(repository: Path) -> tuple[int, int]:
+    info = read_model_info(onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")))
+    return info.input_height, info.input_width

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from python_backends import PROJECT_ROOT
+from python_backends.infer.openvino_runtime import int8_model_path
 from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, clamp_profile
 from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
 from python_backends.prepare.warmup import (
@@ -136,18 +137,22 @@ def copy_template(source: Path, target: Path) -> None:
     """Copy the committed repository (configs and model.py files, no model) to ``target``."""
     for stage in STAGES:
         shutil.copytree(
-            source / stage, target / stage, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.onnx", "__pycache__")
+            source / stage,
+            target / stage,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("*.onnx", "*_int8.xml", "*_int8.bin", "__pycache__"),
         )
 
 
 def copy_with_parameters(source: Path, target: Path, model: str, **params: str) -> Path:
     """A copy of the prepared repository ``source`` in which ``model``'s config.pbtxt has ``params`` set.
 
-    Configs, model.py files, labels and warm-up data are copied; the ONNX model is linked, not copied.
+    Configs, model.py files, labels and warm-up data are copied; the models (the ONNX, an INT8 IR) are linked.
     """
     copy_template(source, target)
-    for onnx in (source / "yolov8_infer" / "1").glob("*.onnx"):
-        (target / "yolov8_infer" / "1" / onnx.name).symlink_to(onnx.resolve())
+    for pattern in ("*.onnx", "*_int8.xml", "*_int8.bin"):
+        for model_file in (source / "yolov8_infer" / "1").glob(pattern):
+            (target / "yolov8_infer" / "1" / model_file.name).symlink_to(model_file.resolve())
     config = target / model / "config.pbtxt"
     text = config.read_text()
     for key, value in params.items():
@@ -157,7 +162,10 @@ def copy_with_parameters(source: Path, target: Path, model: str, **params: str) 
 
 
 def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = 300) -> Path:
-    """Write model.onnx, labels.txt and the warm-up data, and set the configs; returns the model file's path."""
+    """Write model.onnx, labels.txt and the warm-up data, and set the configs; returns the model file's path.
+
+    The model is served in FP32: an INT8 model of an earlier ``prepare --int8`` is removed.
+    """
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"
     model_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = model_path.with_suffix(".onnx.tmp")
@@ -166,4 +174,14 @@ def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: i
     (repository / "yolov8_postprocess" / "labels.txt").write_text("\n".join(info.class_names) + "\n")
     write_warmup_files(repository, info)
     configure(repository, info, max_det)
+    set_cpu_precision(repository, "fp32")
+    int8 = int8_model_path(model_path)
+    for path in (int8, int8.with_suffix(".bin")):
+        path.unlink(missing_ok=True)
     return model_path
+
+
+def set_cpu_precision(repository: Path, precision: str) -> None:
+    """Set ``cpu_precision`` (fp32 | int8) in yolov8_infer's config.pbtxt and its variants."""
+    for path in config_files(repository / "yolov8_infer"):
+        path.write_text(set_parameter(path.read_text(), "cpu_precision", precision))

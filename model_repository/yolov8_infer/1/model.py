@@ -33,6 +33,7 @@ class TritonPythonModel:
             engine_options=options_from_parameters(params, dims[1], dims[2]),
             engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,
             cpu_runtime=params.get("cpu_runtime", "").strip() or "onnxruntime",
+            cpu_precision=params.get("cpu_precision", "").strip() or "fp32",
         )
         self.shares_cores = self.runtime.name in ("onnxruntime", "openvino") and self.runtime.streams > 1
         if self.shares_cores:  # two paths (all cores, a stream's share); model_warmup reaches only one

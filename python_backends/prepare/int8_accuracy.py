@@ -1,0 +1,96 @@
+"""mAP50-95 of an OpenVINO model on a labelled dataset, and INT8 quantization that keeps its drop within a bound.
+
+Images are preprocessed as served (``python_backends.preprocess``) and the head is decoded as served
+(``python_backends.postprocess``) at the thresholds of ``python -m client val`` (conf 0.001, IoU 0.7,
+300 detections); ``evaluation`` scores them. NNCF's accuracy-controlled quantization
+(``nncf.quantize_with_accuracy_control``) quantizes, measures the drop with that score and returns layers
+to float, the most harmful first, until the drop is at most ``max_drop``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.coco import Prediction, evaluate
+from evaluation.dataset import Dataset
+from python_backends.infer.onnxruntime_runtime import usable_cores
+from python_backends.infer.openvino_runtime import compile_options
+from python_backends.postprocess.postprocessor import Postprocessor
+from python_backends.prepare.int8 import CalibrationSet, head_decode_ops
+from python_backends.preprocess.image_decode import ImageDecodeError
+from python_backends.preprocess.preprocessor import Preprocessor
+
+CONF, IOU, MAX_DET = 0.001, 0.7, 300  # as python -m client val, and Ultralytics' val
+
+
+@dataclass(frozen=True)
+class ValidationImage:
+    """One dataset image as served: ``tensor`` float32 (3, H, W), ``mapping`` float32 (5,) LETTERBOX."""
+
+    path: Path
+    tensor: np.ndarray
+    mapping: np.ndarray
+
+
+def validation_images(dataset: Dataset, height: int, width: int) -> tuple[list[ValidationImage], list[str]]:
+    """The dataset's images preprocessed as served, and "path: reason" for each that could not be read."""
+    preprocessor = Preprocessor(height, width)
+    images, skipped = [], []
+    for path in dataset.images:
+        try:
+            tensor, mapping = preprocessor.from_bytes(path.read_bytes())
+        except (ImageDecodeError, OSError) as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
+        images.append(ValidationImage(path, tensor, mapping))
+    return images, skipped
+
+
+def map50_95(compiled, images, dataset: Dataset) -> float:
+    """COCO mAP50-95 of ``compiled`` (an ov.CompiledModel) on ``images`` (ValidationImage); 0.0 without labels."""
+    postprocessor = Postprocessor(len(dataset.names), MAX_DET, CONF, IOU)
+    predictions = {}
+    for image in images:
+        head = compiled(image.tensor[None])[0][0]
+        found = postprocessor.detect(head, image.mapping)
+        predictions[image.path] = Prediction(found.boxes, found.scores, found.class_ids)
+    return evaluate(dataset, predictions).map50_95 or 0.0
+
+
+def served_map(model, images: list[ValidationImage], dataset: Dataset) -> float:
+    """mAP50-95 of ``model`` (a path or an ov.Model) compiled as served: OpenVINO on CPU, FP32 where not INT8."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(model if isinstance(model, ov.Model) else str(model), "CPU",
+                                       compile_options(usable_cores()))  # fmt: skip
+    return map50_95(compiled, images, dataset)
+
+
+def quantize_within(
+    onnx_path: Path,
+    calibration: CalibrationSet,
+    images: list[ValidationImage],
+    dataset: Dataset,
+    max_drop: float,
+    subset_size: int | None = None,
+):
+    """The ONNX at ``onnx_path`` quantized as ``int8.quantize`` does, with layers returned to float until the
+    mAP50-95 on ``images`` drops by at most ``max_drop`` (absolute): an ov.Model."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(onnx_path))
+    return nncf.quantize_with_accuracy_control(
+        model,
+        nncf.Dataset(calibration.tensors, lambda tensor: tensor[None]),
+        nncf.Dataset(images, lambda image: image.tensor[None]),
+        lambda compiled, items: map50_95(compiled, list(items), dataset),
+        max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=subset_size or len(calibration.tensors),
+        ignored_scope=nncf.IgnoredScope(names=head_decode_ops(model)),
+    )
