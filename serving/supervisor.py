@@ -66,6 +66,7 @@ class Supervisor:
         check_interval_s: how often processes are checked.
         probe_interval_s: how often a probe inference runs; 0 turns probing off.
         probe_failures: failed probes in a row that count as a dead stage.
+        probe_timeout_s: seconds a probe inference may take; longer fails it (a hung stage).
         max_restarts: restarts allowed within ``restart_window_s`` before giving up.
         clock: the time in seconds for the restart window (``time.monotonic``).
         own_process_group: False keeps tritonserver and its stubs in this process's group.
@@ -81,6 +82,7 @@ class Supervisor:
         check_interval_s: float = 0.5,
         probe_interval_s: float = 10.0,
         probe_failures: int = 2,
+        probe_timeout_s: float = 60.0,
         max_restarts: int = 5,
         restart_window_s: float = 600.0,
         own_process_group: bool = True,
@@ -95,6 +97,7 @@ class Supervisor:
         self.check_interval_s = check_interval_s
         self.probe_interval_s = probe_interval_s
         self.probe_failures = probe_failures
+        self.probe_timeout_s = probe_timeout_s
         self.max_restarts = max_restarts
         self.restart_window_s = restart_window_s
         self.stopping = threading.Event()
@@ -147,7 +150,7 @@ class Supervisor:
                 return f"stage {stub.model}: its Python stub {stub.instance} (pid {stub.pid}) is gone"
         if self.probe_interval_s and time.monotonic() >= self._next_probe:
             self._next_probe = time.monotonic() + self.probe_interval_s
-            result = probe_inference(self.server.http_url)
+            result = probe_inference(self.server.http_url, timeout_s=self.probe_timeout_s)
             if result.ok or result.overloaded:
                 self._failed_probes = 0
             else:

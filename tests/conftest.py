@@ -23,6 +23,21 @@ def _require(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def openvino_cache(tmp_path_factory) -> Path:
+    """One OpenVINO cache for every compile of the session, servers' included (they inherit the variable).
+
+    OpenVINO keys a compiled model on its file's path, and the tests serve models from temporary
+    folders: in the project's .cache/openvino their blobs (45 MB each) would pile up, never read again.
+    """
+    from python_backends.infer.openvino_runtime import CACHE_DIR_ENV
+
+    path = tmp_path_factory.mktemp("openvino")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_DIR_ENV, str(path))
+        yield path
+
+
 @pytest.fixture(scope="session")
 def default_onnx() -> Path:
     return _require(DEFAULT_ONNX)
