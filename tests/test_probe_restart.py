@@ -48,14 +48,14 @@ class StageHanger(threading.Thread):
     def run(self) -> None:
         try:
             server = self.supervisor.server
-            wait_until(lambda: server.process is not None and bool(server.stubs) and server.is_ready(), "ready", 120)
+            wait_until(lambda: server.process is not None and server.started, "ready", 120)
             self.first_pid, self.first_stubs = server.process.pid, list(server.stubs)
             preprocess = next(s.pid for s in self.first_stubs if s.model == "yolov8_preprocess")
             with stages_held(self.first_pid) as lock:
                 wait_until(lambda: waits_for_lock(preprocess, lock), "a probe inside preprocess's execute")
                 self.probe_held_in_preprocess = True
                 wait_until(lambda: server.process.pid != self.first_pid, "a new server", 60)
-            wait_until(lambda: server.stubs and server.is_ready(), "the new server ready", 120)
+            wait_until(lambda: server.started, "the new server ready", 120)
             self.served_again = probe_inference(server.http_url, timeout_s=60)
         except BaseException as exc:  # reported by the test
             self.error = exc
