@@ -3,9 +3,8 @@
 The calibration photos go through the served preprocessing (``python_backends.preprocess``: decode, letterbox,
 normalise), so the quantizer sees the activations that serving produces. Preset MIXED (symmetric weights,
 asymmetric activations). The head's decode stays in floating point, as Ultralytics' OpenVINO INT8 export keeps
-it: the Add/Sub/Mul/Div directly in the head module, its DFL and its class Sigmoid (``head_decode_ops``); so
-does the first block, which reads the image (``stem_ops``). The result is an OpenVINO IR beside the ONNX
-(``int8_model_path``), its float parts kept in FP32.
+it: the Add/Sub/Mul/Div directly in the head module, its DFL and its class Sigmoid (``head_decode_ops``). The
+result is an OpenVINO IR beside the ONNX (``int8_model_path``), its float parts kept in FP32.
 """
 
 from __future__ import annotations
@@ -119,34 +118,8 @@ def head_decode_ops(model) -> list[str]:
     return names
 
 
-def stem_ops(model) -> list[str]:
-    """Names of the ops of the first block of ``model`` (an ov.Model), ``/model.0``: they stay in floating point.
-
-    The stem's conv reads the image itself; quantizing its input costs the most accuracy of any layer (NNCF's
-    accuracy control returns ``/model.0/act/Mul`` to float first), for a share of the time too small to measure.
-    """
-    queue, seen = [model.input(0).get_node()], set()
-    while queue:
-        node = queue.pop(0)
-        name = node.get_friendly_name()
-        if name.startswith("/") and name.count("/") >= 2:
-            stem = name.split("/")[1]
-            return [op.get_friendly_name() for op in model.get_ops() if op.get_friendly_name().startswith(f"/{stem}/")
-                    and op.get_type_name() != "Constant"]  # fmt: skip
-        for target in (t.get_node() for output in node.outputs() for t in output.get_target_inputs()):
-            if target.get_friendly_name() not in seen:
-                seen.add(target.get_friendly_name())
-                queue.append(target)
-    raise ValueError("cannot find the first block: no op below the input is named by its module")
-
-
-def float_ops(model) -> list[str]:
-    """The ops that stay in floating point: the stem (``stem_ops``) and the head's decode (``head_decode_ops``)."""
-    return stem_ops(model) + head_decode_ops(model)
-
-
 def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | None = None):
-    """The ONNX at ``onnx_path`` quantized with NNCF (preset MIXED, stem and head decode in float): an ov.Model.
+    """The ONNX at ``onnx_path`` quantized with NNCF (preset MIXED, head decode in float): an ov.Model.
 
     ``subset_size``: how many calibration images NNCF uses (default all of them).
     """
@@ -159,7 +132,7 @@ def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | No
         nncf.Dataset(calibration.tensors, lambda tensor: tensor[None]),
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=subset_size or len(calibration.tensors),
-        ignored_scope=nncf.IgnoredScope(names=float_ops(model)),
+        ignored_scope=nncf.IgnoredScope(names=head_decode_ops(model)),
     )
 
 

@@ -19,7 +19,7 @@ from evaluation.dataset import Dataset
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.infer.openvino_runtime import compile_options
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.int8 import CalibrationSet, float_ops
+from python_backends.prepare.int8 import CalibrationSet, head_decode_ops
 from python_backends.preprocess.image_decode import ImageDecodeError
 from python_backends.preprocess.preprocessor import Preprocessor
 
@@ -92,5 +92,5 @@ def quantize_within(
         drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=subset_size or len(calibration.tensors),
-        ignored_scope=nncf.IgnoredScope(names=float_ops(model)),
+        ignored_scope=nncf.IgnoredScope(names=head_decode_ops(model)),
     )
