@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from python_backends.triton_helpers.config import instance_count
 from serving.server import free_port
@@ -48,3 +49,14 @@ def image_input(payload: bytes, batch: int = 1) -> grpcclient.InferInput:
     tensor = grpcclient.InferInput("IMAGE", [batch, 1], "BYTES")
     tensor.set_data_from_numpy(np.array([[payload]] * batch, dtype=object))
     return tensor
+
+
+def ensemble_outcome(url: str, payload: bytes):
+    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
+    except InferenceServerException as exc:
+        return exc
+    finally:
+        client.close()

@@ -12,9 +12,8 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import tritonclient.grpc as grpcclient
 from held_stage import stages_held, wait_until, waits_for_lock
-from own_server import image_input
+from own_server import ensemble_outcome
 from tritonclient.utils import InferenceServerException
 
 from serving.processes import is_alive, shm_regions, stub_processes
@@ -22,17 +21,6 @@ from serving.supervisor import SupervisorProcess
 
 EXIT_TIMEOUT_S = 3
 TIMED_OUT = f"drain timed out after {EXIT_TIMEOUT_S} s, requests still in the pipeline: 1; killing tritonserver"
-
-
-def ensemble_outcome(url: str, payload: bytes):
-    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
-    except InferenceServerException as exc:
-        return exc
-    finally:
-        client.close()
 
 
 def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sample_images, tmp_path):

@@ -431,13 +431,8 @@ def assert_detections(got: dict, want: dict, size: tuple[int, int]) -> None:
     assert got["classes"] == want["classes"]
 
 
-class TestEnd2endServed:
-    """An end-to-end export, batch-dynamic, on ONNX Runtime."""
-
-    @pytest.fixture(scope="class")
-    def server(self, tmp_path_factory):
-        with serving(tmp_path_factory, end2end_yolo(), "onnxruntime") as server:
-            yield server
+class ServedModel:
+    """A client of the class's ``server`` (each subclass serves its own model)."""
 
     @pytest.fixture(scope="class")
     def client(self, server):
@@ -446,6 +441,15 @@ class TestEnd2endServed:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         yield client
         client.close()
+
+
+class TestEnd2endServed(ServedModel):
+    """An end-to-end export, batch-dynamic, on ONNX Runtime."""
+
+    @pytest.fixture(scope="class")
+    def server(self, tmp_path_factory):
+        with serving(tmp_path_factory, end2end_yolo(), "onnxruntime") as server:
+            yield server
 
     def test_detections_are_the_models_rows_mapped_to_the_image_clipped_and_thresholded(self, client):
         (wide,) = detect(client, [png(*WIDE)])
@@ -482,21 +486,13 @@ class TestEnd2endServed:
         np.testing.assert_allclose(head[1, : len(ROWS)], ROWS, atol=1e-6)
 
 
-class TestNmsInsideServed:
+class TestNmsInsideServed(ServedModel):
     """An export with NMS inside, batch 1 only, on OpenVINO."""
 
     @pytest.fixture(scope="class")
     def server(self, tmp_path_factory):
         with serving(tmp_path_factory, nms_yolo(), "openvino") as server:
             yield server
-
-    @pytest.fixture(scope="class")
-    def client(self, server):
-        import tritonclient.grpc as grpcclient
-
-        client = grpcclient.InferenceServerClient(server.grpc_url)
-        yield client
-        client.close()
 
     def test_the_ensemble_serves_batch_1_on_openvino(self, client):
         config = client.get_model_config("yolov8_infer", as_json=True)["config"]

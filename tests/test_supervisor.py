@@ -16,9 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import tritonclient.grpc as grpcclient
 from held_stage import stages_held, wait_until, waits_for_lock
-from own_server import image_input, options
+from own_server import ensemble_outcome, options
 from tritonclient.utils import InferenceServerException
 
 from serving.probe import probe_inference
@@ -122,17 +121,6 @@ def test_gives_up_after_max_restarts_within_the_window(model_repository, tmp_pat
     last = killer.killed[-1]
     reason = f"stage yolov8_infer: its Python stub {last.instance} (pid {last.pid}) is gone"
     assert f"giving up: {reason}; already restarted 2 times in 60 s" in caplog.text, caplog.text
-
-
-def ensemble_outcome(url: str, payload: bytes):
-    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
-    except InferenceServerException as exc:
-        return exc
-    finally:
-        client.close()
 
 
 def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
