@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,8 @@ from serving.server import TritonServer
 from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 
 KEY = "test-admin-key"
+UNAVAILABLE = "StatusCode.UNAVAILABLE"
+RESTRICTED = "This protocol is restricted, expecting header 'triton-grpc-protocol-admin-key'"
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -95,6 +98,15 @@ def http_status(url: str, headers: dict[str, str] | None = None, method: str = "
     return http_reply(url, headers, method)[0]
 
 
+def assert_handshake_refused(error: InferenceServerException) -> None:
+    """The server closed the connection in the TLS handshake: gRPC's UNAVAILABLE, before any request."""
+    assert error.status() == UNAVAILABLE, error
+    assert re.fullmatch(
+        r"failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127\.0\.0\.1:\d+: Socket closed",
+        error.message(),
+    ), error
+
+
 def test_admin_apis_need_the_key(locked_server, certificates):
     client = tls_client(locked_server, certificates)
     try:
@@ -103,11 +115,13 @@ def test_admin_apis_need_the_key(locked_server, certificates):
             client.get_system_shared_memory_status,
             client.get_log_settings,
         ):
-            with pytest.raises(InferenceServerException, match="restricted"):
+            with pytest.raises(InferenceServerException) as refused:
                 call()
+            assert (refused.value.status(), refused.value.message()) == (UNAVAILABLE, RESTRICTED), call
             call(headers={GRPC_ADMIN_KEY_HEADER: KEY})
-        with pytest.raises(InferenceServerException, match="restricted"):
+        with pytest.raises(InferenceServerException) as wrong_key:
             client.get_trace_settings(headers={GRPC_ADMIN_KEY_HEADER: "wrong"})
+        assert (wrong_key.value.status(), wrong_key.value.message()) == (UNAVAILABLE, RESTRICTED)
         # what clients need stays open: config (class names), statistics, metadata, health
         assert client.get_model_config("yolov8_postprocess", as_json=True)["config"]["parameters"]["class_names"]
         assert client.get_inference_statistics("yolov8", as_json=True)["model_stats"]
@@ -115,7 +129,7 @@ def test_admin_apis_need_the_key(locked_server, certificates):
     finally:
         client.close()
     index = f"{locked_server.http_url}/v2/repository/index"
-    assert http_status(index, method="POST") >= 400
+    assert http_status(index, method="POST") == 403  # Forbidden
     assert http_status(index, {ADMIN_KEY_HEADER: KEY}, method="POST") == 200
     assert http_status(f"{locked_server.http_url}/v2/models/yolov8_postprocess/config") == 200
 
@@ -133,8 +147,9 @@ def test_grpc_over_tls(locked_server, certificates, sample_images):
         client.close()
     plain = grpcclient.InferenceServerClient(locked_server.grpc_url)
     try:
-        with pytest.raises(InferenceServerException):
+        with pytest.raises(InferenceServerException) as refused:
             plain.infer("yolov8", [image_input(payload)], client_timeout=10)
+        assert_handshake_refused(refused.value)
     finally:
         plain.close()
 
@@ -144,8 +159,9 @@ def test_mutual_tls_needs_a_client_certificate(mutual_tls_server, certificates, 
     anonymous = tls_client(mutual_tls_server, certificates)
     known = tls_client(mutual_tls_server, certificates, client_cert=True)
     try:
-        with pytest.raises(InferenceServerException):
+        with pytest.raises(InferenceServerException) as refused:
             anonymous.infer("yolov8", [image_input(payload)], client_timeout=10)
+        assert_handshake_refused(refused.value)
         assert known.infer("yolov8", [image_input(payload)]).as_numpy("num_dets")[0, 0] >= 1
     finally:
         anonymous.close()
@@ -198,7 +214,7 @@ def test_http_model_load_and_unload_are_refused_even_with_the_key(locked_server,
     status, body = http_reply(url, method="POST")
     assert status == 403 and "restricted" in body, (status, body)
     status, body = http_reply(url, {ADMIN_KEY_HEADER: KEY}, method="POST")
-    assert status >= 400 and "explicit model load / unload is not allowed" in body, (status, body)
+    assert status == 503 and "explicit model load / unload is not allowed" in body, (status, body)  # UNAVAILABLE
     assert http_status(f"{locked_server.http_url}/v2/models/yolov8/ready") == 200
 
 
