@@ -11,12 +11,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import kubernetes_validate
 import numpy as np
 import pytest
 import yaml
+from upstreams import FailingPod, NameServer
 
 from python_backends import PROJECT_ROOT
 
@@ -375,9 +377,31 @@ def test_gateway_balances_each_request_over_the_ready_triton_pods(overlay):
 # --- the gateway's nginx config, run by a real nginx in front of the test tritonserver ---
 
 
+HEADLESS = "yolov8-triton-headless.test"  # what the gateway resolves, as it resolves the headless Service
+TRITON_POD, DROPPING_POD, GONE_POD = "127.0.0.1", "127.0.0.2", "127.0.0.3"  # the test tritonserver is on 127.0.0.1
+
+
+@dataclass
+class Gateway:
+    grpc_url: str
+    http_url: str
+    dns: NameServer
+    dropping: FailingPod  # takes each connection on DROPPING_POD and closes it unanswered
+    error_log: Path
+
+    def refused_at(self, address: str, scheme: str) -> int:
+        """nginx's 'Connection refused' errors so far for upstream ``scheme``://``address``."""
+        lines = self.error_log.read_text().splitlines()
+        return sum(
+            "(111: Connection refused)" in line and f'upstream: "{scheme}://{address}:' in line for line in lines
+        )
+
+
 @pytest.fixture(scope="module")
 def gateway(triton, tmp_path_factory):
-    """nginx with base/gateway-nginx.conf.template on free loopback ports, in front of ``triton``."""
+    """nginx with base/gateway-nginx.conf.template on free loopback ports. It resolves HEADLESS with a DNS server
+    of the test's (at first: TRITON_POD only); DROPPING_POD listens on triton's ports and drops each connection;
+    nothing listens on GONE_POD."""
     from cluster.config import gateway_config
     from cluster.local import find_tool
     from serving.server import free_port, http_ok
@@ -388,20 +412,39 @@ def gateway(triton, tmp_path_factory):
     grpc_port, http_port, health_port = free_port(), free_port(), free_port()
     root = tmp_path_factory.mktemp("gateway")
     (root / "nginx").mkdir()  # its pid and temp files
+    dns = NameServer(HEADLESS, [TRITON_POD])
+    dropping = FailingPod(DROPPING_POD, [triton.options.grpc_port, triton.options.http_port])
     listen = {8001: f"127.0.0.1:{grpc_port}", 8000: f"127.0.0.1:{http_port}", 8081: f"127.0.0.1:{health_port}"}
     upstream = {8001: triton.options.grpc_port, 8000: triton.options.http_port}
-    (root / "nginx.conf").write_text(gateway_config(listen, "127.0.0.1", upstream, root, resolver="127.0.0.1"))
-    process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=subprocess.PIPE)
+    config = gateway_config(listen, HEADLESS, upstream, root, resolver=f"127.0.0.1:{dns.port}")
+    (root / "nginx.conf").write_text(config)
+    error_log = root / "error.log"
+    with open(error_log, "wb") as errors:
+        process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf")], stderr=errors)
     try:
         deadline = time.monotonic() + 10
         while not http_ok(f"http://127.0.0.1:{health_port}/healthz", timeout_s=1):
-            assert process.poll() is None, process.stderr.read().decode()
+            assert process.poll() is None, error_log.read_text()
             assert time.monotonic() < deadline, "nginx did not start within 10 s"
             time.sleep(0.1)
-        yield f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}"
+        yield Gateway(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", dns, dropping, error_log)
     finally:
         process.terminate()
         process.wait(timeout=10)
+        dns.close()
+        dropping.close()
+
+
+def serve_from(gateway: Gateway, pods: list[str]) -> None:
+    """Make HEADLESS resolve to ``pods``, and wait until nginx has asked again (its cache holds them then)."""
+    from serving.probe import probe_inference
+
+    asked, gateway.dns.addresses = gateway.dns.queries, list(pods)
+    deadline = time.monotonic() + 15
+    while gateway.dns.queries == asked:  # nginx asks on the first request after its 5 s of validity
+        assert time.monotonic() < deadline, "nginx never resolved the name again"
+        probe_inference(f"http://{gateway.http_url}", timeout_s=10)
+        time.sleep(0.1)
 
 
 def _infer_image(url: str, image: bytes):
@@ -423,7 +466,7 @@ def _ensemble_requests(http_url: str) -> int:
 
 
 def test_gateway_serves_grpc_and_http_through_to_triton(gateway, sample_images):
-    grpc_url, http_url = gateway
+    grpc_url, http_url = gateway.grpc_url, gateway.http_url
     assert _infer_image(grpc_url, sample_images["bus.jpg"].read_bytes()) > 0
     with urllib.request.urlopen(f"http://{http_url}/v2/health/ready", timeout=10) as reply:
         assert reply.status == 200
@@ -433,7 +476,7 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     """Each refused within a second (README; 0.1-0.26 s measured here), and none reaches the ensemble."""
     from tritonclient.utils import InferenceServerException
 
-    grpc_url, http_url = gateway
+    grpc_url, http_url = gateway.grpc_url, gateway.http_url
     before = _ensemble_requests(triton.http_url)
     started = time.monotonic()
     with pytest.raises(InferenceServerException) as refused:
@@ -457,6 +500,77 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     assert json_refused.value.code == 413
     assert max(took.values()) < 1.0, took
     assert _ensemble_requests(triton.http_url) == before  # neither request reached the ensemble
+
+
+def test_gateway_sends_a_request_that_a_gone_pod_refuses_to_another_pod(gateway, triton, sample_images):
+    """nginx starts each request on a random one of the resolved pods; one that the gone pod refuses (nothing
+    listens there) is sent to the other, gRPC and HTTP: every request answered, each once by Triton."""
+    from serving.probe import probe_inference
+
+    bus = sample_images["bus.jpg"].read_bytes()
+    try:
+        serve_from(gateway, [GONE_POD, TRITON_POD])
+        refused = {scheme: gateway.refused_at(GONE_POD, scheme) for scheme in ("grpc", "http")}
+        answered = _ensemble_requests(triton.http_url)
+        for _ in range(16):  # that no request starts on the gone pod has odds of 1/2 each: 16 in a row, 1.5e-5
+            assert _infer_image(gateway.grpc_url, bus) == 4  # bus.jpg, 137 kB: the default model's 4 boxes
+            assert probe_inference(f"http://{gateway.http_url}", image=bus).ok
+    finally:
+        gateway.dns.addresses = [TRITON_POD]
+    assert _ensemble_requests(triton.http_url) - answered == 32
+    for scheme in ("grpc", "http"):
+        assert gateway.refused_at(GONE_POD, scheme) > refused[scheme], f"no {scheme} request went to the gone pod"
+
+
+def test_gateway_sends_a_request_that_a_pod_dropped_to_another_pod(gateway, triton, sample_images):
+    """A pod that takes the connection and closes it unanswered (one that died under the request): nginx sends the
+    request to the other pod: HTTP whatever its size, gRPC when its body is under 64 KiB. (nginx 1.22, Debian's,
+    does not resend a gRPC body of 64 KiB or more once a pod took it: 'zero size buf in chain writer', and the
+    client gets UNAVAILABLE 'no Triton replica answered: retry later', which it retries.)"""
+    from serving.probe import probe_inference, tiny_png
+
+    bus = sample_images["bus.jpg"].read_bytes()
+    try:
+        serve_from(gateway, [DROPPING_POD, TRITON_POD])
+        dropped, answered = dict(gateway.dropping.connections), _ensemble_requests(triton.http_url)
+        for _ in range(16):
+            assert _infer_image(gateway.grpc_url, tiny_png()) >= 0  # an 8x8 gray PNG: a 170-byte body
+            assert probe_inference(f"http://{gateway.http_url}", image=bus).ok
+    finally:
+        gateway.dns.addresses = [TRITON_POD]
+    assert _ensemble_requests(triton.http_url) - answered == 32
+    for port in (triton.options.grpc_port, triton.options.http_port):
+        assert gateway.dropping.connections[port] > dropped[port], f"no request went to the dropping pod: {port}"
+
+
+def test_gateway_resolves_the_pods_again_within_6_s(gateway):
+    """nginx's ``resolver ... valid=5s``: a change of the Service's addresses reaches requests within 5 to 6 s."""
+    from tritonclient.utils import InferenceServerException
+
+    from serving.probe import tiny_png
+
+    def answered() -> bool:
+        try:
+            return _infer_image(gateway.grpc_url, tiny_png()) >= 0
+        except InferenceServerException as exc:
+            assert exc.status() == "StatusCode.UNAVAILABLE", exc
+            assert exc.message() == "no Triton replica answered: retry later", exc
+            return False
+
+    try:
+        serve_from(gateway, [GONE_POD])
+        assert not answered()
+        switched, asked = time.monotonic(), gateway.dns.queries
+        gateway.dns.addresses = [TRITON_POD]
+        while not answered():
+            assert time.monotonic() < switched + 15, "the new address never reached nginx"
+            time.sleep(0.1)
+        took = time.monotonic() - switched
+    finally:
+        gateway.dns.addresses = [TRITON_POD]
+    assert gateway.dns.queries > asked, "nginx did not ask again"
+    # nginx counts the 5 s in whole seconds of its clock (5 to 6 s), then one request: 6.05 s measured here
+    assert took < 5.0 + 1.0 + 1.0, f"{took:.1f} s"
 
 
 # --- PromQL checked by Prometheus' own promtool (Debian's prometheus package) ---
