@@ -11,7 +11,9 @@ def test_short_soak(model_repository, reference, tmp_path):
     assert report.wrong_answers == 0
     assert report.errors.get("StatusCode.INVALID_ARGUMENT", 0) > 0  # the bad requests were refused
     assert report.killed_clients == 1  # killed while waiting, after the server's statistics counted its request
-    assert report.downtime_s is not None, "no request succeeded after the stub was killed"
+    # the traffic goes on until the restarted server answers, however long the restart takes, and past that
+    assert report.downtime_s is not None, "no request succeeded within RECOVERY_LIMIT_S of the stub's kill"
+    assert report.successes_after_recovery > 0
     assert report.supervisor_status == 0
     assert report.stubs_seen >= 6 and report.shm_seen >= 6  # two servers: before and after the restart
     assert report.leftover_stubs == 0 and report.leftover_shm == 0

@@ -4,7 +4,9 @@
 
 Several clients send a mix of good and bad requests for ``--duration`` seconds. On the way
 one extra client is killed in the middle of a request, and the ``yolov8_infer`` stubs are
-killed with SIGKILL (the supervisor must restart the server). Then the supervisor gets SIGTERM.
+killed with SIGKILL (the supervisor must restart the server). The traffic goes on past
+``--duration`` until a request has succeeded again after the kill, and for a fifth of the
+duration after that (at most RECOVERY_LIMIT_S past the kill). Then the supervisor gets SIGTERM.
 The report: requests sent, successes, errors by code, hangs (client deadline passed, or a
 client thread that never returned), wrong answers (each good reply must carry the number of
 detections its photo got before the run), p99 latency of successes, server RSS growth, downtime
@@ -42,6 +44,7 @@ DEADLINE_S = 60.0  # a request without an answer after this long is a hang
 # gRPC waits up to 120 s between reconnects by default; a client of a restarting server wants it short
 RECONNECT = [(f"grpc.{k}_reconnect_backoff_ms", ms) for k, ms in (("initial", 250), ("min", 2000), ("max", 1000))]
 HANG = "StatusCode.DEADLINE_EXCEEDED"
+RECOVERY_LIMIT_S = 180.0  # after the kill, the server has this long to answer again (16 s measured here)
 # The killed client: one slow request (a batch of argv[3] images), killed once the server has it, before the answer.
 KILLED_CLIENT = """
 import sys, numpy as np, tritonclient.grpc as g
@@ -66,7 +69,8 @@ class SoakReport:
     p99_ms: float = 0.0
     killed_clients: int = 0  # killed while waiting for the answer to a request that the server's statistics count
     expected_detections: dict[str, int] = field(default_factory=dict)  # per good request, measured before the run
-    downtime_s: float | None = None  # stub killed -> next success
+    downtime_s: float | None = None  # stub killed -> next success (None: none within RECOVERY_LIMIT_S)
+    successes_after_recovery: int = 0  # after the first success that followed the kill
     rss_start_mib: float = 0.0  # the restarted server, once warm
     rss_end_mib: float = 0.0
     supervisor_status: int | None = None
@@ -127,6 +131,9 @@ class Soak:
         self.stubs: set[tuple[int, str]] = set()
         self.shm: set[Path] = set()
         self.done = threading.Event()
+        self.killed_at: float | None = None
+        self.recovered = threading.Event()  # a request succeeded after the kill
+        self.end = float("inf")  # when the clients stop: set at the start, moved past the recovery
 
     def run(self) -> SoakReport:
         try:
@@ -134,26 +141,26 @@ class Soak:
             self._watch_server()
             self._measure_expected_detections()
             start = time.monotonic()
-            end = start + self.report.duration_s
-            clients = [
-                threading.Thread(target=self._client, args=(i, end), daemon=True) for i in range(self.report.clients)
-            ]
+            self.end = start + self.report.duration_s
+            count = self.report.clients
+            clients = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(count)]
             watcher = threading.Thread(target=self._watch_until, daemon=True)
             for thread in [*clients, watcher]:
                 thread.start()
             self._sleep_until(start + 0.2 * self.report.duration_s)
             self._kill_a_client()
             self._sleep_until(start + 0.3 * self.report.duration_s)
-            killed_at = self._kill_infer_stub()
-            self._measure_rss_after_restart(killed_at, end)
+            self.killed_at = self._kill_infer_stub()
+            self._measure_rss_after_restart()
             for thread in clients:
-                thread.join(timeout=max(end - time.monotonic(), 0) + DEADLINE_S + 30)
+                thread.join(timeout=max(self._stop_at() - time.monotonic(), 0) + DEADLINE_S + 30)
             self.report.hangs += sum(thread.is_alive() for thread in clients)
             self.report.rss_end_mib = self._rss_mib()
             self.done.set()
             watcher.join(timeout=10)
-            later = [t for t in self.success_times if t > killed_at]
-            self.report.downtime_s = round(min(later) - killed_at, 2) if later else None
+            later = sorted(t for t in self.success_times if t > self.killed_at)
+            self.report.downtime_s = round(later[0] - self.killed_at, 2) if later else None
+            self.report.successes_after_recovery = max(len(later) - 1, 0)
         finally:
             self.done.set()
             self.report.supervisor_status = self.server.stop(timeout_s=90)
@@ -165,11 +172,17 @@ class Soak:
         self.report.p99_ms = round(float(np.percentile(self.latencies, 99)) * 1e3, 1) if self.latencies else 0.0
         return self.report
 
-    def _client(self, index: int, end: float) -> None:
+    def _stop_at(self) -> float:
+        """When the clients stop: ``end``, or RECOVERY_LIMIT_S after the kill while the server has not answered."""
+        if self.killed_at is not None and not self.recovered.is_set():
+            return max(self.end, self.killed_at + RECOVERY_LIMIT_S)
+        return self.end
+
+    def _client(self, index: int) -> None:
         client = grpcclient.InferenceServerClient(self.server.grpc_url, channel_args=RECONNECT)
         turn = index
         try:
-            while time.monotonic() < end:
+            while not self.done.is_set() and (self.killed_at is None or time.monotonic() < self._stop_at()):
                 request = self.mix[turn % len(self.mix)]
                 turn += 1
                 self._one(client, request)
@@ -194,8 +207,12 @@ class Soak:
             return
         detections = int(reply.as_numpy("num_dets")[0, 0])
         with self.lock:
-            self.latencies.append(time.monotonic() - started)
-            self.success_times.append(time.monotonic())
+            now = time.monotonic()
+            self.latencies.append(now - started)
+            self.success_times.append(now)
+            if self.killed_at is not None and now > self.killed_at and not self.recovered.is_set():
+                self.end = max(self.end, now + 0.2 * self.report.duration_s)  # traffic on the restarted server
+                self.recovered.set()
             wrong = not request.good or detections != self.report.expected_detections[request.label]
             self.report.wrong_answers += wrong
 
@@ -239,11 +256,10 @@ class Soak:
             os.kill(stub.pid, signal.SIGKILL)
         return time.monotonic()
 
-    def _measure_rss_after_restart(self, killed_at: float, end: float) -> None:
+    def _measure_rss_after_restart(self) -> None:
         """Wait for the restarted server to answer, let it warm up, then take its RSS."""
-        while time.monotonic() < end and not [t for t in self.success_times if t > killed_at]:
-            time.sleep(0.1)
-        self._sleep_until(min(time.monotonic() + 2.0, end))
+        self.recovered.wait(timeout=RECOVERY_LIMIT_S)
+        self._sleep_until(min(time.monotonic() + 2.0, self._stop_at()))
         self.report.rss_start_mib = self._rss_mib()
 
     def _watch_server(self) -> None:
@@ -296,7 +312,8 @@ def format_report(report: SoakReport) -> str:
             f"sent {report.sent}, successes {report.successes}, errors {sum(report.errors.values())} ({errors})",
             "detections expected: " + ", ".join(f"{k}: {n}" for k, n in report.expected_detections.items()),
             f"hangs {report.hangs}, wrong answers {report.wrong_answers}, p99 latency of successes {report.p99_ms} ms",
-            f"downtime after kill -9 of the yolov8_infer stubs: {report.downtime_s} s",
+            f"downtime after kill -9 of the yolov8_infer stubs: {report.downtime_s} s, "
+            f"then {report.successes_after_recovery} successes",
             f"server RSS after the restart: {report.rss_start_mib} MiB -> {report.rss_end_mib} MiB at the end"
             f" (growth {report.rss_end_mib - report.rss_start_mib:+.1f} MiB)",
             f"supervisor exit status {report.supervisor_status}; after shutdown: leftover stubs"
