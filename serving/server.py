@@ -65,7 +65,8 @@ class TritonServer:
         self.own_process_group = own_process_group
         self.log_path = None if log_path is None else Path(log_path)
         self.process: subprocess.Popen | None = None
-        self.stubs: list[StubProcess] = []  # its Python stubs: those seen so far while it loads, then the ready ones
+        self.stubs: list[StubProcess] = []  # the ready server's Python stubs
+        self.loading_stubs: dict[int, StubProcess] = {}  # pid → each stub seen while the models load (some exit)
         self.started = False  # ready, and ``stubs`` holds the stubs it had at ready
         self.shm: set[Path] = set()
         self.gate = DrainGate(None)
@@ -97,20 +98,20 @@ class TritonServer:
                 stderr=None if self.log_path is None else subprocess.STDOUT,
                 start_new_session=self.own_process_group,  # its own process group: stubs included in stop()
             )
-        self.stubs, self.shm, self.started = [], set(), False
+        self.stubs, self.shm, self.loading_stubs, self.started = [], set(), {}, False
         deadline = time.monotonic() + timeout_s
-        loading: dict[int, StubProcess] = {}  # each stub seen while the models load (some exit before ready)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._clean_up()  # a crash while loading (2.51's on a failed warm-up) orphaned the stubs seen
+                self.stubs = list(self.loading_stubs.values())  # a crash while loading (2.51's on a failed warm-up)
+                self._clean_up()  # orphaned them: killed here, their shared memory removed
                 raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
             if self.is_ready():
                 self._record_resources()
                 self.started = True
                 return self
-            loading |= {stub.pid: stub for stub in stub_processes(self.process.pid)}
-            self.stubs = list(loading.values())  # seen so far: killed, their shared memory removed, if it dies
-            self.shm |= shm_regions([self.process.pid, *loading])
+            # a new dict each time, not updated in place: another thread may be reading it
+            self.loading_stubs = self.loading_stubs | {stub.pid: stub for stub in stub_processes(self.process.pid)}
+            self.shm |= shm_regions([self.process.pid, *self.loading_stubs])
             time.sleep(0.25)
         self.stop()
         raise ServerStartError(f"tritonserver not ready after {timeout_s:.0f} s; see {self.log_path}")

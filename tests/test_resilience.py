@@ -213,7 +213,7 @@ def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_
         stubs = stub_processes(server.process.pid)
         shm = shm_regions([server.process.pid, *(stub.pid for stub in stubs)])
         # start, which looks for stubs every 0.25 s while it waits, has seen these
-        assert wait_for(lambda: {s.pid for s in stubs} <= {s.pid for s in server.stubs} and shm <= server.shm, 60)
+        assert wait_for(lambda: {s.pid for s in stubs} <= set(server.loading_stubs) and shm <= server.shm, 60)
         os.kill(server.process.pid, signal.SIGKILL)
         with pytest.raises(ServerStartError, match="exited with -9"):
             starting.result(timeout=60)
