@@ -14,10 +14,16 @@ import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from own_server import ensemble_outcome
+
 from python_backends.triton_helpers.cpu_activity import activity_path
+from serving.processes import StubProcess, shm_regions, stub_processes
+from serving.supervisor import SupervisorProcess
 
 
 @contextmanager
@@ -70,3 +76,29 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0
     while not condition():
         assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
         time.sleep(0.01)
+
+
+@dataclass
+class HeldRequest:
+    """A supervised server's tritonserver (pid, stubs, shared memory) and a request held inside its preprocess."""
+
+    server_pid: int
+    stubs: list[StubProcess]
+    shm: set[Path]
+    outcome: Future  # ``ensemble_outcome`` of the held request
+
+
+@contextmanager
+def request_held_in_preprocess(supervised: SupervisorProcess, payload: bytes) -> Iterator[HeldRequest]:
+    """Once ``supervised`` serves (and its start has returned), send ``payload`` through ``yolov8`` and hold it
+    inside preprocess's ``execute`` (the stages' lock) until the block ends."""
+    server_pid = supervised.wait_serving()
+    # serving can come before the supervisor's start returns
+    wait_until(lambda: "tritonserver ready in" in supervised.supervisor_log.read_text(), "the start returned")
+    stubs = stub_processes(server_pid)
+    shm = shm_regions([server_pid, *(s.pid for s in stubs)])
+    preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
+    with ThreadPoolExecutor(1) as pool, stages_held(server_pid) as lock:
+        outcome = pool.submit(ensemble_outcome, supervised.grpc_url, payload)
+        wait_until(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
+        yield HeldRequest(server_pid, stubs, shm, outcome)

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from held_stage import stages_held, wait_until, waits_for_lock
-from own_server import ensemble_outcome
+from held_stage import request_held_in_preprocess, wait_until
 from tritonclient.utils import InferenceServerException
 
-from serving.processes import is_alive, shm_regions, stub_processes
+from serving.processes import is_alive
 from serving.supervisor import SupervisorProcess
 
 EXIT_TIMEOUT_S = 3
@@ -29,21 +27,14 @@ def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sam
         model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", str(EXIT_TIMEOUT_S)
     )
     try:
-        server_pid = supervised.wait_serving()
-        wait_until(lambda: "tritonserver ready in" in supervised.supervisor_log.read_text(), "the start returned")
-        stubs = stub_processes(server_pid)
-        shm = shm_regions([server_pid, *(s.pid for s in stubs)])
-        preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
-        with ThreadPoolExecutor(1) as pool, stages_held(server_pid) as lock:
-            held = pool.submit(ensemble_outcome, supervised.grpc_url, payload)
-            wait_until(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
+        with request_held_in_preprocess(supervised, payload) as request:
             signalled = time.monotonic()
             supervised.process.send_signal(signal.SIGTERM)
             wait_until(lambda: TIMED_OUT in supervised.supervisor_log.read_text(), "the drain timed out")
             assert time.monotonic() - signalled >= EXIT_TIMEOUT_S  # not before the exit timeout
-            assert not held.done()  # held until the end of the drain
+            assert not request.outcome.done()  # held until the end of the drain
             status = supervised.process.wait(timeout=60)  # a liveness bound: the lock is still held
-            outcome = held.result(timeout=60)
+            outcome = request.outcome.result(timeout=60)
     finally:
         supervised.stop()
     log = supervised.supervisor_log.read_text()
@@ -51,5 +42,5 @@ def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sam
     assert log.index(TIMED_OUT) < log.index("stopped; leftover stubs: 0, shared-memory regions: 0"), log
     assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
     assert "Signal (15) received" not in (tmp_path / "tritonserver.log").read_text()  # killed at the drain's end
-    assert not [s for s in stubs if is_alive(s.pid)] and not is_alive(server_pid)
-    assert len(shm) >= 3 and not [p for p in shm if p.exists()]
+    assert not [s for s in request.stubs if is_alive(s.pid)] and not is_alive(request.server_pid)
+    assert len(request.shm) >= 3 and not [p for p in request.shm if p.exists()]

@@ -13,15 +13,14 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from held_stage import stages_held, wait_until, waits_for_lock
-from own_server import ensemble_outcome, options
+from held_stage import request_held_in_preprocess, wait_until
+from own_server import options
 from tritonclient.utils import InferenceServerException
 
 from serving.probe import probe_inference
-from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
+from serving.processes import StubProcess, is_alive, stub_processes
 from serving.supervisor import Supervisor, SupervisorProcess
 
 DRAINING = "SIGINT received: refusing new requests, draining in-flight ones"
@@ -132,28 +131,20 @@ def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     payload = sample_images["bus.jpg"].read_bytes()
     supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", "600")
     try:
-        server_pid = supervised.wait_serving()
-        # serving can come before the supervisor's start returns; a Ctrl-C before that is the next test's case
-        wait_until(lambda: "tritonserver ready in" in supervised.supervisor_log.read_text(), "the start returned")
-        stubs = stub_processes(server_pid)
-        shm = shm_regions([server_pid, *(s.pid for s in stubs)])
-        preprocess = next(s.pid for s in stubs if s.model == "yolov8_preprocess")
-        with ThreadPoolExecutor(1) as pool, stages_held(server_pid) as lock:
-            held = pool.submit(ensemble_outcome, supervised.grpc_url, payload)
-            wait_until(lambda: waits_for_lock(preprocess, lock), "the request in preprocess's execute")
+        with request_held_in_preprocess(supervised, payload) as request:
             supervised.process.send_signal(signal.SIGINT)
             wait_until(lambda: DRAINING in supervised.supervisor_log.read_text(), "the first SIGINT logged")
-            assert supervised.process.poll() is None and not held.done()  # draining, the request held
+            assert supervised.process.poll() is None and not request.outcome.done()  # draining, the request held
             supervised.process.send_signal(signal.SIGINT)
             status = supervised.process.wait(timeout=60)  # a liveness bound, 10x shorter than the drain
-            outcome = held.result(timeout=60)
+            outcome = request.outcome.result(timeout=60)
     finally:
         supervised.stop()
     assert status == 0
     assert "second SIGINT: killing tritonserver now" in supervised.supervisor_log.read_text()
     assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
-    assert not [s for s in stubs if is_alive(s.pid)] and not is_alive(server_pid)
-    assert len(shm) >= 3 and not [p for p in shm if p.exists()]
+    assert not [s for s in request.stubs if is_alive(s.pid)] and not is_alive(request.server_pid)
+    assert len(request.shm) >= 3 and not [p for p in request.shm if p.exists()]
 
 
 def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(model_repository, tmp_path):
