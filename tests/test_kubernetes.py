@@ -458,6 +458,17 @@ def _infer_image(url: str, image: bytes):
         return int(reply.as_numpy("num_dets")[0][0])
 
 
+def _settled_requests(http_url: str) -> int:
+    """The ensemble's request count once it holds still: Triton counts a request a moment after answering it, so
+    the count can still move for the previous test's last request."""
+    count = _ensemble_requests(http_url)
+    while True:
+        time.sleep(0.2)
+        if (again := _ensemble_requests(http_url)) == count:
+            return count
+        count = again
+
+
 def _ensemble_requests(http_url: str) -> int:
     """Requests the yolov8 ensemble has answered, from Triton's statistics at ``http_url`` (http://host:port)."""
     with urllib.request.urlopen(f"{http_url}/v2/models/yolov8/stats", timeout=10) as reply:
@@ -477,7 +488,7 @@ def test_gateway_refuses_an_oversized_request_before_triton_sees_it(gateway, tri
     from tritonclient.utils import InferenceServerException
 
     grpc_url, http_url = gateway.grpc_url, gateway.http_url
-    before = _ensemble_requests(triton.http_url)
+    before = _settled_requests(triton.http_url)
     started = time.monotonic()
     with pytest.raises(InferenceServerException) as refused:
         _infer_image(grpc_url, bytes(41 << 20))  # 41 MiB: over the 40 MiB cap
