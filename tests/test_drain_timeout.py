@@ -28,11 +28,12 @@ def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sam
     )
     try:
         with request_held_in_preprocess(supervised, payload) as request:
+            answered: list[float] = []  # when the held request got its answer
+            request.outcome.add_done_callback(lambda _: answered.append(time.monotonic()))
             signalled = time.monotonic()
             supervised.process.send_signal(signal.SIGTERM)
             wait_until(lambda: TIMED_OUT in supervised.supervisor_log.read_text(), "the drain timed out")
             assert time.monotonic() - signalled >= EXIT_TIMEOUT_S  # not before the exit timeout
-            assert not request.outcome.done()  # held until the end of the drain
             status = supervised.process.wait(timeout=60)  # a liveness bound: the lock is still held
             outcome = request.outcome.result(timeout=60)
     finally:
@@ -41,6 +42,7 @@ def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sam
     assert status == 0, log
     assert log.index(TIMED_OUT) < log.index("stopped; leftover stubs: 0, shared-memory regions: 0"), log
     assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
+    assert answered[0] - signalled >= EXIT_TIMEOUT_S  # held through the drain: answered only when it ended
     assert "Signal (15) received" not in (tmp_path / "tritonserver.log").read_text()  # killed at the drain's end
     assert not [s for s in request.stubs if is_alive(s.pid)] and not is_alive(request.server_pid)
     assert len(request.shm) >= 3 and not [p for p in request.shm if p.exists()]
