@@ -9,6 +9,7 @@ match the expected ones.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +86,16 @@ class ClusterProcess:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replicas not back in rotation: {self.states()}")
             time.sleep(0.1)
+
+    def stop(self, timeout_s: float = 120.0) -> None:
+        """Ctrl-C the cluster if it still runs (it drains the replicas, then stops the helpers); kill it past
+        ``timeout_s``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
 
     def fail_counts(self) -> int:
         """Failed yolov8 requests, summed over the replicas (Triton's own statistics)."""

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -49,12 +48,7 @@ def cluster(model_repository, tmp_path_factory):
         running.wait_serving()
         yield running
     finally:
-        if running.process.poll() is None:
-            running.process.send_signal(signal.SIGINT)
-            try:
-                running.process.wait(120)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
+        running.stop()
 
 
 @pytest.fixture(scope="module")

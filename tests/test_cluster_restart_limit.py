@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 
 from held_stage import wait_until
 
@@ -29,12 +28,7 @@ def test_a_replica_that_exits_more_than_its_limit_stops_the_cluster(model_reposi
         os.killpg(second, signal.SIGKILL)
         status = cluster.process.wait(60)  # a liveness bound: it stops the replicas and helpers first
     finally:
-        if cluster.process.poll() is None:
-            cluster.process.send_signal(signal.SIGINT)
-            try:
-                cluster.process.wait(120)
-            except subprocess.TimeoutExpired:
-                cluster.process.kill()
+        cluster.stop()
     log = cluster.log.read_text()
     assert status == 1, log
     assert "replica-0 exited with -9: cleaning up, starting it again" in log, log
