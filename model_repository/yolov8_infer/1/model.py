@@ -15,11 +15,13 @@ from python_backends.infer.tensorrt_engine import options_from_parameters
 from python_backends.triton_helpers.config import instance_count, int_parameter, load_config, parameters
 from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.gpu_arrays import concatenate_on, create_cuda_context, gpu_count, to_host
+from python_backends.triton_helpers.stub_output import log_line_by_line
 from python_backends.triton_helpers.tensors import input_array, output_tensor
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        log_line_by_line()
         config = load_config(args["model_config"])
         params = parameters(config)
         version_dir = os.path.join(args["model_repository"], args["model_version"])

@@ -6,6 +6,7 @@ from python_backends.postprocess.postprocessor import OUTPUTS, Postprocessor, Th
 from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.gpu_arrays import to_host
+from python_backends.triton_helpers.stub_output import log_line_by_line
 from python_backends.triton_helpers.tensors import input_array
 
 
@@ -17,6 +18,7 @@ def _optional(request, name, count):
 
 class TritonPythonModel:
     def initialize(self, args):
+        log_line_by_line()
         config = load_config(args["model_config"])
         params = parameters(config)
         self.postprocessor = Postprocessor(

@@ -11,11 +11,13 @@ from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.config import int_parameter, load_config, parameters, warmup_strings
 from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.drain import DrainGate
+from python_backends.triton_helpers.stub_output import log_line_by_line
 from python_backends.triton_helpers.tensors import output_tensor
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        log_line_by_line()
         config = load_config(args["model_config"])
         params = parameters(config)
         self.preprocessor = create_preprocessor(
