@@ -69,20 +69,10 @@ def model_repository(tmp_path_factory, default_onnx) -> Path:
 @pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
     """A real tritonserver serving the ensemble on free loopback ports."""
-    from serving.server import TritonServer, free_port
-    from serving.triton import ServerOptions
+    from own_server import options, started
 
-    options = ServerOptions(
-        repository=model_repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        exit_timeout_s=10,
-    )
-    log = tmp_path_factory.mktemp("triton") / "tritonserver.log"
-    server = TritonServer(options, log).start()
-    yield server
-    server.stop()
+    with started(options(model_repository), tmp_path_factory.mktemp("triton") / "tritonserver.log") as server:
+        yield server
 
 
 @pytest.fixture

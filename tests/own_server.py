@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from python_backends.triton_helpers.config import instance_count
-from serving.server import free_port
+from serving.server import TritonServer, free_port
 from serving.triton import ServerOptions
 
 
@@ -20,6 +22,22 @@ def free_ports() -> dict[str, int]:
 
 def options(repository: Path, **changes) -> ServerOptions:
     return ServerOptions(**({"repository": repository, "exit_timeout_s": 10} | free_ports() | changes))
+
+
+@contextlib.contextmanager
+def started(settings: ServerOptions, log: Path, timeout_s: float = 120.0) -> Iterator[TritonServer]:
+    """A started server, killed (not stopped) when the block ends, its stubs and shared memory cleaned up.
+
+    Triton's own stop checks each stub's health with a one-second sleep before it finalizes it, which takes
+    3.6 s for the default repository. A test that does not check the stop has no use for that wait; the
+    stop itself is tested by test_resilience, test_drain_timeout, test_supervisor and test_cluster.
+    """
+    server = TritonServer(settings, log).start(timeout_s)
+    try:
+        yield server
+    finally:
+        server.kill()
+        assert server.leftovers() == ([], []), server.leftovers()
 
 
 def edited_repository(source: Path, target: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:

@@ -7,7 +7,7 @@ import json
 import urllib.request
 
 import pytest
-from own_server import options
+from own_server import options, started
 
 from client.api import YoloTritonClient, grpc_target
 from client.async_api import AsyncYoloTritonClient
@@ -18,7 +18,7 @@ from serving.server import TritonServer, free_port
 @pytest.fixture(scope="module")
 def second(model_repository, tmp_path_factory):
     """A second tritonserver beside the session's ``triton``."""
-    with TritonServer(options(model_repository), tmp_path_factory.mktemp("second") / "tritonserver.log") as server:
+    with started(options(model_repository), tmp_path_factory.mktemp("second") / "tritonserver.log") as server:
         yield server
 
 

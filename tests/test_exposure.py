@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import tritonclient.grpc as grpcclient
-from own_server import image_input, options
+from own_server import image_input, options, started
 from tritonclient.utils import InferenceServerException
 
 from python_backends import PROJECT_ROOT
@@ -58,7 +58,7 @@ def locked_server(model_repository, certificates, tmp_path_factory):
         grpc_server_cert=certificates / "server.crt",
         grpc_server_key=certificates / "server.key",
     )
-    with TritonServer(settings, tmp_path_factory.mktemp("locked") / "tritonserver.log") as server:
+    with started(settings, tmp_path_factory.mktemp("locked") / "tritonserver.log") as server:
         yield server
 
 
@@ -71,7 +71,7 @@ def mutual_tls_server(model_repository, certificates, tmp_path_factory):
         grpc_server_key=certificates / "server.key",
         grpc_root_cert=certificates / "ca.crt",
     )
-    with TritonServer(settings, tmp_path_factory.mktemp("mutual") / "tritonserver.log") as server:
+    with started(settings, tmp_path_factory.mktemp("mutual") / "tritonserver.log") as server:
         yield server
 
 

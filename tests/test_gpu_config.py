@@ -6,10 +6,9 @@ import re
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
-from own_server import image_input, options
+from own_server import image_input, options, started
 
 from python_backends import PROJECT_ROOT
-from serving.server import TritonServer
 from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
@@ -36,7 +35,7 @@ def test_model_config_name_gpu_loads_one_batching_instance(model_repository, tri
         client.close()
         assert default["instance_group"][0]["count"] == 2
         assert default["dynamic_batching"]["preferred_batch_size"] == [1]
-    with TritonServer(options(model_repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
+    with started(options(model_repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
         assert "--model-config-name=gpu" in server_command(server.options, Path())
         client = grpcclient.InferenceServerClient(server.grpc_url)
         config = client.get_model_config("yolov8_infer", as_json=True)["config"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from own_server import options
+from own_server import options, started
 from sample_images import PHOTOS, SAMPLES
 from test_warmup import RecordingSession
 
@@ -73,7 +73,7 @@ def quantized(default_onnx, calibration, tmp_path_factory) -> tuple[Path, subpro
 def served(quantized, tmp_path_factory):
     repository, _ = quantized
     log = tmp_path_factory.mktemp("int8_server") / "tritonserver.log"
-    with TritonServer(options(repository), log) as server:
+    with started(options(repository), log) as server:
         yield server
 
 

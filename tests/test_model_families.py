@@ -24,13 +24,12 @@ import pytest
 import tritonclient.grpc as grpcclient
 from matching import CPU_PARITY, mismatches
 from models.materialize import write_model
-from own_server import options
+from own_server import options, started
 from sample_images import SAMPLES
 
 from client.api import YoloTritonClient
 from python_backends import PROJECT_ROOT
 from python_backends.prepare.prepare_model import prepare
-from serving.server import TritonServer
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "model_families.json").read_text())
 FAMILIES = [
@@ -49,7 +48,7 @@ def served(request, tmp_path_factory, default_onnx):
     tmp = tmp_path_factory.mktemp(name)
     model = write_model(name, tmp, {"default": default_onnx})
     prepare(model, tmp / "repository", template=PROJECT_ROOT / "model_repository")
-    with TritonServer(options(tmp / "repository"), tmp / "tritonserver.log") as server:
+    with started(options(tmp / "repository"), tmp / "tritonserver.log") as server:
         yield name, server
 
 

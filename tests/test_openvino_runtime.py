@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 from matching import CPU_PARITY, mismatches
-from own_server import options
+from own_server import options, started
 
 from client.api import YoloTritonClient
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
@@ -42,7 +42,7 @@ def served(request, model_repository, tmp_path_factory):
     stages = tuple(p.name for p in model_repository.iterdir() if p.is_dir())
     tmp = tmp_path_factory.mktemp(request.param)
     repo = _with_parameters(model_repository, tmp / "repo", stages, runtime=request.param)
-    with TritonServer(options(repo), tmp / "tritonserver.log") as server:
+    with started(options(repo), tmp / "tritonserver.log") as server:
         yield request.param, server
 
 
@@ -138,7 +138,7 @@ def test_auto_falls_back_to_onnxruntime_with_one_line_per_instance(unreadable_by
     repo = _with_parameters(unreadable_by_openvino, tmp_path / "repo", ("yolov8_infer",),
                             runtime="auto", cpu_runtime="openvino", model_file="model.ort")  # fmt: skip
     log = tmp_path / "tritonserver.log"
-    with TritonServer(options(repo), log) as server:
+    with started(options(repo), log) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             tensor = grpcclient.InferInput("images", [1, 3, 640, 640], "FP32")
@@ -146,7 +146,7 @@ def test_auto_falls_back_to_onnxruntime_with_one_line_per_instance(unreadable_by
             head = client.infer("yolov8_infer", [tensor]).as_numpy("output0")
         finally:
             client.close()
+        fallbacks = [line for line in log.read_text().splitlines() if REFUSED in line]  # in the log while it runs
     assert head.shape == (1, 6, 8400)
-    fallbacks = [line for line in log.read_text().splitlines() if REFUSED in line]
     assert len(fallbacks) == 2, fallbacks  # one line from each instance
     assert all(line.startswith("runtime auto: ") and line.endswith("; using onnxruntime on CPU") for line in fallbacks)

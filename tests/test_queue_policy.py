@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from held_stage import pending_requests, stages_held, wait_until, waits_for_lock
-from own_server import edited_repository, image_input, options
+from own_server import edited_repository, image_input, options, started
 from tritonclient.utils import InferenceServerException
 
 from serving.processes import cpu_seconds
@@ -79,7 +79,7 @@ def short_queues(model_repository, tmp_path_factory):
     repository = edited_repository(
         model_repository, folder / "repo", {"yolov8_preprocess": edits, "yolov8_postprocess": edits}
     )
-    with TritonServer(options(repository), folder / "tritonserver.log") as server:
+    with started(options(repository), folder / "tritonserver.log") as server:
         yield server
 
 
@@ -98,7 +98,7 @@ def test_request_queued_past_the_timeout_is_refused(model_repository, sample_ima
     timeout = [("default_timeout_microseconds: 10000000", "default_timeout_microseconds: 500000")]  # 0.5 s
     repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": timeout})
     payload = sample_images["bus.jpg"].read_bytes()
-    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+    with started(options(repository), tmp_path / "tritonserver.log") as server:
         preprocess, metrics_port = stub_pid(server, "yolov8_preprocess"), server.options.metrics_port
         with ThreadPoolExecutor(2) as pool, stages_held(server.process.pid) as lock:
             running = pool.submit(detections, server.grpc_url, payload)
@@ -149,9 +149,9 @@ def test_burst_over_the_postprocess_queue_limit_is_rejected_at_once(short_queues
     url, postprocess = short_queues.grpc_url, stub_pid(short_queues, "yolov8_postprocess")
     idle = np.zeros((1, 6, 8400), np.float32)  # no candidate: nothing to suppress
     with ThreadPoolExecutor(9) as pool:
-        started = cpu_seconds(postprocess)
+        cpu_before = cpu_seconds(postprocess)
         running = pool.submit(infer, url, "yolov8_postprocess", head_inputs(busy_heads()))
-        wait_until(lambda: cpu_seconds(postprocess) > started + 0.1, "the busy batch in postprocess's execute")
+        wait_until(lambda: cpu_seconds(postprocess) > cpu_before + 0.1, "the busy batch in postprocess's execute")
         burst = [pool.submit(infer, url, "yolov8_postprocess", head_inputs(idle)) for _ in range(8)]
         answered = rejected_at_once(burst, 8 - SHORT_QUEUE)
         assert not running.done()  # 32 images of 300-box NMS: the answers came while it ran

@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from held_stage import holds_lock, pending_requests, wait_until
 from matching import CPU_PARITY, mismatches
-from own_server import edited_repository, image_input, options, stub_count
+from own_server import edited_repository, image_input, options, started, stub_count
 from tritonclient.utils import InferenceServerException
 
 from client.stage_stats import snapshot
@@ -74,7 +74,7 @@ def test_burst_over_the_queue_limit_is_rejected_not_timed_out(model_repository, 
     queue_of_one = [("max_queue_size: 32", "max_queue_size: 1")]
     repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_infer": queue_of_one})
     payload = sample_images["bus.jpg"].read_bytes()
-    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+    with started(options(repository), tmp_path / "tritonserver.log") as server:
         with ThreadPoolExecutor(16) as pool:
             outcomes = list(pool.map(lambda _: send(server.grpc_url, payload), range(16)))
         after = send(server.grpc_url, payload)
@@ -223,7 +223,7 @@ def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_
 def test_image_limits_come_from_the_config(model_repository, sample_images, tmp_path):
     limits = [('"40000000"', '"500000"'), ('"33554432"', '"100000"')]  # max_image_pixels, max_image_bytes
     repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": limits})
-    with TritonServer(options(repository), tmp_path / "tritonserver.log") as server:
+    with started(options(repository), tmp_path / "tritonserver.log") as server:
         too_many_bytes = send(server.grpc_url, sample_images["bus.jpg"].read_bytes())  # 137 kB
         too_many_pixels = send(server.grpc_url, sample_images["zidane.jpg"].read_bytes())  # 1280x720
         small = send(server.grpc_url, sample_images["grace_hopper.jpg"].read_bytes())  # 512x600, 61 kB

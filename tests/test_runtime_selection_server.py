@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from own_server import options, started
 
 from python_backends.infer.select import tensorrt_unavailable_reason
 from python_backends.prepare.repository import set_parameter
-from serving.server import ServerStartError, TritonServer, free_port
-from serving.triton import ServerOptions
+from serving.server import ServerStartError, TritonServer
 
 pytestmark = pytest.mark.skipif(
     tensorrt_unavailable_reason() is None, reason="this machine has a GPU with TensorRT: the model would load"
@@ -32,17 +32,6 @@ def tensorrt_repository(model_repository, tmp_path):
     return _single_stage_repository(model_repository, tmp_path, "yolov8_infer", "runtime", "tensorrt")
 
 
-def _options(repo, extra=()):
-    return ServerOptions(
-        repository=repo,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        exit_timeout_s=5,
-        extra_args=list(extra),
-    )
-
-
 @pytest.mark.parametrize(
     ("stage", "key", "value", "expected"),
     [
@@ -53,7 +42,7 @@ def _options(repo, extra=()):
 def test_server_refuses_to_start_and_logs_why(model_repository, tmp_path, stage, key, value, expected):
     repo = _single_stage_repository(model_repository, tmp_path, stage, key, value)
     log = tmp_path / "tritonserver.log"
-    server = TritonServer(_options(repo), log)
+    server = TritonServer(options(repo), log)
     with pytest.raises(ServerStartError, match="exited"):
         server.start(timeout_s=90)
     text = log.read_text()
@@ -64,7 +53,7 @@ def test_model_is_unavailable_with_the_reason(tensorrt_repository, tmp_path):
     import tritonclient.grpc as grpcclient
 
     extra = ["--exit-on-error=false", "--strict-readiness=false"]
-    with TritonServer(_options(tensorrt_repository, extra), tmp_path / "tritonserver.log") as server:
+    with started(options(tensorrt_repository, extra_args=extra), tmp_path / "tritonserver.log") as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             assert not client.is_model_ready("yolov8_infer")

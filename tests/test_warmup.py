@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
-from own_server import options
+from own_server import options, started
 from tritonclient.grpc import model_config_pb2
 
 from python_backends import PROJECT_ROOT
@@ -24,7 +24,6 @@ from python_backends.prepare.prepare_model import write_engine_settings
 from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
 from python_backends.triton_helpers.config import warmup_strings
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
-from serving.server import TritonServer
 
 COMPOSING = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 NO_GPU = gpu_unavailable_reason()
@@ -78,7 +77,7 @@ def test_prepare_writes_warmup_data_that_fits_the_model(model_repository):
 @pytest.fixture(scope="module")
 def fresh_server(model_repository, tmp_path_factory):
     """A server of its own, so that no other test's requests are counted."""
-    with TritonServer(options(model_repository), tmp_path_factory.mktemp("warm") / "tritonserver.log") as server:
+    with started(options(model_repository), tmp_path_factory.mktemp("warm") / "tritonserver.log") as server:
         yield server
 
 
@@ -111,7 +110,7 @@ def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_re
     junk = b"not an image at all"
     (repo / "yolov8_preprocess" / "warmup" / IMAGE_FILE).write_bytes(struct.pack("<I", len(junk)) + junk)
     extra = ["--exit-on-error=false", "--strict-readiness=false"]
-    with TritonServer(options(repo, extra_args=extra), tmp_path / "tritonserver.log") as server:
+    with started(options(repo, extra_args=extra), tmp_path / "tritonserver.log") as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             assert not any(client.is_model_ready(m) for m in ("yolov8_preprocess", "yolov8", "yolov8_raw"))
