@@ -150,7 +150,7 @@ def test_an_end2end_export_whose_output_is_not_six_columns_is_refused():
 
 
 def test_a_raw_head_stays_raw_when_the_metadata_says_end2end_false():
-    from test_prepare import tiny_yolo
+    from tiny_models import tiny_yolo
 
     model = tiny_yolo(num_classes=3, size=64)
     model.metadata_props.add(key="end2end", value="False")
@@ -286,7 +286,7 @@ def test_a_dynamic_nms_export_is_served_in_batches_of_at_most_its_export_batch(t
 
 
 def test_the_default_profile_and_batch_sizes_come_back_when_a_raw_model_is_prepared_again(tmp_path):
-    from test_prepare import tiny_yolo
+    from tiny_models import tiny_yolo
 
     repository, _ = prepared(tmp_path, nms_yolo())
     source = tmp_path / "raw.onnx"

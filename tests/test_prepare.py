@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
-from onnx import TensorProto, helper, numpy_helper
+from tiny_models import names_only, tiny_yolo
 from tritonclient.grpc import model_config_pb2
 
 from python_backends import PROJECT_ROOT
@@ -22,50 +22,6 @@ from python_backends.prepare.onnx_model import (
 )
 from python_backends.prepare.prepare_model import prepare
 from python_backends.prepare.repository import set_parameter
-
-
-def tiny_yolo(
-    num_classes=3, size=64, names=None, out_channels=None, task="detect", dynamic_size=False
-) -> onnx.ModelProto:
-    """A YOLOv8-shaped ONNX: (1, 3, S, S) -> (1, 4 + nc, anchors), with Reshapes hard-coding batch 1.
-
-    ``dynamic_size``: H, W and the anchors are symbolic, (1, 3, height, width) -> (1, 4 + nc, anchors).
-    """
-    channels = out_channels or 4 + num_classes
-    rng = np.random.default_rng(1)
-    nodes = [helper.make_node("Conv", ["images", "w"], ["feat"])]
-    inits = [numpy_helper.from_array(rng.standard_normal((channels, 3, 1, 1)).astype(np.float32), "w")]
-    parts = []
-    for stride in (8, 16, 32):
-        cells = (size // stride) ** 2
-        nodes.append(
-            helper.make_node("AveragePool", ["feat"], [f"p{stride}"], kernel_shape=[stride] * 2, strides=[stride] * 2)
-        )
-        shape = [1, channels, -1 if dynamic_size else cells]
-        inits.append(numpy_helper.from_array(np.array(shape, np.int64), f"shape{stride}"))
-        nodes.append(helper.make_node("Reshape", [f"p{stride}", f"shape{stride}"], [f"r{stride}"]))
-        parts.append(f"r{stride}")
-    nodes += [helper.make_node("Concat", parts, ["cat"], axis=2), helper.make_node("Sigmoid", ["cat"], ["output0"])]
-    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
-    image_hw = ["height", "width"] if dynamic_size else [size, size]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *image_hw])],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
-            )
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    names = names if names is not None else {i: f"class{i}" for i in range(num_classes)}
-    meta = {"task": task, "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
-    return model
 
 
 def test_metadata_is_read():
@@ -214,12 +170,8 @@ def test_metadata_follows_the_input_size_and_holds_what_the_export_has(tmp_path)
 
 def test_metadata_of_an_export_with_names_only(tmp_path):
     """No stride/task/batch/imgsz in the export: AutoBackend's required keys are filled, nothing else is made up."""
-    model = tiny_yolo(num_classes=1, size=32)
-    names = [p.value for p in model.metadata_props if p.key == "names"]
-    del model.metadata_props[:]
-    model.metadata_props.add(key="names", value=names[0])
     source = tmp_path / "names_only.onnx"
-    onnx.save(model, source)
+    onnx.save(names_only(tiny_yolo(num_classes=1, size=32)), source)
     repo = tmp_path / "repo"
     prepare(source, repo, template=PROJECT_ROOT / "model_repository")
     metadata = file_metadata(repo / "yolov8_infer" / "config.pbtxt")
