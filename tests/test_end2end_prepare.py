@@ -150,7 +150,7 @@ def test_an_end2end_export_whose_output_is_not_six_columns_is_refused():
 
 
 def test_a_raw_head_stays_raw_when_the_metadata_says_end2end_false():
-    from test_prepare import tiny_yolo
+    from tiny_models import tiny_yolo
 
     model = tiny_yolo(num_classes=3, size=64)
     model.metadata_props.add(key="end2end", value="False")
@@ -286,7 +286,7 @@ def test_a_dynamic_nms_export_is_served_in_batches_of_at_most_its_export_batch(t
 
 
 def test_the_default_profile_and_batch_sizes_come_back_when_a_raw_model_is_prepared_again(tmp_path):
-    from test_prepare import tiny_yolo
+    from tiny_models import tiny_yolo
 
     repository, _ = prepared(tmp_path, nms_yolo())
     source = tmp_path / "raw.onnx"
@@ -469,16 +469,16 @@ class TestEnd2endServed(ServedModel):
 
     def test_ultralytics_client_gets_the_end2end_metadata_and_the_models_rows(self, server):
         import tritonclient.grpc as grpcclient
-        from test_prepare import served_metadata
         from test_ultralytics_client import load_triton_remote_model
 
         model = load_triton_remote_model()(f"grpc://{server.grpc_url}/yolov8_infer")
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
-            metadata = served_metadata(client.get_model_config("yolov8_infer", as_json=True)["config"])
+            config = client.get_model_config("yolov8_infer", as_json=True)["config"]
         finally:
             client.close()
-        assert model.metadata == metadata  # TritonRemoteModel eval()s the same parameter
+        metadata = model.metadata  # TritonRemoteModel eval()s the parameter
+        assert metadata == ast.literal_eval(config["parameters"]["metadata"]["string_value"])  # nothing but data
         assert (metadata["task"], metadata["names"], metadata["imgsz"]) == ("detect", NAMES, [SIZE, SIZE])
         assert metadata["end2end"] is True and metadata["args"]["nms"] is False
         (head,) = model(np.zeros((2, 3, SIZE, SIZE), np.float32))

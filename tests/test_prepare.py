@@ -3,13 +3,14 @@
 import ast
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
-from onnx import TensorProto, helper, numpy_helper
+from tiny_models import names_only, tiny_yolo
 from tritonclient.grpc import model_config_pb2
 
 from python_backends import PROJECT_ROOT
@@ -22,50 +23,6 @@ from python_backends.prepare.onnx_model import (
 )
 from python_backends.prepare.prepare_model import prepare
 from python_backends.prepare.repository import set_parameter
-
-
-def tiny_yolo(
-    num_classes=3, size=64, names=None, out_channels=None, task="detect", dynamic_size=False
-) -> onnx.ModelProto:
-    """A YOLOv8-shaped ONNX: (1, 3, S, S) -> (1, 4 + nc, anchors), with Reshapes hard-coding batch 1.
-
-    ``dynamic_size``: H, W and the anchors are symbolic, (1, 3, height, width) -> (1, 4 + nc, anchors).
-    """
-    channels = out_channels or 4 + num_classes
-    rng = np.random.default_rng(1)
-    nodes = [helper.make_node("Conv", ["images", "w"], ["feat"])]
-    inits = [numpy_helper.from_array(rng.standard_normal((channels, 3, 1, 1)).astype(np.float32), "w")]
-    parts = []
-    for stride in (8, 16, 32):
-        cells = (size // stride) ** 2
-        nodes.append(
-            helper.make_node("AveragePool", ["feat"], [f"p{stride}"], kernel_shape=[stride] * 2, strides=[stride] * 2)
-        )
-        shape = [1, channels, -1 if dynamic_size else cells]
-        inits.append(numpy_helper.from_array(np.array(shape, np.int64), f"shape{stride}"))
-        nodes.append(helper.make_node("Reshape", [f"p{stride}", f"shape{stride}"], [f"r{stride}"]))
-        parts.append(f"r{stride}")
-    nodes += [helper.make_node("Concat", parts, ["cat"], axis=2), helper.make_node("Sigmoid", ["cat"], ["output0"])]
-    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
-    image_hw = ["height", "width"] if dynamic_size else [size, size]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *image_hw])],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
-            )
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    names = names if names is not None else {i: f"class{i}" for i in range(num_classes)}
-    meta = {"task": task, "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
-    return model
 
 
 def test_metadata_is_read():
@@ -158,39 +115,52 @@ def test_set_parameter_escapes_its_value_and_touches_nothing_else():
         set_parameter(config, "missing", "x")
 
 
-def served_metadata(config: dict) -> dict:
-    """yolov8_infer's ``metadata`` parameter as Ultralytics reads it: TritonRemoteModel's eval(), then AutoBackend's
-    conversion (ultralytics 8.3.202, ultralytics/utils/triton.py and ultralytics/nn/autobackend.py)."""
-    text = config.get("parameters", {}).get("metadata", {}).get("string_value", "None")
-    metadata = eval(text)  # exactly what Ultralytics does
-    assert metadata == ast.literal_eval(text)  # a plain literal: nothing but data
-    for k, v in metadata.items():
-        if k in {"stride", "batch", "channels"}:
-            metadata[k] = int(v)
-        elif k in {"imgsz", "names", "kpt_shape", "args"} and isinstance(v, str):
-            metadata[k] = eval(v)
-    return metadata
+METADATA_REFERENCE = Path(__file__).resolve().parent / "reference" / "ultralytics_metadata.json"
 
 
-def file_metadata(config_path) -> dict:
+def decoded(value: object) -> object:
+    """A value of ultralytics_metadata.json as Python: each ``{"pairs": [[key, value], ...]}`` is that dict."""
+    if isinstance(value, dict):
+        return {decoded(k): decoded(v) for k, v in value["pairs"]}
+    if isinstance(value, list):
+        return [decoded(v) for v in value]
+    return value
+
+
+def ultralytics_read(case: str, served: str) -> tuple[dict, dict]:
+    """What Ultralytics made of ``served``, yolov8_infer's ``metadata`` parameter, in the reference's ``case``.
+
+    Returns its Triton client's dict (``TritonRemoteModel.metadata``) and AutoBackend's attributes, as
+    tests/reference/make_metadata_reference.py recorded them from a served model. The reference holds
+    for ``served`` only if prepare writes the string that Ultralytics read, byte for byte.
+    """
+    reference = json.loads(METADATA_REFERENCE.read_text())["cases"][case]
+    assert served == reference["metadata_string"], "not the string Ultralytics read: see make_metadata_reference.py"
+    client = decoded(reference["client_metadata"])
+    assert ast.literal_eval(served) == client  # a plain literal: nothing but data (Ultralytics 8.3 eval()s it)
+    return client, decoded(reference["autobackend"])
+
+
+def file_metadata(config_path) -> str:
     """The ``metadata`` parameter of a config.pbtxt, parsed as Triton parses the file."""
     config = text_format.Parse(config_path.read_text(), model_config_pb2.ModelConfig())
-    return served_metadata({"parameters": {"metadata": {"string_value": config.parameters["metadata"].string_value}}})
+    return config.parameters["metadata"].string_value
 
 
 def test_ultralytics_triton_client_gets_the_export_metadata(grpc_client, default_onnx):
     """``YOLO("grpc://host:8001/yolov8_infer", task="detect")`` gets real class names, imgsz, stride from Triton."""
     config = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
-    metadata = served_metadata(config)
-    names = metadata["names"]
-    assert names == {0: "Normal", 1: "Fall"} and all(type(k) is int for k in names)
+    client, backend = ultralytics_read("default", config["parameters"]["metadata"]["string_value"])
+    names = client["names"]
+    assert names == backend["names"] == {0: "Normal", 1: "Fall"} and all(type(k) is int for k in names)
     dims = [int(d) for d in config["input"][0]["dims"]]
-    assert dims == [3, 640, 640] and metadata["imgsz"] == dims[1:] == [640, 640]
-    assert (metadata["task"], metadata["stride"], type(metadata["batch"])) == ("detect", 32, int)
+    assert dims == [3, 640, 640] and client["imgsz"] == backend["imgsz"] == dims[1:] == [640, 640]
+    assert (backend["task"], backend["stride"], type(backend["batch"])) == ("detect", 32, int)
     export = {p.key: p.value for p in onnx.load(str(default_onnx)).metadata_props}
-    assert list(metadata) == list(export)  # every key of the export, in its order
+    assert list(client) == list(export)  # every key of the export, in its order
+    metadata = backend["metadata"]
     assert metadata["description"] == export["description"] and "D:\\Human" in export["description"]  # backslashes
-    assert metadata["args"]["dynamic"] is False and metadata["channels"] == 3
+    assert metadata["args"]["dynamic"] is False and backend["dynamic"] is False and backend["channels"] == 3
 
 
 def test_metadata_follows_the_input_size_and_holds_what_the_export_has(tmp_path):
@@ -202,28 +172,26 @@ def test_metadata_follows_the_input_size_and_holds_what_the_export_has(tmp_path)
     for config in ("config.pbtxt", "configs/gpu.pbtxt"):
         path = repo / "yolov8_infer" / config
         assert re.search(r'name: "images".*?dims: \[ 3, 96, 128 \]', path.read_text(), re.S), config
-        metadata = file_metadata(path)
-        assert metadata == {
+        client, backend = ultralytics_read("dynamic_hw_96x128", file_metadata(path))
+        assert client == {
             "task": "detect",
             "stride": 32,
             "imgsz": [96, 128],
             "names": {0: "a", 1: "b"},
             "batch": 1,  # AutoBackend requires it; the export had none
         }, config
+        assert backend["metadata"] == client | {"end2end": False, "dynamic": False}  # AutoBackend adds only these
 
 
 def test_metadata_of_an_export_with_names_only(tmp_path):
     """No stride/task/batch/imgsz in the export: AutoBackend's required keys are filled, nothing else is made up."""
-    model = tiny_yolo(num_classes=1, size=32)
-    names = [p.value for p in model.metadata_props if p.key == "names"]
-    del model.metadata_props[:]
-    model.metadata_props.add(key="names", value=names[0])
     source = tmp_path / "names_only.onnx"
-    onnx.save(model, source)
+    onnx.save(names_only(tiny_yolo(num_classes=1, size=32)), source)
     repo = tmp_path / "repo"
     prepare(source, repo, template=PROJECT_ROOT / "model_repository")
-    metadata = file_metadata(repo / "yolov8_infer" / "config.pbtxt")
-    assert metadata == {"names": {0: "class0"}, "imgsz": [32, 32], "stride": 32, "task": "detect", "batch": 1}
+    client, backend = ultralytics_read("names_only", file_metadata(repo / "yolov8_infer" / "config.pbtxt"))
+    assert client == {"names": {0: "class0"}, "imgsz": [32, 32], "stride": 32, "task": "detect", "batch": 1}
+    assert backend["metadata"] == client | {"end2end": False, "dynamic": False}  # AutoBackend adds only these
 
 
 # --- the CPU runtime that auto runs (cpu_runtime) ---------------------------------------------------

@@ -141,7 +141,7 @@ def test_warmup_strings_reads_each_sample_file_and_refuses_a_truncated_one(tmp_p
 def test_warmup_data_and_dims_follow_another_model(tmp_path):
     """A 64x64 model with 3 classes: (7, 84) heads, 64x64 images, in the warm-up data and in every config."""
     import onnx
-    from test_prepare import tiny_yolo
+    from tiny_models import tiny_yolo
 
     from python_backends import PROJECT_ROOT
     from python_backends.prepare.prepare_model import prepare
