@@ -14,6 +14,7 @@ from tiny_models import names_only, tiny_yolo
 from tritonclient.grpc import model_config_pb2
 
 from python_backends import PROJECT_ROOT
+from python_backends.prepare import cli, cpu_runtime
 from python_backends.prepare.cli import main
 from python_backends.prepare.onnx_model import (
     UnsupportedModelError,
@@ -219,16 +220,24 @@ def _cpu_runtimes(repo) -> list[str]:
             for c in configs]  # fmt: skip
 
 
-def test_cli_measures_both_runtimes_and_writes_the_choice_into_every_infer_config(tmp_path, capsys):
+def test_cli_measures_both_runtimes_and_writes_the_choice_into_every_infer_config(tmp_path, capsys, monkeypatch):
     source = tmp_path / "tiny.onnx"
     onnx.save(tiny_yolo(num_classes=3, size=64), source)
+    measured = []  # the real measurement, recorded: the line rounds its p50s, the choice is made on them unrounded
+    monkeypatch.setattr(cli, "measure", lambda path: measured.append(cpu_runtime.measure(path)) or measured[-1])
     assert main(["--onnx", str(source), "--repository", str(tmp_path / "repo")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     found = re.fullmatch(r"CPU runtime for auto: (\w+) \(p50 at batch 1: onnxruntime ([\d.]+) ms, openvino ([\d.]+) "
                          r"ms; OpenVINO [\d.]+x ONNX Runtime, taken from 1.10x\)", line)  # fmt: skip
     assert found, line
-    ort_ms, openvino_ms = float(found.group(2)), float(found.group(3))
-    assert found.group(1) == ("openvino" if ort_ms >= 1.1 * openvino_ms else "onnxruntime")
+    (result,) = measured
+    p50 = result.p50_ms
+    assert (
+        found.group(1)
+        == result.choice
+        == ("openvino" if p50["onnxruntime"] >= 1.1 * p50["openvino"] else "onnxruntime")
+    )
+    assert (float(found.group(2)), float(found.group(3))) == (round(p50["onnxruntime"], 1), round(p50["openvino"], 1))
     assert _cpu_runtimes(tmp_path / "repo") == [found.group(1)] * 2
 
 
