@@ -382,17 +382,12 @@ def png(width: int, height: int) -> bytes:
 @contextmanager
 def serving(tmp_path_factory, model: onnx.ModelProto, cpu_runtime: str):
     """``model`` prepared with ``cpu_runtime`` and served by a real tritonserver; yields the server."""
-    from own_server import options
-
-    from serving.server import TritonServer
+    from own_server import options, started
 
     directory = tmp_path_factory.mktemp(f"served_{cpu_runtime}")
     repository, _ = prepared(directory, model, cpu_runtime)
-    server = TritonServer(options(repository), directory / "tritonserver.log").start()
-    try:
+    with started(options(repository), directory / "tritonserver.log") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def detect(client, payloads: list[bytes], conf: float | None = None, iou: float | None = None) -> list[dict]:
