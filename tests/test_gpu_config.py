@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
+from models.materialize import write_model
 from own_server import image_input, options, started
 
 from python_backends import PROJECT_ROOT
+from python_backends.prepare.prepare_model import prepare
 from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
@@ -27,21 +29,27 @@ def test_gpu_variant_differs_only_in_scheduling():
     assert "preferred_batch_size" not in gpu and re.search(r"instance_group \[ \{ count: 1,", gpu)
 
 
-def test_model_config_name_gpu_loads_one_batching_instance(model_repository, triton, sample_images, tmp_path):
-    """What the server runner does where TensorRT runs, and docker-compose.yml always: on this CPU-only tritonserver."""
-    if triton.options.model_config_name is None:  # the session's server: config.pbtxt
-        client = grpcclient.InferenceServerClient(triton.grpc_url)
-        default = client.get_model_config("yolov8_infer", as_json=True)["config"]
-        client.close()
-        assert default["instance_group"][0]["count"] == 2
-        assert default["dynamic_batching"]["preferred_batch_size"] == [1]
-    with started(options(model_repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
+def test_model_config_name_gpu_loads_one_batching_instance(triton, default_onnx, sample_images, tmp_path):
+    """What the server runner does where TensorRT runs, and docker-compose.yml always: on this CPU-only tritonserver.
+
+    The variant warms up at batch 32, so it serves tests/models' YOLO11n (3 classes, 320x416) here, prepared as any
+    export is: the default model's 32 warm-up images take 10 s on 2 CPU cores, YOLO11n's half a second.
+    """
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    default = client.get_model_config("yolov8_infer", as_json=True)["config"]  # the session's server: config.pbtxt
+    client.close()
+    assert default["instance_group"][0]["count"] == 2
+    assert default["dynamic_batching"]["preferred_batch_size"] == [1]
+    repository = tmp_path / "repository"
+    prepare(write_model("yolo11n", tmp_path, {"default": default_onnx}), repository, template=INFER.parent)
+    with started(options(repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
         assert "--model-config-name=gpu" in server_command(server.options, Path())
         client = grpcclient.InferenceServerClient(server.grpc_url)
         config = client.get_model_config("yolov8_infer", as_json=True)["config"]
         assert config["instance_group"][0]["count"] == 1
         batching = config["dynamic_batching"]  # Triton fills in max_batch_size: whatever is queued goes together
         assert batching.get("preferred_batch_size", [config["max_batch_size"]]) == [config["max_batch_size"]] == [32]
+        assert [int(d) for d in config["input"][0]["dims"]] == [3, 320, 416]  # the prepared model's own config
         preprocess = client.get_model_config("yolov8_preprocess", as_json=True)["config"]
         assert preprocess["name"] == "yolov8_preprocess"  # the stages without a variant keep config.pbtxt
         reply = client.infer("yolov8", [image_input(sample_images["bus.jpg"].read_bytes())])
