@@ -120,10 +120,12 @@ class Supervisor:
                 log.info("stopped while starting: %s", exc)
                 return 0
             log.error("giving up: %s", exc)
+            self.server.kill()  # as for a restart: a broken stage cannot drain
             return 1
         finally:
             self._leave_rotation()
-            log.info("stopping tritonserver (draining up to %d s)", self.server.options.exit_timeout_s)
+            if self.server.process is not None and self.server.process.poll() is None:
+                log.info("stopping tritonserver (draining up to %d s)", self.server.options.exit_timeout_s)
             self.server.stop(timeout_s=self.server.options.exit_timeout_s + 15)
             stubs, shm = self.server.leftovers()
             log.info("stopped; leftover stubs: %d, shared-memory regions: %d", len(stubs), len(shm))
@@ -174,8 +176,9 @@ class Supervisor:
 
     def _restart(self, reason: str) -> None:
         if not self.restarts.record():
+            times = "time" if self.max_restarts == 1 else "times"
             raise TooManyRestarts(
-                f"{reason}; already restarted {self.max_restarts} times in {self.restart_window_s:.0f} s"
+                f"{reason}; already restarted {self.max_restarts} {times} in {self.restart_window_s:.0f} s"
             )
         log.warning("restarting tritonserver: %s", reason)
         self.server.kill()  # a broken stage cannot drain; its in-flight requests already failed
