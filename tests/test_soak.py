@@ -4,7 +4,7 @@ from tools.soak import Soak, format_report, requests_mix
 
 
 def test_short_soak(model_repository, reference, tmp_path):
-    report = Soak(30, 4, model_repository, tmp_path).run()
+    report = Soak(15, 4, model_repository, tmp_path).run()
     print(format_report(report))
     assert report.hangs == 0
     assert report.balanced, "sent == successes + errors"
