@@ -2,8 +2,10 @@
 
 A stage that hangs (here: preprocess waits on the stages' CPU-activity lock, which the test holds,
 tests/held_stage.py) leaves every process alive, so only the probe inference notices: it runs every second,
-may take 3 s, and two failures in a row restart the server. ``Supervisor.run`` runs in this process, on the
-main thread as in ``python -m serving``; a thread holds the stage and watches.
+may take 1 s here, and two failures in a row restart the server. Every supervisor probe of this test runs while
+the stage is held: the test stops the supervisor once the new server has answered its own probe.
+``Supervisor.run`` runs in this process, on the main thread as in ``python -m serving``; a thread holds the
+stage and watches.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def test_a_hung_stage_is_found_by_the_probe_and_the_server_restarted(model_repos
         tmp_path / "tritonserver.log",
         probe_interval_s=1.0,
         probe_failures=2,
-        probe_timeout_s=3.0,
+        probe_timeout_s=1.0,
     )
     hanger = StageHanger(supervisor)
     hanger.start()
