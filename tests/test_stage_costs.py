@@ -42,7 +42,7 @@ def test_perf_analyzer_runs_and_names_every_stage(triton, model_repository, samp
     assert PERF_ANALYZER.exists(), "make setup installs .venv/bin/perf_analyzer"
     inputs = tmp_path / "input.json"
     write_perf_data([sample_images["camera.png"]], inputs, model_repository)
-    run = run_perf_analyzer("yolov8", triton.grpc_url, inputs, 1, tmp_path / "yolov8.csv", interval_ms=1000)
+    run = run_perf_analyzer("yolov8", triton.grpc_url, inputs, 1, tmp_path / "yolov8.csv", interval_ms=500)
     assert run.throughput > 0
     assert set(run.composing) == set(STAGE_MODELS)
     for model in STAGE_MODELS:
@@ -50,7 +50,7 @@ def test_perf_analyzer_runs_and_names_every_stage(triton, model_repository, samp
         assert stage_csv[0].startswith("Concurrency,inference_count") and len(stage_csv) == 2
         assert run.composing[model]["compute_infer"] > 0
     alone = run_perf_analyzer(
-        "yolov8_infer", triton.grpc_url, stage_path(inputs, "yolov8_infer"), 1, tmp_path / "infer.csv", 1000
+        "yolov8_infer", triton.grpc_url, stage_path(inputs, "yolov8_infer"), 1, tmp_path / "infer.csv", 500
     )
     assert alone.throughput > 0
 
