@@ -67,6 +67,25 @@ def model_repository(tmp_path_factory, default_onnx) -> Path:
 
 
 @pytest.fixture(scope="session")
+def yolo11n_repository(tmp_path_factory, default_onnx) -> Path:
+    """A repository prepared from tests/models' YOLO11n (3 classes, 320x416, seeded random weights; see
+    tests/test_model_families.py): a real export that runs about ten times faster than the default model, for the
+    tests whose subject is not the model (routing, config variants)."""
+    from models.materialize import write_model
+
+    from python_backends.prepare.prepare_model import prepare
+
+    folder = tmp_path_factory.mktemp("yolo11n")
+    repository = folder / "repository"
+    prepare(
+        write_model("yolo11n", folder, {"default": default_onnx}),
+        repository,
+        template=PROJECT_ROOT / "model_repository",
+    )
+    return repository
+
+
+@pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
     """A real tritonserver serving the ensemble on free loopback ports."""
     from own_server import options, started

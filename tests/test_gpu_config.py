@@ -6,11 +6,9 @@ import re
 from pathlib import Path
 
 import tritonclient.grpc as grpcclient
-from models.materialize import write_model
 from own_server import image_input, options, started
 
 from python_backends import PROJECT_ROOT
-from python_backends.prepare.prepare_model import prepare
 from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"
@@ -29,7 +27,7 @@ def test_gpu_variant_differs_only_in_scheduling():
     assert "preferred_batch_size" not in gpu and re.search(r"instance_group \[ \{ count: 1,", gpu)
 
 
-def test_model_config_name_gpu_loads_one_batching_instance(triton, default_onnx, sample_images, tmp_path):
+def test_model_config_name_gpu_loads_one_batching_instance(triton, yolo11n_repository, sample_images, tmp_path):
     """What the server runner does where TensorRT runs, and docker-compose.yml always: on this CPU-only tritonserver.
 
     The variant warms up at batch 32, so it serves tests/models' YOLO11n (3 classes, 320x416) here, prepared as any
@@ -40,9 +38,7 @@ def test_model_config_name_gpu_loads_one_batching_instance(triton, default_onnx,
     client.close()
     assert default["instance_group"][0]["count"] == 2
     assert default["dynamic_batching"]["preferred_batch_size"] == [1]
-    repository = tmp_path / "repository"
-    prepare(write_model("yolo11n", tmp_path, {"default": default_onnx}), repository, template=INFER.parent)
-    with started(options(repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
+    with started(options(yolo11n_repository, model_config_name="gpu"), tmp_path / "tritonserver.log") as server:
         assert "--model-config-name=gpu" in server_command(server.options, Path())
         client = grpcclient.InferenceServerClient(server.grpc_url)
         config = client.get_model_config("yolov8_infer", as_json=True)["config"]
