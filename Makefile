@@ -19,8 +19,10 @@ serve: setup  ## supervised tritonserver in the foreground on 127.0.0.1 (HTTP 80
 demo: setup  ## start the server, detect on sample photos, print detections and per-stage cost, stop
 	$(PY) -m tools.demo
 
+# Two workers, each running whole test files (their module servers stay theirs): one file's servers load, drain
+# and wait while the other's work runs.
 test: lint  ## ruff, then unit and integration tests against a real tritonserver
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: setup  ## ruff check and ruff format --check
 	$(PY) -m ruff check .
