@@ -17,6 +17,37 @@ DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx
 REFERENCE = TESTS / "reference" / "ultralytics_predict.json"
 
 
+# Seconds of the longest test files under `make test` (two workers on 2 vCPUs); the others take under 20 s.
+LONGEST_FILES = {
+    "test_cluster.py": 76,
+    "test_int8.py": 51,
+    "test_openvino_runtime.py": 49,
+    "test_resilience.py": 45,
+    "test_kubernetes.py": 29,
+    "test_soak.py": 27,
+    "test_supervisor.py": 20,
+    "test_bad_input.py": 19,
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadfile``, the longest files go out first: pytest-xdist would hand out files with the most
+    tests first, which leaves a long file of few tests (the soak, the probe restart) alone at the end."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongestFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            ordered = sorted(self.workqueue.items(), key=lambda unit: -LONGEST_FILES.get(Path(unit[0]).name, 0))
+            self.workqueue.clear()
+            self.workqueue.update(ordered)
+            super()._assign_work_unit(node)
+
+    return LongestFirst(config, log)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make setup` first")
