@@ -37,8 +37,21 @@ def _with_parameters(source: Path, target: Path, stages: tuple[str, ...], **para
 
 
 @pytest.fixture(scope="module", params=CPU_RUNTIMES)
-def served(request, model_repository, tmp_path_factory):
-    """(runtime, server): the whole pipeline with ``runtime`` named explicitly in yolov8_infer's config."""
+def served(request, model_repository, triton, tmp_path_factory):
+    """(runtime, server): the whole pipeline on ``runtime``.
+
+    OpenVINO is what the session's server runs: its yolov8_infer config says ``auto``, with ``cpu_runtime``
+    openvino, and its log says auto used it (test_the_infer_stubs_run_the_named_runtime also finds OpenVINO's
+    library in its stubs). ONNX Runtime is named explicitly in a server of its own. An explicit ``openvino``
+    is loaded by test_warmup's runtime tests, and refused with its reason below.
+    """
+    if request.param == "openvino":
+        config = (model_repository / "yolov8_infer" / "config.pbtxt").read_text()
+        assert '"runtime", value: { string_value: "auto" }' in config
+        assert '"cpu_runtime", value: { string_value: "openvino" }' in config
+        assert triton.log_path.read_text().count("; using openvino on CPU") == 2  # a line from each instance
+        yield "openvino", triton
+        return
     stages = tuple(p.name for p in model_repository.iterdir() if p.is_dir())
     tmp = tmp_path_factory.mktemp(request.param)
     repo = _with_parameters(model_repository, tmp / "repo", stages, runtime=request.param)
@@ -60,7 +73,7 @@ def test_served_detections_match_ultralytics(served, sample_images, reference, s
 
 
 def test_the_infer_stubs_run_the_named_runtime(served):
-    """OpenVINO's library is mapped into every yolov8_infer stub when it is named, and into none otherwise."""
+    """OpenVINO's library is mapped into every yolov8_infer stub when it runs, and into none otherwise."""
     runtime, server = served
     stubs = [s for s in stub_processes(server.process.pid) if s.model == "yolov8_infer"]
     assert len(stubs) == 2
