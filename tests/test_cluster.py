@@ -1,5 +1,8 @@
 """`make cluster` on free loopback ports: two real replicas, real nginx and HAProxy, real Prometheus.
 
+The replicas serve tests/models' YOLO11n (conftest's yolo11n_repository): the subject is the cluster, and its
+load runs at a tenth of the default model's CPU.
+
 One cluster serves the whole module; the last test stops it with Ctrl-C (SIGINT) and checks that
 nothing is left. Timings are only "doesn't hang" bounds; the numbers are in benchmarks/cluster.py.
 """
@@ -41,9 +44,9 @@ def non_root_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(model_repository, tmp_path_factory):
+def cluster(yolo11n_repository, tmp_path_factory):
     env = os.environ | {"PATH": non_root_path()}
-    running = ClusterProcess(model_repository, tmp_path_factory.mktemp("cluster"), env=env)
+    running = ClusterProcess(yolo11n_repository, tmp_path_factory.mktemp("cluster"), env=env)
     try:
         running.wait_serving()
         yield running

@@ -16,8 +16,8 @@ from benchmarks.cluster_load import ClusterProcess
 from cluster.local import balancer_stats, group_pids, port_in_use
 
 
-def test_a_replica_that_exits_more_than_its_limit_stops_the_cluster(model_repository, tmp_path):
-    cluster = ClusterProcess(model_repository, tmp_path, "--replicas=1", "--max-restarts=1")
+def test_a_replica_that_exits_more_than_its_limit_stops_the_cluster(yolo11n_repository, tmp_path):
+    cluster = ClusterProcess(yolo11n_repository, tmp_path, "--replicas=1", "--max-restarts=1")
     try:
         cluster.wait_serving()
         first = cluster.replicas()[0]["pgid"]
