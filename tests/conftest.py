@@ -19,14 +19,14 @@ REFERENCE = TESTS / "reference" / "ultralytics_predict.json"
 
 # Seconds of the longest test files under `make test` (two workers on 2 vCPUs); the others take under 20 s.
 LONGEST_FILES = {
-    "test_cluster.py": 76,
-    "test_int8.py": 51,
-    "test_openvino_runtime.py": 49,
-    "test_resilience.py": 45,
-    "test_kubernetes.py": 29,
-    "test_soak.py": 27,
-    "test_supervisor.py": 20,
-    "test_bad_input.py": 19,
+    "test_int8.py": 68,
+    "test_cluster.py": 49,
+    "test_openvino_runtime.py": 46,
+    "test_resilience.py": 44,
+    "test_soak.py": 29,
+    "test_kubernetes.py": 27,
+    "test_model_families.py": 18,
+    "test_exposure.py": 18,
 }
 
 

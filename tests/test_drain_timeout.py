@@ -3,7 +3,8 @@
 ``python -m serving --exit-timeout 3`` gets SIGTERM while the test holds the CPU-activity lock that
 preprocessing takes (tests/held_stage.py), so one request stays inside ``yolov8_preprocess``. The drain waits
 3 s for it, logs that it timed out, and kills tritonserver (a SIGTERM would have Triton wait out its own exit
-timeout, then hang on the held stage); the request fails, and nothing of the server is left.
+timeout, then hang on the held stage); the request fails, and nothing of the server is left. The server
+serves tests/models' YOLO11n (conftest's yolo11n_repository): the subject is the drain, not the model.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ EXIT_TIMEOUT_S = 3
 TIMED_OUT = f"drain timed out after {EXIT_TIMEOUT_S} s, requests still in the pipeline: 1; killing tritonserver"
 
 
-def test_a_held_request_ends_the_drain_at_the_exit_timeout(model_repository, sample_images, tmp_path):
+def test_a_held_request_ends_the_drain_at_the_exit_timeout(yolo11n_repository, sample_images, tmp_path):
     payload = sample_images["bus.jpg"].read_bytes()
     supervised = SupervisorProcess(
-        model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", str(EXIT_TIMEOUT_S)
+        yolo11n_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", str(EXIT_TIMEOUT_S)
     )
     try:
         with request_held_in_preprocess(supervised, payload) as request:

@@ -5,7 +5,7 @@ tests/held_stage.py) leaves every process alive, so only the probe inference not
 may take 1 s here, and two failures in a row restart the server. Every supervisor probe of this test runs while
 the stage is held: the test stops the supervisor once the new server has answered its own probe.
 ``Supervisor.run`` runs in this process, on the main thread as in ``python -m serving``; a thread holds the
-stage and watches.
+stage and watches. The server serves tests/models' YOLO11n: the subject is the supervisor, not the model.
 """
 
 from __future__ import annotations
@@ -65,9 +65,9 @@ class StageHanger(threading.Thread):
             self.supervisor.stopping.set()
 
 
-def test_a_hung_stage_is_found_by_the_probe_and_the_server_restarted(model_repository, tmp_path, caplog):
+def test_a_hung_stage_is_found_by_the_probe_and_the_server_restarted(yolo11n_repository, tmp_path, caplog):
     supervisor = Supervisor(
-        options(model_repository),
+        options(yolo11n_repository),
         tmp_path / "tritonserver.log",
         probe_interval_s=1.0,
         probe_failures=2,

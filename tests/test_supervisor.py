@@ -3,7 +3,8 @@
 The restart limit runs in this process (``Supervisor.run`` on the main thread, as ``python -m serving``
 runs it) with a smaller limit, while a thread ``kill -9``s a ``yolov8_infer`` stub of each new server; the
 window's arithmetic (what counts, what no longer does) is unit-tested on a set clock in test_restart_budget.py.
-The second Ctrl-C goes to ``python -m serving`` itself, while a request is held inside the pipeline.
+The second Ctrl-C goes to ``python -m serving`` itself, while a request is held inside the pipeline. The servers
+serve tests/models' YOLO11n (conftest's yolo11n_repository): the subject is the supervisor, not the model.
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ class StageKiller(threading.Thread):
                 return self.supervisor.stopping.set()
 
 
-def supervise(model_repository, tmp_path, kills: int, **limits) -> tuple[int, StageKiller]:
+def supervise(repository, tmp_path, kills: int, **limits) -> tuple[int, StageKiller]:
     """Run a Supervisor (probes off) with ``limits`` under a StageKiller; (exit status, the killer)."""
-    supervisor = Supervisor(options(model_repository), tmp_path / "tritonserver.log", probe_interval_s=0, **limits)
+    supervisor = Supervisor(options(repository), tmp_path / "tritonserver.log", probe_interval_s=0, **limits)
     killer = StageKiller(supervisor, kills)
     killer.start()
     try:
@@ -110,13 +111,13 @@ def restart_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if "restarting tritonserver: stage yolov8_infer: " in line]
 
 
-def test_gives_up_after_max_restarts_within_the_window(model_repository, tmp_path, caplog):
+def test_gives_up_after_max_restarts_within_the_window(yolo11n_repository, tmp_path, caplog):
     """The first kill is restarted (the limit of one allows it), the second gives up.
 
     Every count and window of the limit is unit-tested on an injected clock in test_restart_budget.py.
     """
     with caplog.at_level(logging.INFO, logger="supervisor"):
-        status, killer = supervise(model_repository, tmp_path, kills=2, max_restarts=1, restart_window_s=60.0)
+        status, killer = supervise(yolo11n_repository, tmp_path, kills=2, max_restarts=1, restart_window_s=60.0)
     assert status == 1
     assert len(killer.killed) == 2 and len(set(killer.servers)) == 2, killer.servers  # no third server
     assert len(restart_lines(caplog.text)) == 1, caplog.text
@@ -126,14 +127,14 @@ def test_gives_up_after_max_restarts_within_the_window(model_repository, tmp_pat
     assert "stopping tritonserver (draining" not in caplog.text.split("giving up: ")[1]  # killed: it cannot drain
 
 
-def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
+def test_second_ctrl_c_kills_at_once(yolo11n_repository, sample_images, tmp_path):
     """The first Ctrl-C drains, which here cannot end before the 600 s exit timeout; the second one kills.
 
     The test holds the CPU-activity lock that preprocessing takes (python_backends/triton_helpers/cpu_activity.py),
     so a request stays inside yolov8_preprocess and the drain waits for it.
     """
     payload = sample_images["bus.jpg"].read_bytes()
-    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", "600")
+    supervised = SupervisorProcess(yolo11n_repository, tmp_path, "--probe-interval", "0", "--exit-timeout", "600")
     try:
         with request_held_in_preprocess(supervised, payload) as request:
             supervised.process.send_signal(signal.SIGINT)
@@ -151,10 +152,10 @@ def test_second_ctrl_c_kills_at_once(model_repository, sample_images, tmp_path):
     assert len(request.shm) >= 3 and not [p for p in request.shm if p.exists()]
 
 
-def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(model_repository, tmp_path):
+def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(yolo11n_repository, tmp_path):
     """Both Ctrl-Cs arrive before tritonserver is ready: the start fails because the supervisor killed it, which
     is the stop that was asked for (status 0), not a server that cannot start ("giving up", status 1)."""
-    supervised = SupervisorProcess(model_repository, tmp_path, "--probe-interval", "0")
+    supervised = SupervisorProcess(yolo11n_repository, tmp_path, "--probe-interval", "0")
     try:
         wait_until(lambda: supervised.server_pid() is not None, "tritonserver started by the supervisor", 60)
         assert not probe_inference(supervised.http_url, timeout_s=1).ok  # still loading its models
