@@ -126,14 +126,16 @@ def test_streams_give_onnxruntimes_heads_in_order(model_path, images, onnxruntim
 
 
 @pytest.fixture(scope="module")
-def unreadable_by_openvino(model_repository, tmp_path_factory) -> Path:
-    """Only yolov8_infer, its model saved in ONNX Runtime's own format (model.ort), which OpenVINO cannot read."""
+def unreadable_by_openvino(yolo11n_repository, tmp_path_factory) -> Path:
+    """Only yolov8_infer of tests/models' YOLO11n (images [3, 320, 416], output0 [7, 2730]), its model saved in
+    ONNX Runtime's own format (model.ort), which OpenVINO cannot read."""
     repo = tmp_path_factory.mktemp("ort_format") / "repo"
-    shutil.copytree(model_repository / "yolov8_infer", repo / "yolov8_infer", ignore=shutil.ignore_patterns("*.onnx"))
+    source = yolo11n_repository / "yolov8_infer"
+    shutil.copytree(source, repo / "yolov8_infer", ignore=shutil.ignore_patterns("*.onnx"))
     settings = ort.SessionOptions()
     settings.optimized_model_filepath = str(repo / "yolov8_infer" / "1" / "model.ort")
     settings.add_session_config_entry("session.save_model_format", "ORT")
-    ort.InferenceSession(str(model_repository / "yolov8_infer" / "1" / "model.onnx"), settings)
+    ort.InferenceSession(str(source / "1" / "model.onnx"), settings)
     return repo
 
 
@@ -154,12 +156,12 @@ def test_auto_falls_back_to_onnxruntime_with_one_line_per_instance(unreadable_by
     with started(options(repo), log) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
-            tensor = grpcclient.InferInput("images", [1, 3, 640, 640], "FP32")
-            tensor.set_data_from_numpy(np.zeros((1, 3, 640, 640), np.float32))
+            tensor = grpcclient.InferInput("images", [1, 3, 320, 416], "FP32")
+            tensor.set_data_from_numpy(np.zeros((1, 3, 320, 416), np.float32))
             head = client.infer("yolov8_infer", [tensor]).as_numpy("output0")
         finally:
             client.close()
         fallbacks = [line for line in log.read_text().splitlines() if REFUSED in line]  # in the log while it runs
-    assert head.shape == (1, 6, 8400)
+    assert head.shape == (1, 7, 2730)
     assert len(fallbacks) == 2, fallbacks  # one line from each instance
     assert all(line.startswith("runtime auto: ") and line.endswith("; using onnxruntime on CPU") for line in fallbacks)

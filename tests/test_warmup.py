@@ -75,9 +75,10 @@ def test_prepare_writes_warmup_data_that_fits_the_model(model_repository):
 
 
 @pytest.fixture(scope="module")
-def fresh_server(model_repository, tmp_path_factory):
-    """A server of its own, so that no other test's requests are counted."""
-    with started(options(model_repository), tmp_path_factory.mktemp("warm") / "tritonserver.log") as server:
+def fresh_server(yolo11n_repository, tmp_path_factory):
+    """A server of its own, so that no other test's requests are counted (tests/models' YOLO11n: the subject is
+    the warm-up's path through the stages, which every prepared model takes)."""
+    with started(options(yolo11n_repository), tmp_path_factory.mktemp("warm") / "tritonserver.log") as server:
         yield server
 
 
@@ -97,7 +98,7 @@ def test_warmup_ran_through_the_stages_before_ready(fresh_server, sample_images)
         client.close()
 
 
-def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_repository, tmp_path):
+def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(yolo11n_repository, tmp_path):
     """Preprocess warms up on bytes that are no image: its load fails with the reason, and neither it nor the
     ensembles on it report ready. (Kept running with --exit-on-error=false to ask it; by default the server
     exits instead of ever reporting ready.)
@@ -106,7 +107,7 @@ def test_a_failing_warmup_leaves_the_model_and_the_pipeline_unavailable(model_re
     warm-up ("failed to run warmup sample ..."), the failure crashed tritonserver 2.51 (SIGSEGV in its
     ``StopBackendThread``) in 9 loads of 40 here."""
     repo = tmp_path / "repo"
-    shutil.copytree(model_repository, repo)
+    shutil.copytree(yolo11n_repository, repo)
     junk = b"not an image at all"
     (repo / "yolov8_preprocess" / "warmup" / IMAGE_FILE).write_bytes(struct.pack("<I", len(junk)) + junk)
     extra = ["--exit-on-error=false", "--strict-readiness=false"]
