@@ -539,13 +539,13 @@ def test_gateway_sends_a_request_that_a_gone_pod_refuses_to_another_pod(gateway,
     try:
         serve_from(gateway, [GONE_POD, TRITON_POD])
         refused = {scheme: gateway.refused_at(GONE_POD, scheme) for scheme in ("grpc", "http")}
-        answered = _ensemble_requests(pod.http_url)
+        answered = _settled_requests(pod.http_url)
         for _ in range(16):  # that no request starts on the gone pod has odds of 1/2 each: 16 in a row, 1.5e-5
             assert _infer_image(gateway.grpc_url, bus) == bus_boxes  # bus.jpg, 137 kB
             assert probe_inference(f"http://{gateway.http_url}", image=bus).ok
     finally:
         gateway.dns.addresses = [TRITON_POD]
-    assert _ensemble_requests(pod.http_url) - answered == 32
+    assert _settled_requests(pod.http_url) - answered == 32
     for scheme in ("grpc", "http"):
         assert gateway.refused_at(GONE_POD, scheme) > refused[scheme], f"no {scheme} request went to the gone pod"
 
@@ -560,13 +560,13 @@ def test_gateway_sends_a_request_that_a_pod_dropped_to_another_pod(gateway, pod,
     bus = sample_images["bus.jpg"].read_bytes()
     try:
         serve_from(gateway, [DROPPING_POD, TRITON_POD])
-        dropped, answered = dict(gateway.dropping.connections), _ensemble_requests(pod.http_url)
+        dropped, answered = dict(gateway.dropping.connections), _settled_requests(pod.http_url)
         for _ in range(16):
             assert _infer_image(gateway.grpc_url, tiny_png()) >= 0  # an 8x8 gray PNG: a 170-byte body
             assert probe_inference(f"http://{gateway.http_url}", image=bus).ok
     finally:
         gateway.dns.addresses = [TRITON_POD]
-    assert _ensemble_requests(pod.http_url) - answered == 32
+    assert _settled_requests(pod.http_url) - answered == 32
     for port in (pod.options.grpc_port, pod.options.http_port):
         assert gateway.dropping.connections[port] > dropped[port], f"no request went to the dropping pod: {port}"
 
