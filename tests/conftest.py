@@ -17,16 +17,16 @@ DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx
 REFERENCE = TESTS / "reference" / "ultralytics_predict.json"
 
 
-# Seconds of the longest test files under `make test` (two workers on 2 vCPUs); the others take under 20 s.
+# Seconds of the longest test files under `make test` (two workers on 2 vCPUs); the others take under 16 s.
 LONGEST_FILES = {
-    "test_int8.py": 68,
-    "test_cluster.py": 49,
-    "test_openvino_runtime.py": 46,
-    "test_resilience.py": 44,
-    "test_soak.py": 29,
+    "test_int8.py": 67,
+    "test_cluster.py": 48,
+    "test_resilience.py": 42,
+    "test_openvino_runtime.py": 38,
+    "test_soak.py": 34,
     "test_kubernetes.py": 27,
-    "test_model_families.py": 18,
-    "test_exposure.py": 18,
+    "test_bad_input.py": 22,
+    "test_queue_policy.py": 16,
 }
 
 
