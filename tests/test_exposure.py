@@ -1,4 +1,8 @@
-"""Exposure: admin APIs behind a key, metrics off, gRPC over TLS and mutual TLS (certificates from openssl)."""
+"""Exposure: admin APIs behind a key, metrics off, gRPC over TLS and mutual TLS (certificates from openssl).
+
+The servers serve tests/models' YOLO11n (conftest's yolo11n_repository; classes red, green, blue): the subject is
+what the server exposes, not the model.
+"""
 
 from __future__ import annotations
 
@@ -49,10 +53,10 @@ def certificates(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def locked_server(model_repository, certificates, tmp_path_factory):
+def locked_server(yolo11n_repository, certificates, tmp_path_factory):
     """Admin key, no metrics, gRPC over TLS."""
     settings = options(
-        model_repository,
+        yolo11n_repository,
         admin_key=KEY,
         metrics=False,
         grpc_server_cert=certificates / "server.crt",
@@ -63,10 +67,10 @@ def locked_server(model_repository, certificates, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mutual_tls_server(model_repository, certificates, tmp_path_factory):
+def mutual_tls_server(yolo11n_repository, certificates, tmp_path_factory):
     """gRPC over TLS that requires a client certificate signed by the test CA."""
     settings = options(
-        model_repository,
+        yolo11n_repository,
         grpc_server_cert=certificates / "server.crt",
         grpc_server_key=certificates / "server.key",
         grpc_root_cert=certificates / "ca.crt",
@@ -174,7 +178,7 @@ def test_project_client_over_tls(locked_server, certificates, sample_images):
 
     with YoloTritonClient(locked_server.grpc_url, root_certificates=str(certificates / "ca.crt")) as client:
         result = client.detect(sample_images["bus.jpg"])
-    assert result.detections and result.detections[0].class_name == "Normal"
+    assert result.detections and result.detections[0].class_name == "red"  # YOLO11n's first class
     done = subprocess.run(
         [sys.executable, "-m", "client", "detect", "--url", locked_server.grpc_url, "--json", "--quiet",
          "--tls-root-cert", str(certificates / "ca.crt"), str(sample_images["camera.png"])],
@@ -192,17 +196,17 @@ def test_project_client_over_mutual_tls(mutual_tls_server, certificates, sample_
     with YoloTritonClient(
         mutual_tls_server.grpc_url, root_certificates=ca, private_key=key, certificate_chain=cert
     ) as yolo:
-        result = yolo.detect(sample_images["camera.png"])
-    assert [d.class_name for d in result.detections] == ["Normal"]
+        result = yolo.detect(sample_images["zidane.jpg"])
+    assert [d.class_name for d in result.detections] == ["red"] * 3  # Ultralytics found 3 of class 0 (red)
     anonymous = YoloTritonClient(mutual_tls_server.grpc_url, timeout_s=10, retries=0, root_certificates=ca)
     with anonymous, pytest.raises(DetectionError):
-        anonymous.detect(sample_images["camera.png"])
+        anonymous.detect(sample_images["zidane.jpg"])
     command = [sys.executable, "-m", "client", "detect", "--url", mutual_tls_server.grpc_url, "--json", "--quiet",
-               "--tls-root-cert", ca, str(sample_images["camera.png"])]  # fmt: skip
+               "--tls-root-cert", ca, str(sample_images["zidane.jpg"])]  # fmt: skip
     done = subprocess.run([*command, "--tls-cert", cert, "--tls-key", key], cwd=PROJECT_ROOT, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert [d["class_name"] for d in json.loads(done.stdout)[0]["detections"]] == ["Normal"]
+    assert [d["class_name"] for d in json.loads(done.stdout)[0]["detections"]] == ["red"] * 3
     refused = subprocess.run([*command, "--timeout", "10"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                              timeout=120)  # fmt: skip
     assert refused.returncode == 1 and "error: " in refused.stderr, refused.stderr
