@@ -94,9 +94,10 @@ def test_stage_queue_policies_are_the_documented_ones(grpc_client):
         assert int(policy["max_queue_size"]) == max_queue_size, stage
 
 
-def test_request_queued_past_the_timeout_is_refused(model_repository, sample_images, tmp_path):
+def test_request_queued_past_the_timeout_is_refused(yolo11n_repository, sample_images, tmp_path):
+    """On tests/models' YOLO11n, whose bus.jpg has 42 boxes: the subject is preprocess's queue."""
     timeout = [("default_timeout_microseconds: 10000000", "default_timeout_microseconds: 500000")]  # 0.5 s
-    repository = edited_repository(model_repository, tmp_path / "repo", {"yolov8_preprocess": timeout})
+    repository = edited_repository(yolo11n_repository, tmp_path / "repo", {"yolov8_preprocess": timeout})
     payload = sample_images["bus.jpg"].read_bytes()
     with started(options(repository), tmp_path / "tritonserver.log") as server:
         preprocess, metrics_port = stub_pid(server, "yolov8_preprocess"), server.options.metrics_port
@@ -111,12 +112,12 @@ def test_request_queued_past_the_timeout_is_refused(model_repository, sample_ima
             assert not running.done() and pending_requests(metrics_port, "yolov8_preprocess") == 0
         after = detections(server.grpc_url, payload)
     assert waited_s >= 0.5, waited_s  # not before its 0.5 s in the queue
-    assert running.result() == 4, running.result()  # bus.jpg: executed, so never subject to the queue timeout
+    assert running.result() == 42, running.result()  # bus.jpg: executed, so never subject to the queue timeout
     refused = queued.result()
     assert isinstance(refused, InferenceServerException), refused
     assert refused.status() == UNAVAILABLE and TIMED_OUT in refused.message(), refused
     assert refused.message().startswith("in ensemble 'yolov8', "), refused
-    assert after == 4, after
+    assert after == 42, after
 
 
 def rejected_at_once(burst: list[Future], expected: int) -> set[Future]:
