@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 
 import pytest
@@ -64,8 +65,11 @@ def test_a_retry_after_unavailable_lands_on_another_server(triton, second, sampl
     # once its gate is closed, second refuses every request, so a success after an UNAVAILABLE came from the other
     # server; retries=3, so that a retry landing on second again would show as a third attempt
     with YoloTritonClient(url, retries=3, backoff_s=0.01) as client:
-        for _ in range(4):  # round robin over both: both connections are up before the test
-            assert client.client.is_server_ready()
+        # round robin picks among the connections that are up, so both must be: each server has answered one
+        before, deadline = (successes(triton), successes(second)), time.monotonic() + 60
+        while successes(triton) == before[0] or successes(second) == before[1]:
+            assert time.monotonic() < deadline, "the client never reached both servers"
+            assert client.detect(sample_images["bus.jpg"]).detections
         assert client.class_names  # read once, now: from here on each call is one inference request
         second.gate.close()  # second now answers UNAVAILABLE "shutting down" while it stays connected and ready
         attempts = []
