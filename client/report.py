@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from client.api import YoloTritonClient
-from client.stage_stats import STAGES, deltas, snapshot, stage_table
+from client.stage_stats import STAGES, counted_deltas, snapshot, stage_table
 
 MODELS = (*STAGES, "yolov8")
 
@@ -27,19 +27,6 @@ def drive(client: YoloTritonClient, images: list[Path], concurrency: int, repeat
         return list(pool.map(one, payloads))
 
 
-def counted(client: YoloTritonClient, before: dict, sent: int, timeout_s: float = 5.0) -> dict:
-    """Statistic deltas since ``before`` once every model has counted the ``sent`` requests that were answered.
-
-    Triton counts a request a moment after answering it: read at once, the last ones could be missing.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        delta = deltas(snapshot(client.client, MODELS), before)
-        if all(d.success >= sent for d in delta.values()) or time.monotonic() > deadline:
-            return delta
-        time.sleep(0.05)
-
-
 def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, window_s: float | None = None) -> str:
     """Per-stage breakdown over a driven run (``images``) or over ``window_s`` seconds of live traffic."""
     with YoloTritonClient(url) as client:
@@ -51,7 +38,7 @@ def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, 
         else:
             latencies = drive(client, images, concurrency, repeat)
         elapsed = time.perf_counter() - started
-        delta = counted(client, before, len(latencies))
+        delta = counted_deltas(client.client, before, len(latencies), timeout_s=5.0)
     lines = [stage_table(delta)]
     requests = delta["yolov8"].success
     lines.append(f"\n{requests} ensemble requests in {elapsed:.1f} s ({requests / elapsed:.2f}/s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -53,6 +54,25 @@ def snapshot(client: grpcclient.InferenceServerClient, models: tuple[str, ...]) 
 
 def deltas(after: dict[str, StageCounters], before: dict[str, StageCounters]) -> dict[str, StageCounters]:
     return {model: after[model].minus(before[model]) for model in after}
+
+
+def counted_deltas(
+    client: grpcclient.InferenceServerClient,
+    before: dict[str, StageCounters],
+    sent: int,
+    timeout_s: float = 10.0,
+) -> dict[str, StageCounters]:
+    """Deltas since ``before`` (of the same models) once each model counts ``sent`` successes, or at the timeout.
+
+    Triton records a model's statistics just after it releases the response, so a snapshot taken right after
+    the client's reply can miss the last request by a few ms.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        delta = deltas(snapshot(client, tuple(before)), before)
+        if all(d.success >= sent for d in delta.values()) or time.monotonic() > deadline:
+            return delta
+        time.sleep(0.05)
 
 
 def stage_table(delta: dict[str, StageCounters], ensemble: str = "yolov8") -> str:

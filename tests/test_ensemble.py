@@ -13,22 +13,8 @@ from matching import CPU_PARITY, mismatches
 from tritonclient.utils import InferenceServerException
 
 from client.api import YoloTritonClient
-from client.stage_stats import STAGES, deltas, snapshot
+from client.stage_stats import STAGES, counted_deltas, snapshot
 from python_backends import PROJECT_ROOT
-
-
-def settled_deltas(client, before, models, expected_success, timeout_s=10.0):
-    """Statistics deltas once every model counts ``expected_success`` requests (or the timeout passes).
-
-    Triton records a composing model's statistics just after it releases the response, so a
-    snapshot taken right after the client's reply can miss the last request by a few ms.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        delta = deltas(snapshot(client, models), before)
-        if all(delta[m].success >= expected_success for m in models) or time.monotonic() > deadline:
-            return delta
-        time.sleep(0.05)
 
 
 def quiet_snapshot(client, models, still_s=0.2, timeout_s=10.0):
@@ -90,7 +76,7 @@ def test_statistics_count_every_stage(grpc_client, sample_images):
     before = quiet_snapshot(grpc_client, models)
     for _ in range(3):
         grpc_client.infer("yolov8", [image_input(sample_images["zidane.jpg"].read_bytes())])
-    delta = settled_deltas(grpc_client, before, models, 3)
+    delta = counted_deltas(grpc_client, before, 3)
     for model in models:
         assert delta[model].success == 3, model
         assert delta[model].ns["compute_infer"] > 0, model
@@ -110,7 +96,7 @@ def test_concurrent_requests_are_batched(grpc_client, triton, sample_images):
     with ThreadPoolExecutor(8) as pool:
         counts = list(pool.map(one, range(8)))
     assert len(set(counts)) == 1
-    delta = settled_deltas(grpc_client, before, STAGES, 8)
+    delta = counted_deltas(grpc_client, before, 8)
     assert all(delta[m].inferences == 8 for m in STAGES)
     assert any(delta[m].executions < delta[m].inferences for m in STAGES), {m: delta[m] for m in STAGES}
 
