@@ -69,11 +69,13 @@ def image_input(payload: bytes, batch: int = 1) -> grpcclient.InferInput:
     return tensor
 
 
-def ensemble_outcome(url: str, payload: bytes):
-    """num_dets of one image through ``yolov8`` on its own connection, or the error."""
+def ensemble_outcome(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
+    """One request of ``batch`` copies of an image through ``yolov8`` on its own connection: the first image's
+    num_dets, or the error."""
     client = grpcclient.InferenceServerClient(url)
     try:
-        return int(client.infer("yolov8", [image_input(payload)], client_timeout=120).as_numpy("num_dets")[0, 0])
+        reply = client.infer("yolov8", [image_input(payload, batch)], client_timeout=timeout_s)
+        return int(reply.as_numpy("num_dets")[0, 0])
     except InferenceServerException as exc:
         return exc
     finally:

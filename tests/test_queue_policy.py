@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 from held_stage import pending_requests, stages_held, wait_until, waits_for_lock
-from own_server import edited_repository, image_input, options, started
+from own_server import edited_repository, ensemble_outcome, options, started
 from tritonclient.utils import InferenceServerException
 
 from serving.processes import cpu_seconds
@@ -38,12 +38,6 @@ def infer(url: str, model: str, inputs: list[grpcclient.InferInput]):
         return exc
     finally:
         client.close()
-
-
-def detections(url: str, payload: bytes):
-    """num_dets of one image through the ``yolov8`` ensemble, or the error."""
-    reply = infer(url, "yolov8", [image_input(payload)])
-    return reply if isinstance(reply, Exception) else int(reply.as_numpy("num_dets")[0, 0])
 
 
 def head_inputs(head: np.ndarray) -> list[grpcclient.InferInput]:
@@ -102,15 +96,15 @@ def test_request_queued_past_the_timeout_is_refused(yolo11n_repository, sample_i
     with started(options(repository), tmp_path / "tritonserver.log") as server:
         preprocess, metrics_port = stub_pid(server, "yolov8_preprocess"), server.options.metrics_port
         with ThreadPoolExecutor(2) as pool, stages_held(server.process.pid) as lock:
-            running = pool.submit(detections, server.grpc_url, payload)
+            running = pool.submit(ensemble_outcome, server.grpc_url, payload)
             wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
             sent = time.monotonic()
-            queued = pool.submit(detections, server.grpc_url, payload)
+            queued = pool.submit(ensemble_outcome, server.grpc_url, payload)
             wait_until(lambda: pending_requests(metrics_port, "yolov8_preprocess") == 1, "the second one queued")
             wait_until(queued.done, "the queued request refused while the stage is still held")
             waited_s = time.monotonic() - sent
             assert not running.done() and pending_requests(metrics_port, "yolov8_preprocess") == 0
-        after = detections(server.grpc_url, payload)
+        after = ensemble_outcome(server.grpc_url, payload)
     assert waited_s >= 0.5, waited_s  # not before its 0.5 s in the queue
     assert running.result() == 42, running.result()  # bus.jpg: executed, so never subject to the queue timeout
     refused = queued.result()
@@ -136,9 +130,9 @@ def test_burst_over_the_preprocess_queue_limit_is_rejected_at_once(short_queues,
     payload = sample_images["bus.jpg"].read_bytes()
     url, preprocess = short_queues.grpc_url, stub_pid(short_queues, "yolov8_preprocess")
     with ThreadPoolExecutor(8) as pool, stages_held(short_queues.process.pid) as lock:
-        running = pool.submit(detections, url, payload)
+        running = pool.submit(ensemble_outcome, url, payload)
         wait_until(lambda: waits_for_lock(preprocess, lock), "the first request in preprocess's execute")
-        burst = [pool.submit(detections, url, payload) for _ in range(6)]
+        burst = [pool.submit(ensemble_outcome, url, payload) for _ in range(6)]
         answered = rejected_at_once(burst, 6 - SHORT_QUEUE)
         assert not running.done()  # the stage is still held: these answers did not wait for it
     assert_queue_full([f.result() for f in answered])

@@ -14,7 +14,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 from held_stage import holds_lock, pending_requests, wait_until
 from matching import CPU_PARITY, mismatches
-from own_server import edited_repository, image_input, options, started, stub_count
+from own_server import edited_repository, ensemble_outcome, image_input, options, started, stub_count
 from tritonclient.utils import InferenceServerException
 
 from client.stage_stats import snapshot
@@ -27,18 +27,6 @@ from tools.soak import large_batches
 UNAVAILABLE = "StatusCode.UNAVAILABLE"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
 INTERNAL = "StatusCode.INTERNAL"
-
-
-def send(url: str, payload: bytes, batch: int = 1, timeout_s: float = 120.0):
-    """One request on its own connection: the number of detections of the first image, or the error."""
-    client = grpcclient.InferenceServerClient(url)
-    try:
-        reply = client.infer("yolov8", [image_input(payload, batch)], client_timeout=timeout_s)
-        return int(reply.as_numpy("num_dets")[0, 0])
-    except InferenceServerException as exc:
-        return exc
-    finally:
-        client.close()
 
 
 def detections(reply, image: int) -> list[dict]:
@@ -87,8 +75,8 @@ def limited(model_repository, tmp_path_factory):
 def test_burst_over_the_queue_limit_is_rejected_not_timed_out(limited, sample_images):
     payload = sample_images["grace_hopper.jpg"].read_bytes()  # 512x600, 61 kB: within the image limits
     with ThreadPoolExecutor(16) as pool:
-        outcomes = list(pool.map(lambda _: send(limited.grpc_url, payload), range(16)))
-    after = send(limited.grpc_url, payload)
+        outcomes = list(pool.map(lambda _: ensemble_outcome(limited.grpc_url, payload), range(16)))
+    after = ensemble_outcome(limited.grpc_url, payload)
     errors = [o for o in outcomes if isinstance(o, Exception)]
     assert errors, "16 requests at once against a queue of 1: some must be rejected"
     for error in errors:
@@ -116,7 +104,7 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
             return done and queued == 0 and any(holds_lock(s.pid, lock) for s in infer_stubs)
 
         with ThreadPoolExecutor(1) as pool:
-            in_flight = pool.submit(send, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
+            in_flight = pool.submit(ensemble_outcome, supervised.grpc_url, payload, 16)  # about 3 s in yolov8_infer
             wait_until(in_infer, "the batch of 16 in yolov8_infer's execute")
             stats.close()
             killed = [s for s in infer_stubs if holds_lock(s.pid, lock)]  # the instance running it
@@ -137,7 +125,7 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
         assert f"Stub process '{busy.instance}' is not healthy" in outcome.message(), outcome
         second_pid = supervised.wait_serving()
         assert second_pid != first_pid
-        assert send(supervised.grpc_url, payload) >= 1
+        assert ensemble_outcome(supervised.grpc_url, payload) >= 1
         second_stubs = stub_processes(second_pid)
         shm |= shm_regions([second_pid, *(s.pid for s in second_stubs)])
     finally:
@@ -160,7 +148,7 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
 
     def load():
         while not stop_load.is_set():
-            outcomes.append(send(server.grpc_url, payload, timeout_s=60))
+            outcomes.append(ensemble_outcome(server.grpc_url, payload, timeout_s=60))
 
     def timed_stop():
         began = time.monotonic()
@@ -232,9 +220,9 @@ def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_
 
 
 def test_image_limits_come_from_the_config(limited, sample_images):
-    too_many_bytes = send(limited.grpc_url, sample_images["bus.jpg"].read_bytes())  # 137 kB
-    too_many_pixels = send(limited.grpc_url, sample_images["zidane.jpg"].read_bytes())  # 1280x720
-    small = send(limited.grpc_url, sample_images["grace_hopper.jpg"].read_bytes())  # 512x600, 61 kB
+    too_many_bytes = ensemble_outcome(limited.grpc_url, sample_images["bus.jpg"].read_bytes())  # 137 kB
+    too_many_pixels = ensemble_outcome(limited.grpc_url, sample_images["zidane.jpg"].read_bytes())  # 1280x720
+    small = ensemble_outcome(limited.grpc_url, sample_images["grace_hopper.jpg"].read_bytes())  # 512x600, 61 kB
     assert "the limit is 100000" in too_many_bytes.message(), too_many_bytes
     assert "declares 1280x720 = 921600 pixels, the limit is 500000" in too_many_pixels.message(), too_many_pixels
     assert isinstance(small, int), small
