@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -98,22 +99,29 @@ def model_repository(tmp_path_factory, default_onnx) -> Path:
 
 
 @pytest.fixture(scope="session")
-def yolo11n_repository(tmp_path_factory, default_onnx) -> Path:
-    """A repository prepared from tests/models' YOLO11n (3 classes, 320x416, seeded random weights; see
-    tests/test_model_families.py): a real export that runs about ten times faster than the default model, for the
-    tests whose subject is not the model (routing, config variants)."""
+def family_repository(tmp_path_factory, default_onnx):
+    """name → a repository prepared from tests/models' model ``name`` (see tests/test_model_families.py), each
+    made once per session."""
     from models.materialize import write_model
 
     from python_backends.prepare.prepare_model import prepare
 
-    folder = tmp_path_factory.mktemp("yolo11n")
-    repository = folder / "repository"
-    prepare(
-        write_model("yolo11n", folder, {"default": default_onnx}),
-        repository,
-        template=PROJECT_ROOT / "model_repository",
-    )
+    @functools.cache
+    def repository(name: str) -> Path:
+        folder = tmp_path_factory.mktemp(name)
+        model = write_model(name, folder, {"default": default_onnx})
+        prepare(model, folder / "repository", template=PROJECT_ROOT / "model_repository")
+        return folder / "repository"
+
     return repository
+
+
+@pytest.fixture(scope="session")
+def yolo11n_repository(family_repository) -> Path:
+    """tests/models' YOLO11n (3 classes, 320x416, seeded random weights), prepared: a real export that runs about
+    ten times faster than the default model, for the tests whose subject is not the model (routing, config
+    variants)."""
+    return family_repository("yolo11n")
 
 
 @pytest.fixture(scope="session")

@@ -23,13 +23,11 @@ import json
 import pytest
 import tritonclient.grpc as grpcclient
 from matching import CPU_PARITY, mismatches
-from models.materialize import write_model
 from own_server import options, started
 from sample_images import SAMPLES
 
 from client.api import YoloTritonClient
 from python_backends import PROJECT_ROOT
-from python_backends.prepare.prepare_model import prepare
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "model_families.json").read_text())
 FAMILIES = [
@@ -42,13 +40,11 @@ SERVED_MAX_BATCH = {"yolo11n": 32, "yolo26n_e2e": 32, "fall_nms": 1}  # the NMS 
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def served(request, tmp_path_factory, default_onnx):
+def served(request, tmp_path_factory, family_repository):
     """(name, server): the model rebuilt, prepared into its own repository and served."""
     name = request.param
-    tmp = tmp_path_factory.mktemp(name)
-    model = write_model(name, tmp, {"default": default_onnx})
-    prepare(model, tmp / "repository", template=PROJECT_ROOT / "model_repository")
-    with started(options(tmp / "repository"), tmp / "tritonserver.log") as server:
+    log = tmp_path_factory.mktemp(f"{name}_server") / "tritonserver.log"
+    with started(options(family_repository(name)), log) as server:
         yield name, server
 
 
