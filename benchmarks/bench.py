@@ -52,9 +52,9 @@ from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from benchmarks.runtimes import FIRST_REQUEST_TARGET, runtime_rows, runtime_table
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
-from python_backends import PROJECT_ROOT
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.server import TritonServer, free_port
-from serving.triton import DEFAULT_REPOSITORY, ServerOptions
+from serving.triton import ServerOptions
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"

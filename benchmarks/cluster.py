@@ -40,8 +40,7 @@ from tritonclient.utils import InferenceServerException
 from benchmarks.cluster_load import ClusterProcess, Load, longest_gap_s
 from client.api import YoloTritonClient
 from cluster.local import balancer_stats, group_pids
-from python_backends import PROJECT_ROOT
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import rss_bytes
 
 BASE = PROJECT_ROOT / "deploy" / "kubernetes" / "base"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from client.api import DetectionError, DetectionResult, YoloTritonClient
 from cluster.local import balancer_states
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.server import free_port
 
 

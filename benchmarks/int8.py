@@ -14,12 +14,12 @@ from pathlib import Path
 import cv2
 
 from benchmarks.calibration import SAMPLE_PHOTOS, write_calibration_photos
+from evaluation.detection_match import Agreement, agreement
+from prepare.int8 import quantize, read_calibration, save_int8
+from prepare.repository import copy_with_parameters
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime, int8_model_path
-from python_backends.postprocess.detection_match import Agreement, agreement
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.int8 import quantize, read_calibration, save_int8
-from python_backends.prepare.repository import copy_with_parameters
 from python_backends.preprocess.preprocessor import Preprocessor
 
 INT8_ROW = "openvino-int8"  # the runtime table's row, and the INT8 rounds' served runtime

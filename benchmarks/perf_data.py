@@ -21,7 +21,7 @@ import numpy as np
 
 from client.perf_input import input_data
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.paths import DEFAULT_REPOSITORY
 from python_backends.preprocess.preprocessor import Preprocessor
 
 STAGE_MODELS = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")

@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw, peak_batch
 from benchmarks.paired import ensemble_throughput
 from client.api import YoloTritonClient
-from python_backends.prepare.repository import copy_with_parameters
+from prepare.repository import copy_with_parameters
 from serving.server import TritonServer, free_port
 from serving.triton import ServerOptions
 

@@ -17,7 +17,7 @@ import cv2
 
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.server import TritonServer, free_port
 from serving.triton import ServerOptions
 

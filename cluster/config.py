@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 KUBERNETES_BASE = PROJECT_ROOT / "deploy" / "kubernetes" / "base"
 RULE_FILE = KUBERNETES_BASE / "prometheus-rule.yaml"

@@ -35,8 +35,7 @@ from cluster.config import (
     prometheus_config,
     prometheus_rules,
 )
-from python_backends import PROJECT_ROOT
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import shm_regions
 from serving.server import free_port, http_ok
 from serving.supervisor import RestartBudget

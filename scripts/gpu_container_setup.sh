@@ -12,7 +12,7 @@ export PYTHONPATH="$PROJECT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
 log() { printf '[gpu-setup] %s\n' "$*"; }
 
 if ! $PACKAGES_ONLY; then
-    [ -s "$MODEL" ] || { log "no $MODEL: run \`make setup\` (or python -m python_backends.prepare) on the host first"; exit 2; }
+    [ -s "$MODEL" ] || { log "no $MODEL: run \`make setup\` (or python -m prepare) on the host first"; exit 2; }
     nvidia-smi --query-gpu=name,compute_cap,driver_version --format=csv,noheader || { log "no GPU visible"; exit 2; }
 fi
 

@@ -123,6 +123,6 @@ missing_warmup() {  # true when a config names a warm-up data file that prepare 
 if [ ! -s model_repository/yolov8_infer/1/model.onnx ] || [ "$MODEL_ONNX" -nt model_repository/yolov8_infer/1/model.onnx ] \
     || missing_warmup; then
     log "preparing the default model"
-    "$PY" -m python_backends.prepare --onnx "$MODEL_ONNX"
+    "$PY" -m prepare --onnx "$MODEL_ONNX"
 fi
 log "ready: $("$PY" -c 'import sys; print(sys.version.split()[0])'), tritonserver from nvidia-pytriton $PYTRITON_VERSION"

@@ -16,9 +16,9 @@ import secrets
 import sys
 from pathlib import Path
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.supervisor import Supervisor
-from serving.triton import ADMIN_KEY_HEADER, DEFAULT_REPOSITORY, GRPC_ADMIN_KEY_HEADER, ServerOptions
+from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER, ServerOptions
 
 ADMIN_KEY_FILE = PROJECT_ROOT / ".cache" / "admin_key"
 log = logging.getLogger("supervisor")

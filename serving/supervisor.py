@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.lb_agent import LoadBalancerAgent
 from serving.probe import probe_inference
 from serving.processes import child_pids, is_alive

@@ -10,9 +10,8 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from python_backends import PROJECT_ROOT
 from python_backends.infer.select import tensorrt_unavailable_reason
-from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
 from python_backends.triton_helpers.gpu_arrays import gpu_count
 

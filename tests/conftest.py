@@ -91,7 +91,7 @@ def sample_images(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory, default_onnx) -> Path:
     """A repository prepared from the default model, apart from the user's own model_repository/."""
-    from python_backends.prepare.prepare_model import prepare
+    from prepare.prepare_model import prepare
 
     repository = tmp_path_factory.mktemp("model_repository")
     prepare(default_onnx, repository, template=PROJECT_ROOT / "model_repository")
@@ -104,7 +104,7 @@ def family_repository(tmp_path_factory, default_onnx):
     made once per session."""
     from models.materialize import write_model
 
-    from python_backends.prepare.prepare_model import prepare
+    from prepare.prepare_model import prepare
 
     @functools.cache
     def repository(name: str) -> Path:

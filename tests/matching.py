@@ -4,7 +4,7 @@
 score (measured: the served ensemble is off by at most 0.2 px and 0.0000 from the reference).
 """
 
-from python_backends.postprocess.detection_match import box_iou, mismatches
+from evaluation.detection_match import box_iou, mismatches
 
 CPU_PARITY = {"max_box_diff": 0.5, "max_score_diff": 1e-3}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 PHOTOS = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")

@@ -10,7 +10,7 @@ from benchmarks.cpu_usage import cpu_ms_per_image
 from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
-from python_backends.prepare.repository import copy_with_parameters
+from prepare.repository import copy_with_parameters
 from python_backends.triton_helpers.config import instance_count
 
 ENGINE = {1: {"p50_ms": 160.0, "p99_ms": 170.0, "images_per_s": 6.25, "cpu_ms_per_image": 318.0},

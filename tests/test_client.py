@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 from client.annotate import layout
 from client.api import Detection, DetectionError, DetectionResult, YoloTritonClient
 from client.async_api import AsyncYoloTritonClient
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 
 def detection(d: dict) -> Detection:

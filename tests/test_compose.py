@@ -11,7 +11,7 @@ from fnmatch import fnmatch
 import pytest
 import yaml
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.triton import MALLOC_ENVIRONMENT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"

@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from python_backends.triton_helpers.cpu_activity import CpuActivity
 
 HOLD_IT = """
 import sys, time
 from pathlib import Path
 from python_backends.triton_helpers.cpu_activity import CpuActivity
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 with CpuActivity(Path(sys.argv[1])).working():
     print("holding", flush=True)
     time.sleep(60)

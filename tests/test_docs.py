@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 PAGES = sorted(
     [

@@ -16,15 +16,15 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.grpc import model_config_pb2
 
-from python_backends import PROJECT_ROOT
-from python_backends.prepare.cli import set_cpu_runtime
-from python_backends.prepare.onnx_model import (
+from prepare.cli import set_cpu_runtime
+from prepare.onnx_model import (
     UnsupportedModelError,
     make_batch_dynamic,
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.prepare.prepare_model import prepare
+from prepare.prepare_model import prepare
+from python_backends.paths import PROJECT_ROOT
 
 SIZE = 64  # network input, H = W
 ROWS = [  # x1, y1, x2, y2, score, class in 64x64 network pixels, by descending score as Ultralytics pads them
@@ -166,7 +166,7 @@ def test_other_tasks_are_refused_by_the_name_in_the_metadata(task):
 
 
 def test_the_metadata_for_ultralytics_says_end2end_as_a_bool():
-    from python_backends.prepare.onnx_model import ultralytics_metadata
+    from prepare.onnx_model import ultralytics_metadata
 
     metadata = ultralytics_metadata(read_model_info(end2end_yolo()))
     assert metadata["end2end"] is True and metadata["args"]["nms"] is False
@@ -323,8 +323,8 @@ def test_both_cpu_runtimes_run_the_installed_head(tmp_path, runtime, export):
 
 
 def test_the_tensorrt_build_takes_the_graph_as_it_is_without_an_nms_plugin_and_within_its_batch(tmp_path):
+    from prepare.cli import engine_options
     from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, onnx_fixed_batch, trtexec_command
-    from python_backends.prepare.cli import engine_options
 
     repository, _ = prepared(tmp_path, nms_yolo())
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"

@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, counted_deltas, snapshot
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 
 def quiet_snapshot(client, models, still_s=0.2, timeout_s=10.0):

@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from own_server import image_input, options, started
 from tritonclient.utils import InferenceServerException
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.processes import listening_addresses
 from serving.server import TritonServer
 from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER

@@ -8,7 +8,7 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 from own_server import image_input, options, started
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.triton import server_command
 
 INFER = PROJECT_ROOT / "model_repository" / "yolov8_infer"

@@ -11,16 +11,16 @@ import cv2
 import numpy as np
 import pytest
 
-from python_backends import PROJECT_ROOT
+from evaluation.detection_match import mismatches
+from prepare.cli import main
+from prepare.prepare_model import write_engine_settings
+from prepare.repository import copy_template
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.infer.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
 from python_backends.infer.tensorrt_runtime import TensorSpec, binding_shapes
-from python_backends.postprocess.detection_match import mismatches
+from python_backends.paths import PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.cli import main
-from python_backends.prepare.prepare_model import write_engine_settings
-from python_backends.prepare.repository import copy_template
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
 from python_backends.preprocess.letterbox import letterbox, letterbox_geometry
 from python_backends.preprocess.preprocessor import Preprocessor

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from python_backends import PROJECT_ROOT
 from python_backends.infer.tensorrt_engine import dotted_capability, trtexec_can_build
+from python_backends.paths import PROJECT_ROOT
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, rgb_color_spec
 from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.preprocess.select import create_preprocessor

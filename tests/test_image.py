@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 IMAGE_SETUP = PROJECT_ROOT / "scripts" / "gpu_container_setup.sh"
 # a CPU runtime that a config may name -> the Python package it needs

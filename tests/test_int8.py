@@ -22,13 +22,13 @@ from test_warmup import RecordingSession
 
 from benchmarks.calibration import write_calibration_photos
 from client.api import YoloTritonClient
-from python_backends import PROJECT_ROOT
+from evaluation.detection_match import agreement
+from prepare.cli import main
+from prepare.int8 import CalibrationError, head_decode_ops, read_calibration
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.openvino_runtime import int8_model_path
 from python_backends.infer.select import create_runtime
-from python_backends.postprocess.detection_match import agreement
-from python_backends.prepare.cli import main
-from python_backends.prepare.int8 import CalibrationError, head_decode_ops, read_calibration
+from python_backends.paths import PROJECT_ROOT
 from serving.server import ServerStartError, TritonServer
 
 CALIBRATION_IMAGES = 20  # 4 views of each sample photo: about 20 s of quantization on 2 cores
@@ -37,7 +37,7 @@ REFUSED = "runtime 'openvino' is unavailable: cannot compile"
 
 
 def _prepare(*args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "python_backends.prepare", "--cpu-runtime", "onnxruntime", *args]
+    command = [sys.executable, "-m", "prepare", "--cpu-runtime", "onnxruntime", *args]
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
 
 

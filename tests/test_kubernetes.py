@@ -20,7 +20,7 @@ import pytest
 import yaml
 from upstreams import FailingPod, NameServer
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 KUBERNETES = PROJECT_ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"

@@ -4,9 +4,10 @@
     benchmarks    make bench, make cluster-bench, perf_analyzer inputs
     cluster       the local cluster: replicas behind nginx and HAProxy
     serving       one supervised tritonserver
+    prepare       an Ultralytics export -> the model repository (python -m prepare)
     client        the gRPC client and CLI: needs nothing of the server
-    python_backends   the stages' libraries (tested without Triton) and prepare
-    evaluation    datasets and COCO mAP, for client val and prepare --int8
+    python_backends   what Triton loads: the stages' libraries (tested without Triton) and the project's paths
+    evaluation    datasets, COCO mAP and detection matching, for client val and prepare --int8
 
 Each package's ``__init__`` docstring says what it may import.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "python_backends"
 # python_backends package -> the other python_backends packages it may import
@@ -28,18 +29,21 @@ ALLOWED = {
     "preprocess": {"triton_helpers"},
     "infer": {"triton_helpers"},
     "postprocess": {"triton_helpers"},
-    "prepare": {"infer", "preprocess", "postprocess"},
 }
+PATHS = "paths"  # python_backends/paths.py: the one module outside the stage packages; anything may import it
 # top-level package -> the other top-level packages it may import
 FLOORS = {
     "evaluation": set(),
-    "python_backends": {"evaluation"},
+    "python_backends": set(),
     "client": {"evaluation"},
+    "prepare": {"python_backends", "evaluation"},
     "serving": {"python_backends"},
     "cluster": {"serving", "python_backends"},
-    "benchmarks": {"cluster", "serving", "client", "evaluation", "python_backends"},
-    "tools": {"benchmarks", "serving", "client", "evaluation", "python_backends"},
+    "benchmarks": {"cluster", "serving", "prepare", "client", "evaluation", "python_backends"},
+    "tools": {"benchmarks", "serving", "prepare", "client", "evaluation", "python_backends"},
 }
+# of what a server or the cluster runs, only prepare and the client score detections
+SERVER_SIDE = ("python_backends", "serving", "cluster")
 # what serving/ holds: the pieces of one supervised server, nothing else
 SERVING_MODULES = {"__init__", "__main__", "server", "triton", "supervisor", "probe", "processes", "lb_agent"}
 STAGES = {"yolov8_preprocess": "preprocess", "yolov8_infer": "infer", "yolov8_postprocess": "postprocess"}
@@ -74,15 +78,15 @@ def test_imported_modules_reads_every_form_of_import(tmp_path):
 
 
 def test_every_module_sits_in_a_stage_package():
-    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
-    assert loose == []
+    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert loose == [PATHS]
     assert {p.parent.name for p in PACKAGE.glob("*/*.py")} == set(ALLOWED)
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_what_it_may(package):
     for module in sorted((PACKAGE / package).glob("*.py")):
-        imported = backend_packages(module) - {package}
+        imported = backend_packages(module) - {package, PATHS}
         assert imported <= ALLOWED[package], f"{module.relative_to(PROJECT_ROOT)} imports {sorted(imported)}"
 
 
@@ -137,4 +141,49 @@ def test_project_root_is_defined_once():
         for path in (PROJECT_ROOT / folder).rglob("*.py")
         if re.search(r"^PROJECT_ROOT = ", path.read_text(), re.MULTILINE)
     ]
-    assert definitions == [Path("python_backends/__init__.py")]
+    assert definitions == [Path("python_backends/paths.py")]
+
+
+@pytest.mark.parametrize("package", SERVER_SIDE)
+def test_nothing_that_serves_imports_evaluation(package):
+    for module in sorted((PROJECT_ROOT / package).rglob("*.py")):
+        assert "evaluation" not in top_packages(module), module.relative_to(PROJECT_ROOT)
+
+
+def module_name(path: Path) -> str:
+    """``client/cli.py`` -> ``client.cli``; a package's ``__init__.py`` -> the package."""
+    parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` (module -> the modules it imports) as a list of modules, or [] when it has none."""
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> list[str]:
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return [*trail[trail.index(nxt) :], nxt]
+            if nxt not in state and (cycle := visit(nxt, [*trail, nxt])):
+                return cycle
+        state[node] = "done"
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node, [node])):
+            return cycle
+    return []
+
+
+def test_import_cycle_finds_a_circle_and_only_a_circle():
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert import_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+@pytest.mark.parametrize("package", sorted(FLOORS))
+def test_no_import_circle_inside_a_package(package):
+    """Modules of one package import each other one way (``__init__`` re-exports are left out)."""
+    modules = {module_name(p): p for p in (PROJECT_ROOT / package).rglob("*.py") if p.name != "__init__.py"}
+    graph = {name: imported_modules(path) & set(modules) for name, path in modules.items()}
+    assert import_cycle(graph) == []

@@ -27,7 +27,7 @@ from own_server import options, started
 from sample_images import SAMPLES
 
 from client.api import YoloTritonClient
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "model_families.json").read_text())
 FAMILIES = [

@@ -20,7 +20,7 @@ import onnx
 from held_stage import wait_until, waits_for_lock
 from onnx import TensorProto, helper
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 COMPILE = """
 import sys

@@ -14,9 +14,9 @@ from matching import CPU_PARITY, mismatches
 from own_server import options, started
 
 from client.api import YoloTritonClient
+from prepare.repository import set_parameter
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
-from python_backends.prepare.repository import set_parameter
 from serving.processes import stub_processes
 from serving.server import ServerStartError, TritonServer
 

@@ -13,17 +13,17 @@ from google.protobuf import text_format
 from tiny_models import names_only, tiny_yolo
 from tritonclient.grpc import model_config_pb2
 
-from python_backends import PROJECT_ROOT
-from python_backends.prepare import cli, cpu_runtime
-from python_backends.prepare.cli import main
-from python_backends.prepare.onnx_model import (
+from prepare import cli, cpu_runtime
+from prepare.cli import main
+from prepare.onnx_model import (
     UnsupportedModelError,
     make_batch_dynamic,
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.prepare.prepare_model import prepare
-from python_backends.prepare.repository import set_parameter
+from prepare.prepare_model import prepare
+from prepare.repository import set_parameter
+from python_backends.paths import PROJECT_ROOT
 
 
 def test_metadata_is_read():
@@ -209,7 +209,7 @@ def test_metadata_of_an_export_with_names_only(tmp_path):
     ],
 )
 def test_openvino_is_chosen_only_when_clearly_faster(p50_ms, choice):
-    from python_backends.prepare.cpu_runtime import choose
+    from prepare.cpu_runtime import choose
 
     assert choose(p50_ms) == choice
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 from own_server import options, started
 
+from prepare.repository import set_parameter
 from python_backends.infer.select import tensorrt_unavailable_reason
-from python_backends.prepare.repository import set_parameter
 from serving.server import ServerStartError, TritonServer
 
 pytestmark = pytest.mark.skipif(

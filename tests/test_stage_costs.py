@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from client.api import YoloTritonClient
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 
 def test_perf_data_round_trips(triton, model_repository, sample_images, tmp_path):

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import serving.server
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.server import ServerStartError, TritonServer
 from serving.triton import ServerOptions, stub_numpy_problem
 

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 from matching import CPU_PARITY, mismatches
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.preprocessor import Preprocessor
 

@@ -18,10 +18,10 @@ from google.protobuf import text_format
 from own_server import options, started
 from tritonclient.grpc import model_config_pb2
 
-from python_backends import PROJECT_ROOT
+from prepare.prepare_model import write_engine_settings
+from prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
 from python_backends.infer.tensorrt_engine import EngineOptions, parse_profile
-from python_backends.prepare.prepare_model import write_engine_settings
-from python_backends.prepare.warmup import HEAD_FILE, IMAGE_FILE, LETTERBOX_FILE
+from python_backends.paths import PROJECT_ROOT
 from python_backends.triton_helpers.config import warmup_strings
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
@@ -144,8 +144,8 @@ def test_warmup_data_and_dims_follow_another_model(tmp_path):
     import onnx
     from tiny_models import tiny_yolo
 
-    from python_backends import PROJECT_ROOT
-    from python_backends.prepare.prepare_model import prepare
+    from prepare.prepare_model import prepare
+    from python_backends.paths import PROJECT_ROOT
 
     onnx.save(tiny_yolo(num_classes=3, size=64), tmp_path / "tiny.onnx")
     repo = tmp_path / "repo"

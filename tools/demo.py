@@ -18,7 +18,7 @@ from client.annotate import annotate
 from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 from serving.server import TritonServer, free_port
 from serving.triton import ServerOptions
 

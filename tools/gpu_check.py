@@ -35,11 +35,11 @@ from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from benchmarks.runtimes import FIRST_REQUEST_TARGET, first_and_p50_ms
 from client.perf_input import input_data
 from client.stage_stats import PHASES, STAGES, deltas, snapshot
-from python_backends import PROJECT_ROOT
+from evaluation.detection_match import mismatches
+from prepare.repository import copy_with_parameters
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
-from python_backends.postprocess.detection_match import mismatches
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.repository import DEFAULT_REPOSITORY, copy_with_parameters
 from python_backends.preprocess.cvcuda_preprocessor import (
     CvCudaPreprocessor,
     GpuPreprocessingUnavailable,
@@ -132,8 +132,8 @@ def tensorrt_rows(onnx: Path, images: list[Path], want: dict[str, list[dict]]) -
         return [row("TensorRT FP16 vs ONNX Runtime FP32 detections", f"not run: {reason}", "-", True)]
     import onnx as onnx_lib
 
+    from prepare.onnx_model import read_model_info
     from python_backends.infer.tensorrt_engine import EngineOptions
-    from python_backends.prepare.onnx_model import read_model_info
 
     info = read_model_info(onnx_lib.load(str(onnx)))
     options = EngineOptions(info.input_height, info.input_width, fp16=True)

@@ -34,10 +34,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from client.stage_stats import executions_by_batch_size
-from python_backends import PROJECT_ROOT
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import is_alive, rss_bytes, shm_regions, stub_processes
 from serving.supervisor import SupervisorProcess
-from serving.triton import DEFAULT_REPOSITORY
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 DEADLINE_S = 60.0  # a request without an answer after this long is a hang

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends import PROJECT_ROOT
 from python_backends.infer.base import RuntimeUnavailable, run_in_chunks, side_by_side_count
 from python_backends.infer.onnxruntime_runtime import usable_cores
+from python_backends.paths import PROJECT_ROOT
 
 CACHE_DIR_ENV = "YOLOV8_OPENVINO_CACHE"
 

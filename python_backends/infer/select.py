@@ -107,7 +107,7 @@ def _int8_model(choice: str, onnx_path: str) -> str:
     if not path.exists():
         raise RuntimeUnavailable(
             f"cpu_precision 'int8': no INT8 model at {path}; "
-            "write it with python -m python_backends.prepare --onnx MODEL --int8 --calibration DIR"
+            "write it with python -m prepare --onnx MODEL --int8 --calibration DIR"
         )
     return str(path)
 

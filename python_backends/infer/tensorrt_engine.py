@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from python_backends import PROJECT_ROOT
+from python_backends.paths import PROJECT_ROOT
 
 DEFAULT_PROFILE = (1, 8, 32)  # min/opt/max batch; FastDeploy's YOLOv8 example used 1/1/40
 ENGINE_DIR_ENV = "YOLOV8_ENGINE_DIR"

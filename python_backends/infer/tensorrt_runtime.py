@@ -71,7 +71,7 @@ class TensorRTRuntime:
         if self._engine is None:
             raise RuntimeUnavailable(
                 f"TensorRT {trt.__version__} cannot deserialize {engine_path}: built by another TensorRT version or "
-                f"for another GPU? delete it and rebuild with `python -m python_backends.prepare --tensorrt`"
+                f"for another GPU? delete it and rebuild with `python -m prepare --tensorrt`"
             )
         tensors = [self._spec(trt, self._engine.get_tensor_name(i)) for i in range(self._engine.num_io_tensors)]
         inputs = [t for t in tensors if t.is_input]

@@ -1,7 +1,7 @@
 """Stage 3, ``yolov8_postprocess``: the head and the LETTERBOX mapping → detections in original-image pixels.
 
 Ultralytics-compatible NMS (``nms``), then boxes rescaled and laid out in fixed-size outputs
-(``postprocessor``). ``detection_match`` compares two detection lists (tests and the GPU check).
+(``postprocessor``).
 
 May import ``python_backends.triton_helpers``; not the other stages.
 """

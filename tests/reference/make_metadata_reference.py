@@ -9,7 +9,7 @@ project's own venv in .venv for the server:
 (``--no-deps``: tritonclient 2.49.0 asks for numpy<2 and protobuf<5, which would downgrade the
 venv's NumPy 2.4 and protobuf 7 under Ultralytics and torch; fetching a model config needs neither.)
 
-For each case the ONNX is prepared by ``python -m python_backends.prepare`` and served by
+For each case the ONNX is prepared by ``python -m prepare`` and served by
 ``python -m serving`` (the project's venv, free loopback ports); then Ultralytics' own code reads
 the served ``yolov8_infer`` over gRPC: ``TritonRemoteModel`` (its client, which literal_evals the
 ``metadata`` config parameter) and ``AutoBackend`` (which converts stride/batch/channels and
@@ -47,7 +47,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the che
 
 from tiny_models import names_only, tiny_yolo  # noqa: E402
 
-from python_backends import PROJECT_ROOT  # noqa: E402
+from python_backends.paths import PROJECT_ROOT  # noqa: E402
 
 PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"
@@ -97,7 +97,7 @@ def free_port() -> int:
 
 
 def prepare(case: dict, repository: Path) -> None:
-    command = [str(PROJECT_PYTHON), "-m", "python_backends.prepare", "--onnx", str(case["onnx"])]
+    command = [str(PROJECT_PYTHON), "-m", "prepare", "--onnx", str(case["onnx"])]
     command += ["--repository", str(repository), "--cpu-runtime", "onnxruntime"]
     if case["input_size"]:
         command += ["--input-size", case["input_size"]]

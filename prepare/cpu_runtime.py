@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from prepare.repository import config_files, set_parameter
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
-from python_backends.prepare.repository import config_files, set_parameter
 
 CLEARLY_FASTER = 1.10  # OpenVINO's p50 must be at least 10 % below ONNX Runtime's (1.24x measured here)
 

@@ -1,9 +1,9 @@
 """Prepare an Ultralytics detection ONNX (YOLOv8, YOLO11, YOLO26, YOLOv10; end-to-end or with NMS inside) for serving.
 
-    python -m python_backends.prepare --onnx yolov8n.onnx [--repository model_repository]
-    python -m python_backends.prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
-    python -m python_backends.prepare --onnx yolov8n.onnx --cpu-runtime onnxruntime
-    python -m python_backends.prepare --onnx yolov8n.onnx --int8 --calibration DIR [--data DATA.yaml]
+    python -m prepare --onnx yolov8n.onnx [--repository model_repository]
+    python -m prepare --onnx yolov8n.onnx --tensorrt [--no-fp16] [--batch-profile 1,8,32]
+    python -m prepare --onnx yolov8n.onnx --cpu-runtime onnxruntime
+    python -m prepare --onnx yolov8n.onnx --int8 --calibration DIR [--data DATA.yaml]
 
 Reads class names, imgsz, stride and the kind of head from the ONNX metadata, makes the batch
 dimension dynamic (checking numerically that outputs do not change), installs the model with a
@@ -31,6 +31,12 @@ from pathlib import Path
 import onnx
 
 from evaluation.dataset import Dataset, load_dataset
+from prepare.cpu_runtime import measure, write_cpu_runtime
+from prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
+from prepare.int8_accuracy import quantize_within, served_map, validation_images
+from prepare.onnx_model import UnsupportedModelError, read_model_info
+from prepare.prepare_model import prepare, prepare_tensorrt
+from prepare.repository import set_cpu_precision
 from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
     EngineBuildError,
@@ -41,12 +47,7 @@ from python_backends.infer.tensorrt_engine import (
     onnx_fixed_batch,
     parse_profile,
 )
-from python_backends.prepare.cpu_runtime import measure, write_cpu_runtime
-from python_backends.prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
-from python_backends.prepare.int8_accuracy import quantize_within, served_map, validation_images
-from python_backends.prepare.onnx_model import UnsupportedModelError, read_model_info
-from python_backends.prepare.prepare_model import prepare, prepare_tensorrt
-from python_backends.prepare.repository import DEFAULT_REPOSITORY, set_cpu_precision
+from python_backends.paths import DEFAULT_REPOSITORY
 
 
 def parse_input_size(text: str) -> tuple[int, int]:
@@ -59,7 +60,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m python_backends.prepare",
+        prog="python -m prepare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import onnx
 
-from python_backends.infer.tensorrt_engine import EngineOptions, ensure_engine
-from python_backends.prepare.onnx_model import (
+from prepare.onnx_model import (
     ANCHOR_STRIDES,
     UnsupportedModelError,
     YoloModelInfo,
@@ -16,8 +15,9 @@ from python_backends.prepare.onnx_model import (
     read_model_info,
     verify_same_outputs,
 )
-from python_backends.prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
-from python_backends.prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
+from prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
+from prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
+from python_backends.infer.tensorrt_engine import EngineOptions, ensure_engine
 
 
 def prepare(

@@ -16,10 +16,10 @@ import numpy as np
 
 from evaluation.coco import Prediction, evaluate
 from evaluation.dataset import Dataset
+from prepare.int8 import CalibrationSet, head_decode_ops
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.infer.openvino_runtime import compile_options
 from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.prepare.int8 import CalibrationSet, head_decode_ops
 from python_backends.preprocess.image_decode import ImageDecodeError
 from python_backends.preprocess.preprocessor import Preprocessor
 

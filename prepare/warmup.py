@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from python_backends.prepare.onnx_model import YoloModelInfo
+from prepare.onnx_model import YoloModelInfo
 
 IMAGE_FILE = "image.bin"  # yolov8_preprocess: IMAGE, TYPE_STRING [1]
 HEAD_FILE = "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors) or end2end (max_det, 6)

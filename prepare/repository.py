@@ -7,18 +7,16 @@ import re
 import shutil
 from pathlib import Path
 
-from python_backends import PROJECT_ROOT
-from python_backends.infer.openvino_runtime import int8_model_path
-from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, clamp_profile
-from python_backends.prepare.onnx_model import YoloModelInfo, ultralytics_metadata
-from python_backends.prepare.warmup import (
+from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
+from prepare.warmup import (
     profile_batch_sizes,
     set_warmup_batch_sizes,
     set_warmup_dims,
     write_warmup_files,
 )
+from python_backends.infer.openvino_runtime import int8_model_path
+from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, clamp_profile
 
-DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here
 STAGES = ("yolov8", "yolov8_raw", "yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 MAX_BATCH = 32  # max_batch_size of the ensembles and yolov8_infer for a graph that takes any batch
 

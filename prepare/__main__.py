@@ -1,0 +1,7 @@
+"""``python -m prepare``: see ``prepare.cli``."""
+
+import sys
+
+from prepare.cli import main
+
+sys.exit(main())
