@@ -185,7 +185,7 @@ def print_summary(run: DetectRun, seconds: float) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description="YOLOv8 on Triton: client tools")
+    parser = argparse.ArgumentParser(prog="yolo-triton", description="YOLOv8 on Triton: client tools")
     commands = parser.add_subparsers(dest="command", required=True)
     detect = commands.add_parser("detect", help="detect objects in images, folders and videos")
     detect.add_argument("sources", nargs="+", metavar="SOURCE", help="image file, folder (recursive) or video")

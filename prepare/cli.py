@@ -60,7 +60,7 @@ def parse_input_size(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m prepare",
+        prog="yolo-triton-prepare",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -29,6 +29,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$PY" -m pip install -q --disable-pip-version-check --no-deps "nvidia-pytriton==$PYTRITON_VERSION"
     echo "$want" > "$stamp"
 fi
+# 1a. the project itself, editable: its packages import, and yolo-triton and yolo-triton-prepare run, from any folder
+installed_from() {  # the checkout that .venv imports the project from, wherever Python runs
+    "$PY" -c 'import sys; sys.path.remove(""); import client, pathlib; print(pathlib.Path(client.__file__).resolve().parents[1])' \
+        2> /dev/null || true
+}
+if [ "$(installed_from)" != "$(pwd -P)" ] || [ ! -x "$VENV/bin/yolo-triton" ] || [ pyproject.toml -nt "$VENV/bin/yolo-triton" ]; then
+    log "installing the project into $VENV (editable)"
+    "$PY" -m pip install -q --disable-pip-version-check --no-deps -e .
+fi
 
 # 1b. the openssl CLI: the TLS tests make a throw-away CA and certificates with it
 if ! command -v openssl > /dev/null; then
