@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.bench import format_summary, round_summary, summarize
+from benchmarks.bench import round_summary, summarize
 from benchmarks.cpu_usage import cpu_ms_per_image
 from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
 from benchmarks.paired import PairedLatency, PairedThroughput
 from benchmarks.perf_analyzer import PerfRun
+from benchmarks.report import format_summary
 from prepare.repository import copy_with_parameters
 from python_backends.triton_helpers.config import instance_count
 
