@@ -32,10 +32,11 @@ format: setup  ## ruff format and ruff check --fix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-clean:  ## remove the environment, caches and the installed model
-	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_postprocess/labels.txt
+clean:  ## remove the environment, caches and the installed model (ONNX, INT8 model, labels, warm-up data)
+	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_infer/1/*.xml \
+		model_repository/yolov8_infer/1/*.bin model_repository/yolov8_postprocess/labels.txt model_repository/*/warmup
 
-bench: setup  ## perf_analyzer on the ensemble and each stage, the CPU runtimes in-process; writes benchmarks/results/<time>/
+bench: setup  ## the engine in-process, perf_analyzer on the yolov8 ensemble, perf_analyzer on each stage alone, paired rounds for the headline ratios, each CPU runtime in-process and served, what the cores allow, INT8; writes benchmarks/results/<time>/
 	$(PY) -m benchmarks.bench $(ARGS)
 
 soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed client, kill -9 of a stub; DURATION=seconds

@@ -19,7 +19,7 @@ from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
 
-CLEARLY_FASTER = 1.10  # OpenVINO's p50 must be at least 10 % below ONNX Runtime's (1.24x measured here)
+CLEARLY_FASTER = 1.10  # OpenVINO's p50 at least 10 % below ONNX Runtime's; benchmarks/README.md has what it measured
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,44 @@ def make_targets() -> set[str]:
     return set(re.findall(r"^([a-z][a-z-]*):", (PROJECT_ROOT / "Makefile").read_text(), re.MULTILINE))
 
 
+# make targets whose steps a page lists as a numbered list of bold titles: the page -> the heading above the list
+STEP_LISTS = {"bench": {"docs/performance.md": "## `make bench`", "benchmarks/README.md": "# Benchmarks"}}
+
+
+def help_steps(target: str) -> list[str]:
+    """The steps that ``make help`` gives for ``target``: its description up to the first ';', split at commas."""
+    line = re.search(rf"^{target}:.*## (.*)$", (PROJECT_ROOT / "Makefile").read_text(), re.MULTILINE)
+    return [normalized(step) for step in line.group(1).split(";")[0].split(", ")]
+
+
+def listed_steps(text: str, heading: str) -> list[str]:
+    """The bold titles of the first numbered list after ``heading`` in a page."""
+    section = text[text.index(heading) :]
+    titles = re.findall(r"^(\d+)\. \*\*(.+?)\*\*", section, re.MULTILINE)
+    steps = []
+    for number, title in titles:
+        if int(number) != len(steps) + 1:
+            break
+        steps.append(normalized(title))
+    return steps
+
+
+def normalized(text: str) -> str:
+    return re.sub(r"[`,]", "", text).strip().lower()
+
+
+@pytest.mark.parametrize("target", sorted(STEP_LISTS))
+def test_each_page_lists_the_steps_that_make_help_gives(target):
+    for page, heading in STEP_LISTS[target].items():
+        assert listed_steps((PROJECT_ROOT / page).read_text(), heading) == help_steps(target), page
+
+
+def test_a_missing_step_is_seen():
+    page = "## `make bench`\n\n1. **The engine in-process**: x\n2. **Paired rounds**: y\n"
+    assert listed_steps(page, "## `make bench`") == ["the engine in-process", "paired rounds"]
+    assert listed_steps(page, "## `make bench`") != help_steps("bench")
+
+
 def test_the_docs_exist_and_the_readme_links_every_page():
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert len(readme.splitlines()) <= 150
