@@ -2,16 +2,19 @@
 
 import base64
 import json
+import re
 import struct
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
 
 from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
 from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from client.api import YoloTritonClient
+from client.report import PROBE_NOTE
 from python_backends.paths import PROJECT_ROOT
 
 
@@ -67,3 +70,6 @@ def test_client_report_shows_every_stage(triton, sample_images):
         assert int(requests) == 2 and int(batches) >= 1, rows[model]
         assert float(phases[2]) > 0 and float(total) > 0, rows[model]  # compute_infer, total ms
     assert "client latency (concurrency 2): p50" in done.stdout
+    in_stages = float(re.search(r"in the stages \(queue and compute, summed\) ([\d.]+) ms", done.stdout).group(1))
+    assert in_stages == pytest.approx(sum(float(rows[m][-2]) for m in STAGE_MODELS), abs=0.05)
+    assert PROBE_NOTE not in done.stdout  # a driven run counts only its own requests
