@@ -20,6 +20,10 @@ RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
+NO_CLIENT_CERTIFICATE = (
+    "the server closed the TLS handshake: a server with mutual TLS wants a client certificate "
+    "(--tls-cert and --tls-key; certificate_chain and private_key in the API)"
+)
 
 ImageLike = Union[str, Path, bytes, np.ndarray]
 
@@ -73,8 +77,12 @@ class DetectionError(RuntimeError):
         self.message = message
 
     @classmethod
-    def from_triton(cls, exc: InferenceServerException) -> DetectionError:
-        return cls(str(exc.status()), str(exc.message()))
+    def from_triton(cls, exc: InferenceServerException, tls_without_certificate: bool = False) -> DetectionError:
+        """The error of ``exc``; over TLS without a client certificate, a handshake the server closed says why."""
+        status, message = str(exc.status()), str(exc.message())
+        if tls_without_certificate and status in RETRYABLE and message.endswith("Socket closed"):
+            message += f"; {NO_CLIENT_CERTIFICATE}"
+        return cls(status, message)
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,7 @@ class YoloTritonClient:
             private_key=private_key,
             certificate_chain=certificate_chain,
         )
+        self.tls_without_certificate = (ssl or root_certificates is not None) and certificate_chain is None
         self.last_attempts = 0  # attempts made by the latest call: 1 unless UNAVAILABLE was retried
         self._class_names: list[str] | None = None
 
@@ -269,5 +278,5 @@ class YoloTritonClient:
                 return call()
             except InferenceServerException as exc:
                 if str(exc.status()) not in RETRYABLE or self.last_attempts > self.retries:
-                    raise DetectionError.from_triton(exc) from None
+                    raise DetectionError.from_triton(exc, self.tls_without_certificate) from None
             time.sleep(self.backoff_s * 2 ** (self.last_attempts - 1))

@@ -37,6 +37,8 @@ class AsyncYoloTritonClient:
     ):
         target, channel_args = grpc_target(url)
         self.client = grpcaio.InferenceServerClient(target, channel_args=channel_args, **tls)
+        uses_tls = tls.get("ssl") or tls.get("root_certificates") is not None
+        self.tls_without_certificate = bool(uses_tls) and tls.get("certificate_chain") is None
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.classes = None if classes is None else set(classes)
         self._class_names: list[str] | None = None
@@ -71,7 +73,7 @@ class AsyncYoloTritonClient:
                 break
             except InferenceServerException as exc:
                 if str(exc.status()) not in RETRYABLE or attempt == self.retries:
-                    raise DetectionError.from_triton(exc) from None
+                    raise DetectionError.from_triton(exc, self.tls_without_certificate) from None
                 await asyncio.sleep(self.backoff_s * 2**attempt)
         out = {name: reply.as_numpy(name) for name in OUTPUTS}
         return parse_results(request.labels, out, await self.class_names(), self.classes)[0]

