@@ -30,7 +30,9 @@ ALLOWED = {
     "infer": {"triton_helpers"},
     "postprocess": {"triton_helpers"},
 }
-PATHS = "paths"  # python_backends/paths.py: the one module outside the stage packages; anything may import it
+# python_backends' modules outside the stage packages: where the files are, and the serving defaults
+LOOSE = {"paths", "defaults"}
+GROUND = {"python_backends.defaults"}  # imports nothing; every floor may import it, the client included
 # top-level package -> the other top-level packages it may import
 FLOORS = {
     "evaluation": set(),
@@ -67,8 +69,14 @@ def backend_packages(path: Path) -> set[str]:
 
 
 def top_packages(path: Path) -> set[str]:
-    """The project's top-level packages that the module at ``path`` imports."""
-    return {name.split(".")[0] for name in imported_modules(path)} & set(FLOORS)
+    """The project's top-level packages that the module at ``path`` imports (the ground floor's modules left out)."""
+    return {name.split(".")[0] for name in imported_modules(path) - GROUND} & set(FLOORS)
+
+
+@pytest.mark.parametrize("module", sorted(GROUND))
+def test_the_ground_floor_imports_nothing_of_the_project(module):
+    path = PROJECT_ROOT / (module.replace(".", "/") + ".py")
+    assert {name.split(".")[0] for name in imported_modules(path)} & set(FLOORS) == set()
 
 
 def test_imported_modules_reads_every_form_of_import(tmp_path):
@@ -78,15 +86,15 @@ def test_imported_modules_reads_every_form_of_import(tmp_path):
 
 
 def test_every_module_sits_in_a_stage_package():
-    loose = sorted(p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
-    assert loose == [PATHS]
+    loose = {p.stem for p in PACKAGE.glob("*.py") if p.name != "__init__.py"}
+    assert loose == LOOSE
     assert {p.parent.name for p in PACKAGE.glob("*/*.py")} == set(ALLOWED)
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
 def test_package_imports_only_what_it_may(package):
     for module in sorted((PACKAGE / package).glob("*.py")):
-        imported = backend_packages(module) - {package, PATHS}
+        imported = backend_packages(module) - {package} - LOOSE
         assert imported <= ALLOWED[package], f"{module.relative_to(PROJECT_ROOT)} imports {sorted(imported)}"
 
 
@@ -122,7 +130,7 @@ def test_model_py_imports_only_its_stage_and_the_helpers(stage):
     """A stage's model.py reaches into its own stage package and triton_helpers, never another stage."""
     model_py = PROJECT_ROOT / "model_repository" / stage / "1" / "model.py"
     assert top_packages(model_py) == {"python_backends"}
-    assert backend_packages(model_py) <= {STAGES[stage], "triton_helpers"}, model_py
+    assert backend_packages(model_py) <= {STAGES[stage], "triton_helpers", *LOOSE}, model_py
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

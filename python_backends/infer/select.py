@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from python_backends.defaults import CPU_PRECISION, CPU_PRECISIONS
 from python_backends.infer.base import InferenceRuntime, RuntimeUnavailable
 from python_backends.infer.tensorrt_engine import (
     EngineBuildError,
@@ -28,7 +29,6 @@ from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
 
 RUNTIMES = ("auto", "onnxruntime", "openvino", "tensorrt", "fastdeploy")
 CPU_RUNTIMES = ("onnxruntime", "openvino")
-CPU_PRECISIONS = ("fp32", "int8")
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -55,7 +55,7 @@ def create_runtime(
     log: Callable[[str], None] = print,
     cpu_runtime: str = "onnxruntime",
     openvino_cache_dir: Path | None = None,
-    cpu_precision: str = "fp32",
+    cpu_precision: str = CPU_PRECISION,
 ) -> InferenceRuntime:
     """Build the runtime named by ``choice`` (``auto`` picks the best one this machine can run)."""
     if choice not in RUNTIMES:

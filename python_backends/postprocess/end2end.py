@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from python_backends.defaults import CONF_THRESHOLD, MAX_DET
 from python_backends.postprocess.nms import Detections
 
 END2END_COLUMNS = 6  # x1, y1, x2, y2, score, class id
 
 
 def end2end_detections(
-    rows: np.ndarray, conf_threshold: float = 0.25, max_det: int = 300, classes: np.ndarray | None = None
+    rows: np.ndarray, conf_threshold: float = CONF_THRESHOLD, max_det: int = MAX_DET, classes: np.ndarray | None = None
 ) -> Detections:
     """Keep one image's rows the way Ultralytics' ``non_max_suppression`` does for an end-to-end head.
 

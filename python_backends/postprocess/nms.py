@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
+
 MAX_WH = 7680  # Ultralytics' class offset for class-aware NMS
 MAX_NMS = 30000  # boxes kept for NMS, by score
 
@@ -61,9 +63,9 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_
 
 def non_max_suppression(
     head: np.ndarray,
-    conf_threshold: float = 0.25,
-    iou_threshold: float = 0.7,
-    max_det: int = 300,
+    conf_threshold: float = CONF_THRESHOLD,
+    iou_threshold: float = IOU_THRESHOLD,
+    max_det: int = MAX_DET,
     classes: np.ndarray | None = None,
 ) -> Detections:
     """Decode one image's YOLOv8 head output the way Ultralytics' ``non_max_suppression`` does.

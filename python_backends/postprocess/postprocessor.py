@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
 from python_backends.postprocess.end2end import END2END_COLUMNS, end2end_detections
 from python_backends.postprocess.nms import Detections, non_max_suppression
 
@@ -75,9 +76,9 @@ class Postprocessor:
     def __init__(
         self,
         num_classes: int,
-        max_det: int = 300,
-        conf_threshold: float = 0.25,
-        iou_threshold: float = 0.7,
+        max_det: int = MAX_DET,
+        conf_threshold: float = CONF_THRESHOLD,
+        iou_threshold: float = IOU_THRESHOLD,
         head_kind: str = "raw",
     ):
         if head_kind not in HEADS:

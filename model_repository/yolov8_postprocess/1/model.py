@@ -2,6 +2,7 @@
 
 import triton_python_backend_utils as pb_utils
 
+from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
 from python_backends.postprocess.postprocessor import OUTPUTS, Postprocessor, ThresholdError
 from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
 from python_backends.triton_helpers.drain import DrainGate
@@ -23,9 +24,9 @@ class TritonPythonModel:
         params = parameters(config)
         self.postprocessor = Postprocessor(
             num_classes=int_parameter(params, "num_classes", 80),
-            max_det=int_parameter(params, "max_det", 300),
-            conf_threshold=float_parameter(params, "conf_threshold", 0.25),
-            iou_threshold=float_parameter(params, "iou_threshold", 0.7),
+            max_det=int_parameter(params, "max_det", MAX_DET),
+            conf_threshold=float_parameter(params, "conf_threshold", CONF_THRESHOLD),
+            iou_threshold=float_parameter(params, "iou_threshold", IOU_THRESHOLD),
             head_kind=params.get("head", "").strip() or "raw",
         )
         self.gate = DrainGate.from_environment()  # counts requests leaving the pipeline
