@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from client.api import DetectionResult, YoloTritonClient
-from client.cli import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, progress_bar, tls_options
 from client.sources import ImageItem
 from evaluation.coco import Metrics, Prediction, evaluate
 from evaluation.dataset import Dataset, DatasetError, load_dataset
