@@ -8,18 +8,15 @@ import io
 import json
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
 from pathlib import Path
-from typing import TextIO
 
 import cv2
-from tqdm import tqdm
 
-from client.annotate import annotate
-from client.api import DetectionError, DetectionResult, YoloTritonClient
-from client.sources import FrameItem, ImageItem, expand, video_fps, video_frames
+from client.api import DetectionResult, YoloTritonClient
+from client.detect_run import DetectRun, progress_bar, tls_options
+from client.sources import ImageItem, expand
+from client.val import validate
 
 URL_HELP = "Triton gRPC address; several: host1:8001,host2:8001 or dns:///name:8001, round robin (default %(default)s)"
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
@@ -48,102 +45,12 @@ def format_csv(results: list[DetectionResult]) -> str:
     return buffer.getvalue()
 
 
-def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator[tuple]:
-    """Yield (item, future) in input order with at most ``window`` calls in flight (items are read lazily)."""
-    pending: deque[tuple[object, Future]] = deque()
-    for item in items:
-        pending.append((item, pool.submit(fn, item)))
-        if len(pending) >= window:
-            yield pending.popleft()
-    while pending:
-        yield pending.popleft()
-
-
-class DetectRun:
-    """One ``detect`` invocation: sources in, results, annotated files and a summary out."""
-
-    def __init__(self, args: argparse.Namespace, client: YoloTritonClient):
-        self.args, self.client = args, client
-        self.results: list[DetectionResult] = []
-        self.failed = 0
-        self.save_dir = Path(args.save) if args.save else None
-
-    def detect(self, item: ImageItem | FrameItem) -> DetectionResult:
-        image = item.pixels if isinstance(item, FrameItem) else item.path
-        result = self.client.detect(image, conf=self.args.conf, iou=self.args.iou)
-        result.image = item.label
-        return result
-
-    def fail(self, label: str, why: str) -> None:
-        self.failed += 1
-        print(f"error: {label}: {why}", file=sys.stderr)
-
-    def run(self, items: Iterable[ImageItem | FrameItem], progress: tqdm, on_result: Callable) -> None:
-        with ThreadPoolExecutor(self.args.concurrency) as pool:
-            for item, future in ordered_map(pool, self.detect, items, 2 * self.args.concurrency):
-                try:
-                    result = future.result()
-                except OSError as exc:
-                    self.fail(item.label, exc.strerror or str(exc))
-                except DetectionError as exc:
-                    self.fail(item.label, exc.message)
-                else:
-                    self.results.append(result)
-                    on_result(item, result)
-                progress.update()
-
-    def save_image(self, item: ImageItem, result: DetectionResult) -> None:
-        if self.save_dir is None:
-            return
-        pixels = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
-        target = self.save_dir / item.path.name
-        if target.exists():  # same file name from another folder
-            target = self.save_dir / f"{item.path.stem}_{len(self.results)}{item.path.suffix}"
-        cv2.imwrite(str(target), annotate(pixels, result))
-
-    def run_video(self, path: Path, progress: tqdm) -> None:
-        writer = None
-        try:
-            frames = video_frames(path)
-            if self.save_dir is not None:
-                fps = video_fps(path)
-
-                def write(item: FrameItem, result: DetectionResult) -> None:
-                    nonlocal writer
-                    if writer is None:
-                        height, width = item.pixels.shape[:2]
-                        target = str(self.save_dir / f"{path.stem}_annotated.mp4")
-                        writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                    writer.write(annotate(item.pixels, result))
-            else:
-
-                def write(item: FrameItem, result: DetectionResult) -> None:
-                    return None
-
-            self.run(frames, progress, write)
-        except OSError as exc:
-            self.fail(str(path), str(exc))
-        finally:
-            if writer is not None:
-                writer.release()
-
-
 def count_frames(path: Path) -> int:
     capture = cv2.VideoCapture(str(path))
     try:
         return max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
     finally:
         capture.release()
-
-
-def progress_bar(total: int, quiet: bool, stream: TextIO) -> tqdm:
-    """A tqdm bar (count, img/s, ETA) on ``stream``; disabled with ``quiet``, for 3 items or fewer, or off a TTY."""
-    return tqdm(total=total, unit="img", file=stream, disable=quiet or total <= 3 or not stream.isatty())
-
-
-def tls_options(args: argparse.Namespace) -> dict:
-    """YoloTritonClient's TLS keyword arguments from --tls-root-cert, --tls-key and --tls-cert."""
-    return {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -208,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default %(default)s)")
     val.add_argument("--json", default=None, metavar="OUT", help="also write the metrics to this JSON file")
     add_request_options(val)
-    val.set_defaults(func=run_val, save=None)  # DetectRun writes no annotated images
+    val.set_defaults(func=validate, save=None)  # DetectRun writes no annotated images
 
     report = commands.add_parser("report", help="per-stage cost from the server's statistics")
     report.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
@@ -229,12 +136,6 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
     parser.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
-
-
-def run_val(args: argparse.Namespace) -> int:
-    from client.val import validate
-
-    return validate(args)
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -16,19 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from client.api import DetectionResult, YoloTritonClient
-from client.cli import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, progress_bar, tls_options
 from client.sources import ImageItem
 from evaluation.coco import Metrics, Prediction, evaluate
 from evaluation.dataset import Dataset, DatasetError, load_dataset
 
 
 def prediction(result: DetectionResult) -> Prediction:
-    """The detections of one served result as arrays: boxes float32 (N, 4), scores float32 (N,), classes int (N,)."""
+    """The detections of one served result as arrays (boxes float32 (N, 4), scores float32 (N,), classes int (N,))
+    and the size the server decoded the image at."""
     detections = result.detections
     return Prediction(
         boxes=np.array([d.box for d in detections], np.float32).reshape(-1, 4),
         scores=np.array([d.score for d in detections], np.float32),
         classes=np.array([d.class_id for d in detections], np.int64),
+        size=(result.width, result.height),
     )
 
 
@@ -48,7 +50,8 @@ def format_metrics(metrics: Metrics) -> str:
 
 
 def warn_if_names_differ(served: list[str], dataset: Dataset) -> None:
-    names = list(dataset.names.values())
+    """Warn when the served class names (index = class id) are not the dataset's names of the same ids."""
+    names = [dataset.names[i] for i in sorted(dataset.names)]
     if served and served != names:
         print(f"warning: served classes {served}, dataset classes {names}: scored by class id", file=sys.stderr)
 

@@ -15,6 +15,7 @@ import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
 from evaluation.dataset import Dataset
+from evaluation.labels import file_image_size
 
 ALL_AREAS, MOST_DETECTIONS = 0, -1  # indices into COCOeval's precision array
 
@@ -22,11 +23,14 @@ ALL_AREAS, MOST_DETECTIONS = 0, -1  # indices into COCOeval's precision array
 @dataclass(frozen=True)
 class Prediction:
     """One image's detections: ``boxes`` float32 (N, 4) x1, y1, x2, y2 in original-image pixels,
-    ``scores`` float32 (N,), ``classes`` integer (N,) class ids."""
+    ``scores`` float32 (N,), ``classes`` integer (N,) class ids, and ``size``: (width, height) of the image as
+    the detector decoded it (upright after EXIF), which scales the image's normalised labels to pixels; None
+    reads it from the image file's header."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,28 +70,30 @@ def evaluate(dataset: Dataset, predictions: Mapping[Path, Prediction]) -> Metric
     """Score the images in ``predictions`` (each one of ``dataset.images``) against their labels.
 
     Images of the dataset absent from ``predictions`` are left out (the client leaves out images that failed);
-    detections of class ids the dataset doesn't name are ignored. OSError if an image can't be read for its size.
+    detections of class ids the dataset doesn't name are ignored. Each class's row is in id order. OSError if an
+    image without a ``size`` in its prediction can't be read for it.
     """
     images = [image for image in dataset.images if image in predictions]
     truth = {"info": {}, "images": [], "annotations": [], "categories": []}
-    truth["categories"] = [{"id": category(c), "name": name} for c, name in dataset.names.items()]
+    names = dict(sorted(dataset.names.items()))  # COCOeval orders its categories by id
+    truth["categories"] = [{"id": category(c), "name": name} for c, name in names.items()]
     detections = []
-    instances = dict.fromkeys(dataset.names, 0)
+    instances = dict.fromkeys(names, 0)
     for image_id, image in enumerate(images, start=1):
-        labels = dataset.labels(image)
+        prediction = predictions[image]
+        labels = dataset.labels(image, *(prediction.size or file_image_size(image)))
         truth["images"].append({"id": image_id, "file_name": str(image)})
         for class_id, x1, y1, x2, y2 in labels.tolist():
             instances[int(class_id)] += 1
             truth["annotations"].append(annotation(image_id, int(class_id), (x1, y1, x2, y2)))
-        prediction = predictions[image]
         for box, score, class_id in zip(prediction.boxes.tolist(), prediction.scores.tolist(), prediction.classes):
-            if int(class_id) in dataset.names:
+            if int(class_id) in names:
                 detections.append(annotation(image_id, int(class_id), box) | {"score": float(score)})
     for number, ann in enumerate(truth["annotations"], start=1):
         ann["id"] = number  # COCOeval reads id 0 as 'unmatched'
     precision = coco_precision(truth, detections)
     per_class = []
-    for k, (class_id, name) in enumerate(dataset.names.items()):
+    for k, (class_id, name) in enumerate(names.items()):
         per_class.append(
             ClassMetrics(class_id, name, instances[class_id], mean(precision[:, :, k]), mean(precision[0, :, k]))
         )

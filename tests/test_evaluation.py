@@ -12,9 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dataset_layouts import write_layouts
 
 from evaluation.coco import Prediction, evaluate
-from evaluation.dataset import DatasetError, label_path, load_dataset
+from evaluation.dataset import DatasetError, load_dataset
+from evaluation.labels import label_path, read_labels
 
 WIDTH, HEIGHT = 200, 100
 
@@ -32,10 +34,17 @@ def write_dataset(root: Path, labels: dict[str, str | None], names: object = ("N
     return root / "data.yaml"
 
 
-def boxes(*rows) -> Prediction:
-    """A prediction from rows of (x1, y1, x2, y2, score, class id)."""
+def boxes(*rows, size: tuple[int, int] | None = (WIDTH, HEIGHT)) -> Prediction:
+    """A prediction from rows of (x1, y1, x2, y2, score, class id) on an image decoded at ``size``."""
     array = np.array(rows, np.float32).reshape(-1, 6)
-    return Prediction(array[:, :4], array[:, 4], array[:, 5].astype(np.int64))
+    return Prediction(array[:, :4], array[:, 4], array[:, 5].astype(np.int64), size)
+
+
+def scores(metrics) -> list:
+    """The metrics as one flat list: overall mAPs, images, each class's instances and mAPs, classes with labels."""
+    per_class = [v for c in metrics.per_class for v in (c.class_id, c.name, c.instances, c.map50_95, c.map50)]
+    with_labels = sum(c.instances > 0 for c in metrics.per_class)
+    return [metrics.map50_95, metrics.map50, metrics.images, *per_class, with_labels]
 
 
 # --- the dataset reader ---
@@ -52,10 +61,10 @@ def test_labels_in_pixels_and_a_missing_label_file_is_no_objects(tmp_path):
     assert [p.name for p in dataset.images] == ["empty.png", "none.png", "one.png"]
     assert dataset.names == {0: "Normal", 1: "Fall"}
     np.testing.assert_allclose(
-        dataset.labels(tmp_path / "images" / "one.png"), [[0, 50, 40, 150, 60], [1, 40, 50, 60, 100]]
+        dataset.labels(tmp_path / "images" / "one.png", WIDTH, HEIGHT), [[0, 50, 40, 150, 60], [1, 40, 50, 60, 100]]
     )
-    assert dataset.labels(tmp_path / "images" / "none.png").shape == (0, 5)
-    assert dataset.labels(tmp_path / "images" / "empty.png").shape == (0, 5)
+    assert dataset.labels(tmp_path / "images" / "none.png", WIDTH, HEIGHT).shape == (0, 5)
+    assert dataset.labels(tmp_path / "images" / "empty.png", WIDTH, HEIGHT).shape == (0, 5)
 
 
 def test_names_as_a_mapping_and_val_as_a_list_or_a_text_file(tmp_path):
@@ -76,10 +85,12 @@ def test_names_as_a_mapping_and_val_as_a_list_or_a_text_file(tmp_path):
         ("2 0.5 0.5 0.1 0.1", "class 2 is not a class id in 0..1"),
         ("-1 0.5 0.5 0.1 0.1", "class -1 is not a class id in 0..1"),
         ("0.5 0.5 0.5 0.1 0.1", "class 0.5 is not a class id"),
-        ("0 0.5 0.5 0.1", "expected 5 numbers"),
-        ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 numbers"),
-        ("0 0.5 zero 0.1 0.1", "expected 5 numbers"),
+        ("0 0.5 0.5 0.1", "expected 'class cx cy w h' or a polygon"),
+        ("0 0.5 0.5 0.1 0.1 0.3", "expected 'class cx cy w h' or a polygon"),
+        ("0 0.1 0.1 0.2 0.1 0.2 0.2 0.3", "expected 'class cx cy w h' or a polygon"),
+        ("0 0.5 zero 0.1 0.1", "expected 'class cx cy w h' or a polygon"),
         ("0 0.5 0.5 1.5 0.1", "normalised to [0, 1]"),
+        ("0 0.1 0.1 0.2 0.1 0.2 -0.02", "normalised to [0, 1]"),
     ],
 )
 def test_a_bad_label_line_names_the_file_and_line(tmp_path, line, complaint):
@@ -94,7 +105,8 @@ def test_a_bad_label_line_names_the_file_and_line(tmp_path, line, complaint):
     ("yaml_text", "complaint"),
     [
         ("path: .\nnames: [a]\n", "no 'val' entry"),
-        ("val: nowhere\nnames: [a]\n", "neither a folder nor a .txt file"),
+        ("val: nowhere\nnames: [a]\n", "val entry not found: looked for "),
+        ("val: data.yaml\nnames: [a]\n", "neither a folder nor a .txt file"),
         ("val: images\nnames: {1: a}\n", "'names' must be a list or a mapping with ids 0..n-1"),
         ("val: images\n", "'names' must be a list"),
         ("[just, a, list]\n", "expected a mapping"),
@@ -107,12 +119,59 @@ def test_a_bad_dataset_file_is_a_dataset_error(tmp_path, yaml_text, complaint):
         load_dataset(data)
 
 
-def test_an_unreadable_image_has_no_labels_in_pixels(tmp_path):
-    data = write_dataset(tmp_path, {"a": "0 0.5 0.5 0.1 0.1\n"})
-    (tmp_path / "images" / "a.png").write_bytes(b"not an image")
-    dataset = load_dataset(data)  # listing and labels need no pixels
-    with pytest.raises(OSError):
-        dataset.labels(dataset.images[0])
+def test_a_polygon_is_its_extent_and_a_repeated_row_counts_once(tmp_path):
+    labels = tmp_path / "a.txt"
+    labels.write_text("1 0.2 0.1 0.6 0.3 0.4 0.9\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.005 0.2\n")
+    np.testing.assert_allclose(
+        read_labels(labels, 2), [[0, 0.5, 0.5, 0.2, 0.2], [0, 0.5, 0.5, 1.005, 0.2], [1, 0.4, 0.5, 0.4, 0.8]]
+    )
+
+
+def test_no_label_file_for_any_image_is_an_error_that_says_where_it_looked(tmp_path):
+    data = write_dataset(tmp_path, {"a": None, "b": None})
+    with pytest.raises(DatasetError) as error:
+        load_dataset(data)
+    assert f"no label file for any of the 2 images; the first would be {tmp_path / 'labels' / 'a.txt'}" in str(
+        error.value
+    )
+
+
+def test_a_relative_path_that_means_two_datasets_is_an_error(tmp_path, monkeypatch):
+    data = write_dataset(tmp_path / "set", {"a": "0 0.5 0.5 0.1 0.1\n"})
+    write_dataset(tmp_path / "elsewhere", {"b": "0 0.5 0.5 0.1 0.1\n"})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(DatasetError, match="make path absolute"):
+        load_dataset(data)
+    monkeypatch.chdir(tmp_path)  # no images/ here: the yaml's folder is the only reading
+    assert load_dataset(data).images == [tmp_path / "set" / "images" / "a.png"]
+
+
+def test_every_layout_scores_the_same(tmp_path, monkeypatch):
+    labels = {
+        "a": "0 0.25 0.5 0.5 1\n1 0.85 0.7 0.2 0.4\n",
+        "b": "1 0.5 0.5 0.2 0.2\n0 0.1 0.1 0.1 0.1\n",
+        "c": "0 0.6 0.4 0.3 0.3\n",
+        "empty": "",
+        "none": None,
+    }
+    source = write_dataset(tmp_path / "source", labels).parent
+    found = {  # by image name: hits, a loose box, a false positive, a miss
+        "a": boxes((0, 0, 100, 100, 0.9, 0), (150, 50, 190, 90, 0.3, 0), (150, 50, 190, 85, 0.7, 1)),
+        "b": boxes((80, 40, 120, 60, 0.8, 1), (40, 30, 60, 50, 0.6, 1)),
+        "c": boxes((90, 25, 150, 55, 0.5, 0)),
+        "empty": boxes((10, 10, 20, 20, 0.4, 0)),
+        "none": boxes(),
+    }
+    monkeypatch.chdir(tmp_path)
+    plain = load_dataset(source / "data.yaml")
+    expected = scores(evaluate(plain, {image: found[image.stem] for image in plain.images}))
+    assert 0.1 < expected[0] < 0.9 and expected[-1] == 2  # both classes have labels, neither is perfect
+    for name, layout in write_layouts(source, tmp_path / "layouts").items():
+        monkeypatch.chdir(layout.cwd)
+        dataset = load_dataset(layout.data)
+        assert sorted(p.stem for p in dataset.images) == sorted(labels), name
+        metrics = evaluate(dataset, {image: found[image.stem] for image in dataset.images})
+        assert scores(metrics) == pytest.approx(expected, abs=1e-6), name
 
 
 # --- COCO scoring ---
@@ -184,3 +243,28 @@ def test_the_json_form_has_exactly_the_documented_keys(two_people):
     as_dict = metrics.to_dict()
     assert list(as_dict) == ["map50_95", "map50", "images", "per_class"]
     assert [list(c) for c in as_dict["per_class"]] == [["class_id", "name", "map50_95", "map50"]] * 2
+
+
+def test_labels_are_scaled_to_the_size_the_detector_decoded(two_people):
+    # the file is 200x100; a detector that decoded it at 400x200 finds the objects at twice the pixels
+    found = boxes((0, 0, 200, 200, 0.9, 0), (300, 100, 380, 180, 0.8, 0), size=(400, 200))
+    metrics = evaluate(two_people, {two_people.images[0]: found})
+    assert metrics.map50_95 == pytest.approx(1.0)
+
+
+def test_without_a_decoded_size_the_file_header_gives_it(two_people, tmp_path):
+    found = boxes((0, 0, 100, 100, 0.9, 0), (150, 50, 190, 90, 0.8, 0), size=None)
+    assert evaluate(two_people, {two_people.images[0]: found}).map50_95 == pytest.approx(1.0)
+    two_people.images[0].write_bytes(b"not an image")
+    with pytest.raises(OSError):
+        evaluate(two_people, {two_people.images[0]: found})
+
+
+def test_per_class_rows_follow_the_class_ids_with_names_in_reverse_order(tmp_path):
+    names = {1: "Fall", 0: "Normal"}
+    dataset = load_dataset(write_dataset(tmp_path, {"a": "0 0.25 0.5 0.5 1\n1 0.85 0.7 0.2 0.4\n"}, names=names))
+    assert list(dataset.names.items()) == [(0, "Normal"), (1, "Fall")]
+    metrics = evaluate(dataset, {dataset.images[0]: boxes((0, 0, 100, 100, 0.9, 0))})  # Normal found, Fall not
+    normal, fall = metrics.per_class
+    assert (normal.class_id, normal.name, normal.instances, normal.map50_95) == (0, "Normal", 1, pytest.approx(1.0))
+    assert (fall.class_id, fall.name, fall.instances, fall.map50_95) == (1, "Fall", 1, 0.0)

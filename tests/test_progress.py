@@ -2,7 +2,7 @@
 
 import io
 
-from client.cli import progress_bar
+from client.detect_run import progress_bar
 
 
 class Terminal(io.StringIO):

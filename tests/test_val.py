@@ -11,9 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from dataset_layouts import write_layouts
 from val_set import build_val_set
 
 from client.cli import main
+from client.val import warn_if_names_differ
+from evaluation.dataset import load_dataset
 
 REFERENCE = Path(__file__).resolve().parent / "reference" / "ultralytics_val.json"
 TOLERANCE = 0.002
@@ -48,6 +51,26 @@ def test_served_map_equals_ultralytics_with_pycocotools(triton, val_set, tmp_pat
     assert rows["Fall"] == ["0", "-", "-"]
 
 
+@pytest.fixture(scope="module")
+def layouts(val_set, tmp_path_factory) -> dict:
+    return write_layouts(val_set.parent, tmp_path_factory.mktemp("layouts"))
+
+
+@pytest.mark.parametrize("layout", ["relative", "reversed_names"])  # the others: test_evaluation
+def test_each_layout_of_the_set_scores_as_ultralytics(triton, layouts, layout, tmp_path, capsys, monkeypatch):
+    reference = json.loads(REFERENCE.read_text())
+    monkeypatch.chdir(layouts[layout].cwd)
+    status, stdout, stderr = val(capsys, triton.grpc_url, layouts[layout].data, tmp_path / "metrics.json")
+    assert status == 0, stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["map50_95"] == pytest.approx(reference["map50_95"], abs=TOLERANCE)
+    assert metrics["map50"] == pytest.approx(reference["map50"], abs=TOLERANCE)
+    assert [(c["class_id"], c["name"]) for c in metrics["per_class"]] == [(0, "Normal"), (1, "Fall")]
+    assert "warning" not in stderr
+    rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()[2:]}
+    assert rows["Normal"][0] == "15" and rows["Fall"] == ["0", "-", "-"]
+
+
 def test_an_unreadable_image_is_skipped_counted_and_fails_the_run(triton, val_set, tmp_path, capsys):
     dataset = tmp_path / "set"
     shutil.copytree(val_set.parent, dataset)
@@ -69,3 +92,23 @@ def test_a_bad_label_is_a_data_error_before_any_request(val_set, tmp_path, capsy
     assert status == 2
     assert stderr == f"error: {label}:2: class 5 is not a class id in 0..1\n"
     assert stdout == "" and not (tmp_path / "none.json").exists()
+
+
+def test_a_set_without_any_label_file_is_a_data_error(val_set, tmp_path, capsys):
+    dataset = tmp_path / "set"
+    shutil.copytree(val_set.parent, dataset)
+    shutil.rmtree(dataset / "labels")
+    status, stdout, stderr = val(capsys, "127.0.0.1:1", dataset / "data.yaml", tmp_path / "none.json")
+    assert status == 2
+    assert (
+        f"no label file for any of the 10 images; the first would be {dataset / 'labels' / 'astronaut.txt'}" in stderr
+    )
+    assert stdout == "" and not (tmp_path / "none.json").exists()
+
+
+def test_class_names_are_compared_by_id(layouts, capsys):
+    dataset = load_dataset(layouts["reversed_names"].data)  # names: {1: Fall, 0: Normal}
+    warn_if_names_differ(["Normal", "Fall"], dataset)
+    assert capsys.readouterr().err == ""
+    warn_if_names_differ(["Fall", "Normal"], dataset)
+    assert "served classes ['Fall', 'Normal'], dataset classes ['Normal', 'Fall']" in capsys.readouterr().err
