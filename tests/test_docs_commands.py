@@ -38,7 +38,7 @@ PAGES = [
 SHELL_BLOCKS = ("bash", "sh", "shell")
 # command (a regular expression matching its start) -> why it does not run here
 EXCEPTED = {
-    r"make (demo|test|setup)\b": "make test runs make setup first; tests/test_demo.py and this file walk make demo's path",
+    r"make (demo|test|setup)\b": "make test runs make setup first; test_demo.py and this file walk make demo's path",
     r"make (serve|cluster)\b": "a server in the foreground; tests/test_serving_cli.py and test_cluster.py start them",
     r"make (bench|soak|cluster-bench)\b": "a long benchmark or soak (tests/test_soak.py runs a short soak)",
     r"make gpu-check\b": "needs a GPU",

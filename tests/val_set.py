@@ -43,3 +43,9 @@ def build_val_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
         if not cv2.imwrite(str(images / name), pixels):
             raise OSError(f"cannot write {images / name}")
     return out_dir / "data.yaml"
+
+
+if __name__ == "__main__":  # python tests/val_set.py OUT_DIR (docs/accuracy.md)
+    import sys
+
+    print(build_val_set(Path(sys.argv[1])))
