@@ -2,10 +2,11 @@
 and the Kubernetes README, against a real server, from a folder outside the checkout, except the commands
 that ``EXCEPTED`` lists with the reason.
 
-What the docs take for granted is made real in that folder: ``.venv`` and ``.cache`` are the checkout's
-(links), and the files a command names exist, small and real: ``yolov8n.onnx`` and ``model.onnx`` are
-tests/models' YOLO11n export, ``photos/``, ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short video,
-``DATA.yaml`` the labelled test set.
+What the docs take for granted is made real in that folder: ``.venv``, ``.cache`` and ``tests`` are the
+checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` and ``model.onnx``
+are tests/models' YOLO11n export, ``photos/``, ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short
+video, ``DATA.yaml`` the labelled test set, ``datasets/fall`` and ``fall.v2i.yolov8`` the same set in
+Ultralytics' and Roboflow's layouts.
 
 Two things differ from what is written, both to leave the checkout and its ports alone:
 - the server is the test's own: ``127.0.0.1:8001`` and the docs' example hosts become its address, and a
@@ -24,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from dataset_layouts import write_layouts
 from sample_images import SAMPLES
 from val_set import build_val_set
 
@@ -57,8 +59,8 @@ EXCEPTED = {
     r"\{ key: ": "a config line, not a command",
     r"from ultralytics import": "needs Ultralytics and PyTorch",
 }
-CLIENT = re.compile(r"(\.venv/bin/yolo-triton|\.venv/bin/python -m client) ")
-PREPARE = re.compile(r"(\.venv/bin/yolo-triton-prepare|\.venv/bin/python -m prepare) ")
+CLIENT = re.compile(r"\.venv/bin/(yolo-triton|python -m client) ")
+PREPARE = re.compile(r"\.venv/bin/(yolo-triton-prepare|python -m prepare) ")
 ADDRESS = re.compile(r"(127\.0\.0\.1|host\d):8001")
 
 
@@ -112,9 +114,9 @@ def test_the_docs_show_commands_in_the_readme_form():
 def as_run(snippet: Snippet, grpc_url: str, repository: Path) -> str:
     """The command with the test's server and a copy of the model repository (the module docstring)."""
     text = ADDRESS.sub(grpc_url, snippet.text)
-    if CLIENT.match(text) and "--url" not in text:
+    if CLIENT.search(text) and "--url" not in text:
         text += f" --url {grpc_url}"
-    if PREPARE.match(text):
+    if PREPARE.search(text):
         text += f" --repository {repository}"
     return text
 
@@ -125,7 +127,8 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     from models.materialize import write_model
 
     folder = tmp_path_factory.mktemp("newcomer")
-    (folder / ".venv").symlink_to(PROJECT_ROOT / ".venv")
+    for checkout_path in (".venv", "tests"):
+        (folder / checkout_path).symlink_to(PROJECT_ROOT / checkout_path)
     (folder / ".cache").mkdir()
     for cached in ("samples", "models"):
         (folder / ".cache" / cached).symlink_to(PROJECT_ROOT / ".cache" / cached)
@@ -140,9 +143,12 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     shutil.copy(SAMPLES / "camera.png", folder / "b.png")
     shutil.copy(SAMPLES / "bus.jpg", folder / "bus.jpg")
     write_clip(SAMPLES / "bus.jpg", folder / "clip.mp4")
-    data = build_val_set(folder / "val_set")
+    data = build_val_set(tmp_path_factory.mktemp("val_set"))
     for name in ("DATA.yaml", "my_set.yaml"):
         (folder / name).write_text(data.read_text().replace("path: .", f"path: {data.parent}"))
+    layouts = write_layouts(data.parent, tmp_path_factory.mktemp("layouts"))
+    shutil.copytree(layouts["relative"].cwd, folder / "datasets" / "fall")
+    shutil.copytree(layouts["roboflow"].data.parent, folder / "fall.v2i.yolov8")
     return folder
 
 
