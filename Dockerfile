@@ -27,9 +27,11 @@ COPY scripts/gpu_container_setup.sh /opt/yolov8/scripts/gpu_container_setup.sh
 COPY scripts/tensorrt_shim /opt/yolov8/scripts/tensorrt_shim
 RUN bash /opt/yolov8/scripts/gpu_container_setup.sh --packages-only
 
-# 2. Code and models (the ONNX, and the INT8 model when prepare --int8 wrote one), owned by root and read-only
+# 2. Code (prepare/ for `python -m prepare.engine`, compose's engine build) and models (the ONNX, and the INT8
+# model when prepare --int8 wrote one), owned by root and read-only
 # to the server's user; OpenVINO compiles into YOLOV8_OPENVINO_CACHE, on /tmp, which compose and the pods keep writable.
 COPY python_backends /opt/yolov8/python_backends
+COPY prepare /opt/yolov8/prepare
 COPY model_repository /models
 RUN test -s /models/yolov8_infer/1/model.onnx || { echo "no model_repository/yolov8_infer/1/model.onnx: run make setup first" >&2; exit 1; } \
     && groupadd --gid "$SERVER_UID" yolov8 \

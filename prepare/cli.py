@@ -36,15 +36,15 @@ from prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
 from prepare.int8_accuracy import quantize_within, served_map, validation_images
 from prepare.onnx_model import UnsupportedModelError, read_model_info
 from prepare.prepare_model import prepare, prepare_tensorrt
-from prepare.repository import set_cpu_precision
+from prepare.repository import engine_precision, set_cpu_precision
+from python_backends.infer.tensorrt_build import onnx_fixed_batch
 from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
     EngineBuildError,
     EngineOptions,
     clamp_profile,
-    compute_capability,
+    gpu_identity,
     import_tensorrt,
-    onnx_fixed_batch,
     parse_profile,
 )
 from python_backends.paths import DEFAULT_REPOSITORY
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.tensorrt:  # refuse before touching the repository
             import_tensorrt()
-            compute_capability()
+            gpu_identity()
             low, opt, high = parse_profile(args.batch_profile)
         if args.int8:  # read the photos (and the dataset) before touching the repository
             height, width = args.input_size or _model_size(args.onnx)
@@ -156,14 +156,15 @@ def set_cpu_runtime(repository: Path, requested: str) -> str:
 def engine_options(
     repository: Path, input_size: tuple[int, int] | None, profile: tuple[int, int, int], fp16: bool
 ) -> EngineOptions:
-    """The engine options for the installed model: ``input_size`` (default its imgsz), and ``profile``
+    """The engine options for the installed model: ``input_size`` (default its imgsz), ``profile``
     within the batch the graph handles: its fixed batch when installed as exported (batch 1), else the
-    most its NMS loop takes (``max_batch``)."""
+    most its NMS loop takes (``max_batch``), and FP32 for a graph with NMS inside whatever ``fp16`` says
+    (``repository.engine_precision``)."""
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"
     info = read_model_info(onnx.load(str(model_path)))
     height, width = input_size or (info.input_height, info.input_width)
     low, opt, high = clamp_profile(profile, onnx_fixed_batch(model_path) or info.max_batch)
-    return EngineOptions(height, width, low, opt, high, fp16=fp16)
+    return EngineOptions(height, width, low, opt, high, fp16=fp16 and engine_precision(info) == "fp16")
 
 
 def _model_size(onnx_path: Path) -> tuple[int, int]:

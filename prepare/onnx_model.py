@@ -49,6 +49,7 @@ class YoloModelInfo:
     head: str = "raw"  # raw | end2end
     max_det: int = 0  # an end2end head's rows; 0 for a raw head
     max_batch: int | None = None  # the most images one run of the graph handles; None: any, once batch-dynamic
+    nms_inside: bool = False  # an end2end head whose graph runs NMS (``args`` nms True), not a top-k
 
     def head_dims(self) -> list[int]:
         """The head output's dims without the batch: [4 + classes, anchors] raw, [max_det, 6] end2end."""
@@ -129,8 +130,9 @@ def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, arg
         )
     if not isinstance(out_dims[1], int):
         raise UnsupportedModelError(f"output {output_name!r} has a dynamic number of rows ({out_dims[1]!r})")
-    max_batch = nms_batch_limit(args, common["batch_dim"]) if args.get("nms") is True else None
-    return YoloModelInfo(**common, head="end2end", max_det=out_dims[1], max_batch=max_batch)
+    nms_inside = args.get("nms") is True
+    max_batch = nms_batch_limit(args, common["batch_dim"]) if nms_inside else None
+    return YoloModelInfo(**common, head="end2end", max_det=out_dims[1], max_batch=max_batch, nms_inside=nms_inside)
 
 
 def nms_batch_limit(args: dict, batch_dim: int | str) -> int:

@@ -21,6 +21,13 @@ STAGES = ("yolov8", "yolov8_raw", "yolov8_preprocess", "yolov8_infer", "yolov8_p
 MAX_BATCH = 32  # max_batch_size of the ensembles and yolov8_infer for a graph that takes any batch
 
 
+def engine_precision(info: YoloModelInfo) -> str:
+    """``fp32`` for a graph with NMS inside, else ``fp16``. Such a graph offsets each box by its class
+    and scales the result towards 1, where FP16's step (2.4e-4 to 4.9e-4) is 12-25 px of a 640 input with
+    80 classes: FP16 NMS keeps boxes that FP32 merges (ultralytics#21601: 13 boxes against 4)."""
+    return "fp32" if info.nms_inside else "fp16"
+
+
 def set_dims(config: str, tensor: str, dims: list[int]) -> str:
     """Replace the ``dims`` of the input/output named ``tensor`` in config.pbtxt text."""
     pattern = re.compile(r'(name:\s*"' + re.escape(tensor) + r'"[^{}]*?dims:\s*\[)[^\]]*(\])', re.S)
@@ -65,7 +72,8 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
     The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``).
     A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
     yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
-    at; any other gets ``MAX_BATCH`` and the default profile.
+    at; any other gets ``MAX_BATCH`` and the default profile. ``precision`` (of a TensorRT engine) is
+    ``engine_precision``'s.
 
     yolov8_infer also gets the export's metadata (``ultralytics_metadata``) as a Python literal, which
     Ultralytics' ``YOLO("grpc://host:8001/yolov8_infer")`` client eval()s.
@@ -90,6 +98,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             ),
             max_batch,
             profile,
+            engine_precision(info),
         ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameter(
@@ -115,10 +124,11 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             path.write_text(edit(path.read_text()))
 
 
-def _batching(config: str, max_batch: int, profile: tuple[int, int, int]) -> str:
-    """yolov8_infer's max_batch_size and TensorRT profile; a config that batches for the engine (no
-    ``preferred_batch_size``) warms up at the profile's batch sizes."""
+def _batching(config: str, max_batch: int, profile: tuple[int, int, int], precision: str) -> str:
+    """yolov8_infer's max_batch_size and TensorRT profile and precision; a config that batches for the engine
+    (no ``preferred_batch_size``) warms up at the profile's batch sizes."""
     config = set_parameter(set_max_batch_size(config, max_batch), "trt_batch_profile", ",".join(map(str, profile)))
+    config = set_parameter(config, "precision", precision)
     if "preferred_batch_size" not in config:
         config = set_warmup_batch_sizes(config, profile_batch_sizes(*profile))
     return config

@@ -7,7 +7,9 @@ set -euo pipefail
 PACKAGES_ONLY=$([ "${1:-}" = "--packages-only" ] && echo true || echo false)
 DEPS=${PYDEPS:-/opt/pydeps}
 PROJECT=${PROJECT:-/opt/yolov8}
-MODEL=${MODEL:-/models/yolov8_infer/1/model.onnx}
+REPOSITORY=${REPOSITORY:-/models}
+CONFIG_NAME=${CONFIG_NAME:-gpu}  # as the server's --model-config-name: the engine is the one it will ask for
+MODEL="$REPOSITORY/yolov8_infer/1/model.onnx"
 export PYTHONPATH="$PROJECT:$DEPS${PYTHONPATH:+:$PYTHONPATH}"
 log() { printf '[gpu-setup] %s\n' "$*"; }
 
@@ -39,13 +41,12 @@ if ! python3 -c "import tensorrt" 2>/dev/null; then
     cp -r "$PROJECT/scripts/tensorrt_shim/tensorrt" "$DEPS/"
 fi
 # trtexec builds FP32 and, before TensorRT 11, FP16 engines; TensorRT 11's has no precision flags, so FP16
-# there goes through the Python builder (python_backends/infer/tensorrt_engine.py::trtexec_can_build)
+# there goes through the Python builder (python_backends/infer/tensorrt_build.py::trtexec_can_build)
 [ -x /usr/src/tensorrt/bin/trtexec ] && export PATH="/usr/src/tensorrt/bin:$PATH"
 python3 -c "import tensorrt; print('[gpu-setup] TensorRT', tensorrt.__version__)"
 
 $PACKAGES_ONLY && { log "packages installed into $DEPS; the engine is built on a GPU (this script, or at model load)"; exit 0; }
 
-# 3. The engine (cached under a key of TensorRT version, GPU, shapes, precision and ONNX hash).
-python3 -m python_backends.infer.tensorrt_engine --onnx "$MODEL" \
-    --input-size "${INPUT_HEIGHT:-640}" "${INPUT_WIDTH:-640}" \
-    --batch-profile "${TRT_BATCH_PROFILE:-1,8,32}" ${TRT_FP32:+--no-fp16}
+# 3. The engine the server will load: its options (input size, batch profile, precision) and directory
+#    read from the same yolov8_infer config, cached under the same key (TensorRT, GPU, options, ONNX hash).
+python3 -m prepare.engine --repository "$REPOSITORY" --config-name "$CONFIG_NAME"

@@ -324,21 +324,22 @@ def test_both_cpu_runtimes_run_the_installed_head(tmp_path, runtime, export):
 
 def test_the_tensorrt_build_takes_the_graph_as_it_is_without_an_nms_plugin_and_within_its_batch(tmp_path):
     from prepare.cli import engine_options
-    from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, onnx_fixed_batch, trtexec_command
+    from python_backends.infer.tensorrt_build import onnx_fixed_batch, trtexec_command
+    from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE
 
     repository, _ = prepared(tmp_path, nms_yolo())
     model_path = repository / "yolov8_infer" / "1" / "model.onnx"
     options = engine_options(repository, None, DEFAULT_PROFILE, fp16=True)
     assert (options.min_batch, options.opt_batch, options.max_batch) == (1, 1, 1)
-    assert onnx_fixed_batch(model_path) == 1  # what python -m python_backends.infer.tensorrt_engine clamps to
+    assert onnx_fixed_batch(model_path) == 1  # what prepare --tensorrt clamps the profile to
+    assert not options.fp16  # NMS inside: FP32, whatever --no-fp16 says
     engine = tmp_path / "model.engine"
-    # no --plugins, no --staticPlugins: EfficientNMS stays out, the head is the graph's own; and no shape
-    # flags, which trtexec refuses for a graph whose input is all fixed
+    # no --plugins, no --staticPlugins: EfficientNMS stays out, the head is the graph's own; no shape
+    # flags, which trtexec refuses for a graph whose input is all fixed; no --fp16 with NMS inside
     assert trtexec_command("trtexec", model_path, options, engine) == [
         "trtexec",
         f"--onnx={model_path}",
         f"--saveEngine={engine}",
-        "--fp16",
     ]
     ops = {node.op_type for node in onnx.load(str(model_path)).graph.node}
     assert ops == {"Slice", "ReduceMean", "Reshape", "Mul", "Add"}  # no EfficientNMS_TRT node was added

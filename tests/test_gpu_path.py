@@ -18,7 +18,7 @@ from prepare.repository import copy_template
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.select import create_runtime, tensorrt_unavailable_reason
 from python_backends.infer.tensorrt_engine import EngineKey, EngineOptions, options_from_parameters, parse_profile
-from python_backends.infer.tensorrt_runtime import TensorSpec, binding_shapes
+from python_backends.infer.tensorrt_runtime import TensorSpec, profile_input_shapes, resolved_shape
 from python_backends.paths import PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, letterbox_plan
@@ -37,6 +37,7 @@ GPU_MODULES = (
     "python_backends.triton_helpers.gpu_arrays",
     "python_backends.triton_helpers.tensors",
     "python_backends.infer.tensorrt_engine",
+    "python_backends.infer.tensorrt_build",
     "python_backends.preprocess.cvcuda_preprocessor",
     "python_backends.preprocess.select",
     "python_backends.infer.tensorrt_runtime",
@@ -79,13 +80,14 @@ def test_unknown_runtime_is_refused(default_onnx):
 
 # --- engine cache key ---------------------------------------------------------------------------
 
-BASE_KEY = EngineKey("10.13.0.35", "8.9", "ab" * 32, EngineOptions())
+BASE_KEY = EngineKey("10.13.0.35", "NVIDIA L4", "8.9", "ab" * 32, EngineOptions())
 
 
 @pytest.mark.parametrize(
     "changed",
     [
         dataclasses.replace(BASE_KEY, tensorrt_version="10.13.2.6"),
+        dataclasses.replace(BASE_KEY, gpu_name="NVIDIA L40S"),  # the same sm8.9
         dataclasses.replace(BASE_KEY, compute_capability="9.0"),
         dataclasses.replace(BASE_KEY, onnx_sha256="cd" * 32),
         dataclasses.replace(BASE_KEY, options=EngineOptions(input_height=480)),
@@ -95,7 +97,7 @@ BASE_KEY = EngineKey("10.13.0.35", "8.9", "ab" * 32, EngineOptions())
         dataclasses.replace(BASE_KEY, options=EngineOptions(max_batch=40)),
         dataclasses.replace(BASE_KEY, options=EngineOptions(fp16=False)),
     ],
-    ids=["trt", "sm", "onnx", "height", "width", "min", "opt", "max", "precision"],
+    ids=["trt", "gpu", "sm", "onnx", "height", "width", "min", "opt", "max", "precision"],
 )
 def test_engine_key_changes_with_each_part(changed):
     assert changed.digest() != BASE_KEY.digest()
@@ -103,9 +105,11 @@ def test_engine_key_changes_with_each_part(changed):
 
 
 def test_engine_key_is_stable_and_names_its_parts():
-    again = EngineKey("10.13.0.35", "8.9", "ab" * 32, EngineOptions())
+    again = EngineKey("10.13.0.35", "NVIDIA L4", "8.9", "ab" * 32, EngineOptions())
     assert again.digest() == BASE_KEY.digest()
-    assert BASE_KEY.filename().startswith("yolov8-trt10.13.0.35-sm8.9-fp16-")
+    assert BASE_KEY.filename().startswith("yolov8-trt10.13.0.35-NVIDIA-L4-sm8.9-fp16-")
+    odd = dataclasses.replace(BASE_KEY, gpu_name="NVIDIA H100 80GB HBM3 / MIG 1g.10gb")
+    assert odd.filename().startswith("yolov8-trt10.13.0.35-NVIDIA-H100-80GB-HBM3-MIG-1g.10gb-sm8.9-fp16-")
 
 
 def test_profile_and_precision_parameters():
@@ -177,14 +181,19 @@ def test_gpu_letterbox_plan_matches_the_cpu_letterbox(hw, resize_shape, tblr):
     assert tuple(content.max(axis=0) + 1) == (640 - plan.bottom, 640 - plan.right)
 
 
-def test_binding_shapes_take_the_profile_max_batch():
-    specs = [
-        TensorSpec("images", True, (-1, 3, 640, 640), np.dtype(np.float32)),
-        TensorSpec("output0", False, (-1, 6, 8400), np.dtype(np.float16)),
-    ]
-    assert binding_shapes(specs, 32) == {"images": (32, 3, 640, 640), "output0": (32, 6, 8400)}
-    with pytest.raises(RuntimeUnavailable, match="dynamic non-batch dimension"):
-        binding_shapes([TensorSpec("images", True, (-1, 3, -1, -1), np.dtype(np.float32))], 8)
+def test_bindings_take_the_profile_max_shape_dynamic_height_and_width_included():
+    """A dynamic=True export is dynamic in batch, H and W: its bindings are sized at the profile's max input."""
+    profile = ((1, 3, 480, 640), (8, 3, 480, 640), (32, 3, 480, 640))
+    for shape in ((-1, 3, 480, 640), (-1, 3, -1, -1)):
+        spec = TensorSpec("images", True, shape, np.dtype(np.float32))
+        assert profile_input_shapes(spec, profile) == ((1, 3, 480, 640), (32, 3, 480, 640))
+    fixed = TensorSpec("images", True, (1, 3, 640, 640), np.dtype(np.float32))  # NMS inside for batch 1: no profile
+    assert profile_input_shapes(fixed, None) == ((1, 3, 640, 640), (1, 3, 640, 640))
+    with pytest.raises(RuntimeUnavailable, match="dynamic but the engine has no profile"):
+        profile_input_shapes(TensorSpec("images", True, (-1, 3, -1, -1), np.dtype(np.float32)), None)
+    assert resolved_shape("output0", (32, 84, 6300)) == (32, 84, 6300)
+    with pytest.raises(RuntimeUnavailable, match="even at the profile's max input shape"):
+        resolved_shape("output0", (32, 84, -1))
 
 
 @pytest.mark.skipif(NO_TENSORRT is None, reason="this machine has TensorRT and a GPU")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from python_backends.infer.tensorrt_engine import dotted_capability, trtexec_can_build
+from python_backends.infer.tensorrt_build import trtexec_can_build
 from python_backends.paths import PROJECT_ROOT
 from python_backends.preprocess.cvcuda_preprocessor import GpuPreprocessingUnavailable, rgb_color_spec
 from python_backends.preprocess.preprocessor import Preprocessor
@@ -44,13 +44,6 @@ def test_auto_falls_back_to_opencv_on_any_gpu_init_error_and_gpu_fails_with_it()
     ]
     with pytest.raises(GpuPreprocessingUnavailable, match="device 'gpu' is unavailable: AttributeError: .*'RGB'"):
         create_preprocessor("gpu", gpu_class=failing_gpu_preprocessor)
-
-
-def test_compute_capability_of_10_and_above():
-    assert dotted_capability("89") == "8.9"
-    assert dotted_capability("90") == "9.0"
-    assert dotted_capability("100") == "10.0"
-    assert dotted_capability("121") == "12.1"
 
 
 def test_trtexec_builds_fp16_only_before_tensorrt_11():

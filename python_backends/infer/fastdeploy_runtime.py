@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from python_backends.infer.base import RuntimeUnavailable
-from python_backends.infer.tensorrt_engine import EngineOptions, onnx_input_name
+from python_backends.infer.tensorrt_build import onnx_input_name
+from python_backends.infer.tensorrt_engine import EngineOptions
 
 
 def import_fastdeploy() -> Any:

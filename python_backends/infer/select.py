@@ -13,6 +13,7 @@ alike, with no fallback: an INT8 model that OpenVINO cannot compile fails the lo
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +23,10 @@ from python_backends.infer.tensorrt_engine import (
     EngineBuildError,
     EngineKey,
     EngineOptions,
+    default_engine_dir,
     ensure_engine,
+    file_sha256,
+    gpu_identity,
     import_tensorrt,
 )
 from python_backends.triton_helpers.gpu_arrays import gpu_unavailable_reason
@@ -119,16 +123,23 @@ def _openvino(onnx_path: str, cpu: dict, cache_dir: Path | None) -> InferenceRun
 
 
 def _tensorrt(onnx_path: Path, options: EngineOptions, engine_dir: Path | None, log: Callable[[str], None]):
+    """TensorRTRuntime on the cached (or newly built) engine, built again once if the cached file does not
+    deserialize; RuntimeUnavailable with the reason for anything that stops it."""
     reason = tensorrt_unavailable_reason()
     if reason:
         raise RuntimeUnavailable(f"runtime 'tensorrt' is unavailable: {reason}")
+    from python_backends.infer.tensorrt_runtime import EngineUnreadable, TensorRTRuntime
+
     try:
         engine = ensure_engine(onnx_path, options, engine_dir, log)
-    except EngineBuildError as exc:
+        seen = engine.stat()
+        try:
+            return TensorRTRuntime(engine)
+        except EngineUnreadable as exc:
+            log(f"{exc}; building it again")
+            return TensorRTRuntime(ensure_engine(onnx_path, options, engine_dir, log, discard=seen))
+    except (EngineBuildError, OSError, subprocess.SubprocessError) as exc:
         raise RuntimeUnavailable(f"runtime 'tensorrt' is unavailable: {exc}") from exc
-    from python_backends.infer.tensorrt_runtime import TensorRTRuntime
-
-    return TensorRTRuntime(engine)
 
 
 def _fastdeploy(onnx_path: Path, options: EngineOptions, engine_dir: Path | None):
@@ -138,10 +149,8 @@ def _fastdeploy(onnx_path: Path, options: EngineOptions, engine_dir: Path | None
     reason = gpu_unavailable_reason()
     if reason:
         raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {reason}")
-    from python_backends.infer.tensorrt_engine import compute_capability, default_engine_dir, file_sha256
-
     try:
-        key = EngineKey(f"fastdeploy{fd.__version__}", compute_capability(), file_sha256(onnx_path), options)
+        key = EngineKey(f"fastdeploy{fd.__version__}", *gpu_identity(), file_sha256(onnx_path), options)
     except EngineBuildError as exc:
         raise RuntimeUnavailable(f"runtime 'fastdeploy' is unavailable: {exc}") from exc
     return FastDeployRuntime(onnx_path, options, (engine_dir or default_engine_dir()) / key.filename())

@@ -1,35 +1,41 @@
-"""Build and cache TensorRT engines for the prepared ONNX, keyed so a stale engine is never loaded.
+"""TensorRT engine options, cache key and cache: the engine for a config, found or built once.
 
-The engine is the ONNX graph as it is: no NMS plugin (EfficientNMS) is added. A raw head is decoded,
-NMS included, in yolov8_postprocess; an end-to-end head (top-k or NMS inside the graph) already has its
-(batch, max_det, 6) rows, which yolov8_postprocess only thresholds and rescales.
+An engine only deserializes under the TensorRT version and GPU that built it, and only serves the
+shapes of its optimization profile. The cache key therefore holds the TensorRT version, the GPU's name
+and compute capability as CUDA sees the device in use (``CUDA_VISIBLE_DEVICES`` applied), the input
+size, the batch profile, the precision and the ONNX file's SHA-256: change any of them and a new
+engine is built. ``engine_options_from_config`` is the one reading of a yolov8_infer config into
+options, for the server (``model.py``) and for ``python -m prepare.engine`` alike.
 
-An engine only deserializes under the TensorRT version and GPU architecture that built it, and
-only serves the shapes of its optimization profile. The cache key therefore covers the TensorRT
-version, the GPU's compute capability, the input size, the batch profile, the precision and the
-ONNX file's hash: change any of them and a new engine is built.
-
-``tensorrt`` and CUDA are touched only inside functions, never at import.
+Replicas share the cache: a build holds ``NAME.lock`` (an fcntl lock, which NFS honours too), writes
+``NAME.<pid>-<random>.partial`` and renames it to ``NAME``, so a second process waits and takes the
+first's engine. A failed build leaves ``NAME.failed`` with its reason, and every later load with the
+same key fails at once with that reason until the file is deleted. The build itself is
+``tensorrt_build``. ``tensorrt`` and CUDA are touched only inside functions, never at import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import os
-import shutil
-import subprocess
-import threading
-import time
+import re
+import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from python_backends.paths import PROJECT_ROOT
+from python_backends.triton_helpers.config import input_dims, parameters
 
 DEFAULT_PROFILE = (1, 8, 32)  # min/opt/max batch; FastDeploy's YOLOv8 example used 1/1/40
 ENGINE_DIR_ENV = "YOLOV8_ENGINE_DIR"
-PROGRESS_EVERY_S = 15.0
+
+Builder = Callable[[Path, "EngineKey", Path, Callable[[str], None]], None]  # (onnx, key, out, log)
 
 
 class EngineBuildError(RuntimeError):
@@ -55,7 +61,7 @@ class EngineOptions:
             )
 
     def input_shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """The (min, opt, max) NCHW shapes of the optimization profile."""
+        """The (min, opt, max) NCHW shapes of the optimization profile: H and W fixed at the served size."""
         size = (3, self.input_height, self.input_width)
         return (self.min_batch, *size), (self.opt_batch, *size), (self.max_batch, *size)
 
@@ -65,7 +71,8 @@ class EngineKey:
     """Everything an engine depends on; ``digest`` names its file."""
 
     tensorrt_version: str
-    compute_capability: str
+    gpu_name: str  # as CUDA names the device, e.g. "NVIDIA H100 80GB HBM3"
+    compute_capability: str  # "9.0"
     onnx_sha256: str
     options: EngineOptions
 
@@ -76,7 +83,15 @@ class EngineKey:
 
     def filename(self) -> str:
         precision = "fp16" if self.options.fp16 else "fp32"
-        return f"yolov8-trt{self.tensorrt_version}-sm{self.compute_capability}-{precision}-{self.digest()}.engine"
+        gpu = re.sub(r"[^A-Za-z0-9.]+", "-", self.gpu_name).strip("-") or "gpu"
+        return f"yolov8-trt{self.tensorrt_version}-{gpu}-sm{self.compute_capability}-{precision}-{self.digest()}.engine"
+
+
+def engine_options_from_config(config: dict[str, Any]) -> EngineOptions:
+    """EngineOptions from a yolov8_infer config in the form Triton hands ``model.py`` (its JSON, parsed):
+    the input ``images``' dims (3, H, W) and the parameters ``precision`` and ``trt_batch_profile``."""
+    _, height, width = input_dims(config, "images")
+    return options_from_parameters(parameters(config), height, width)
 
 
 def options_from_parameters(params: dict[str, str], input_height: int, input_width: int) -> EngineOptions:
@@ -129,200 +144,132 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def compute_capability() -> str:
-    """The first GPU's compute capability as ``"8.9"``, from nvidia-smi or CuPy; EngineBuildError without a GPU."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        reply = subprocess.run(
-            [smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
-        )
-        lines = reply.stdout.split()
-        if reply.returncode == 0 and lines:
-            return lines[0]
-    from python_backends.triton_helpers.gpu_arrays import gpu_count, import_cupy
+def gpu_identity() -> tuple[str, str]:
+    """(name, compute capability such as ``"9.0"``) of this process's current CUDA device, as CUDA numbers
+    the devices (``CUDA_VISIBLE_DEVICES`` applied); EngineBuildError without CuPy or a GPU."""
+    from python_backends.triton_helpers.gpu_arrays import import_cupy
 
-    if gpu_count() == 0:
-        raise EngineBuildError("no CUDA GPU is visible (nvidia-smi and CuPy find none)")
-    return dotted_capability(import_cupy().cuda.Device(0).compute_capability)
-
-
-def dotted_capability(digits: str) -> str:
-    """CuPy's compute capability digits as nvidia-smi writes them: ``"89"`` -> ``"8.9"``, ``"100"`` -> ``"10.0"``."""
-    return f"{digits[:-1]}.{digits[-1]}"
+    try:
+        cp = import_cupy()
+        props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    except Exception as exc:  # GpuUnavailable, or CuPy's CUDARuntimeError without a driver or device
+        raise EngineBuildError(f"no CUDA GPU is usable ({exc})") from exc
+    name = props["name"]
+    return (name.decode() if isinstance(name, bytes) else str(name)), f"{props['major']}.{props['minor']}"
 
 
 def engine_key(onnx_path: Path, options: EngineOptions) -> EngineKey:
     """The key for ``onnx_path`` built with ``options`` on this machine's TensorRT and GPU."""
     version = import_tensorrt().__version__
-    return EngineKey(version, compute_capability(), file_sha256(onnx_path), options)
-
-
-def build_engine(onnx_path: Path, key: EngineKey, engine_path: Path, log: Callable[[str], None] = print) -> Path:
-    """Build the engine for ``key`` into ``engine_path`` (trtexec when on PATH, else the Python builder)."""
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_suffix(".partial")
-    trtexec = shutil.which("trtexec") if trtexec_can_build(key.tensorrt_version, key.options.fp16) else None
-    log(
-        f"building TensorRT {key.tensorrt_version} engine for sm{key.compute_capability} "
-        f"({'FP16' if key.options.fp16 else 'FP32'}, batch {key.options.min_batch}/{key.options.opt_batch}/"
-        f"{key.options.max_batch}, {key.options.input_height}x{key.options.input_width}) with "
-        f"{trtexec or 'the tensorrt Python builder'}; this takes minutes"
-    )
-    started = time.monotonic()
-    done = threading.Event()
-    ticker = threading.Thread(target=_report_progress, args=(done, started, log), daemon=True)
-    ticker.start()
-    try:
-        if trtexec:
-            _build_with_trtexec(trtexec, onnx_path, key.options, tmp)
-        else:
-            _build_with_python(onnx_path, key.options, tmp)
-    finally:
-        done.set()
-    tmp.replace(engine_path)
-    engine_path.with_suffix(".json").write_text(json.dumps({**asdict(key), "onnx": str(onnx_path)}, indent=1))
-    log(f"engine ready after {time.monotonic() - started:.0f} s: {engine_path}")
-    return engine_path
-
-
-def _report_progress(done: threading.Event, started: float, log: Callable[[str], None]) -> None:
-    while not done.wait(PROGRESS_EVERY_S):
-        log(f"... still building the TensorRT engine ({time.monotonic() - started:.0f} s)")
-
-
-def trtexec_can_build(tensorrt_version: str, fp16: bool) -> bool:
-    """False for FP16 on TensorRT 11 and later: its trtexec has no precision flags (``--fp16`` fails the build),
-    so FP16 goes through the Python builder with ModelOpt's FP16 ONNX (see ``_enable_fp16``)."""
-    return not fp16 or int(tensorrt_version.split(".")[0]) < 11
-
-
-def trtexec_command(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> list[str]:
-    """The trtexec command line that builds ``onnx_path`` into ``out``: the graph as it is, no plugin
-    library (no EfficientNMS, whatever the head), and the profile's input shapes, except for a graph
-    whose input is all fixed (NMS inside it for batch 1), for which trtexec refuses any shape flag."""
-    cmd = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={out}"]
-    name = onnx_input_name(onnx_path)
-    if not onnx_input_is_static(onnx_path):
-        shapes = ["x".join(map(str, s)) for s in options.input_shapes()]
-        cmd += [f"--minShapes={name}:{shapes[0]}", f"--optShapes={name}:{shapes[1]}", f"--maxShapes={name}:{shapes[2]}"]
-    if options.fp16:
-        cmd.append("--fp16")
-    return cmd
-
-
-def _build_with_trtexec(trtexec: str, onnx_path: Path, options: EngineOptions, out: Path) -> None:
-    reply = subprocess.run(trtexec_command(trtexec, onnx_path, options, out), capture_output=True, text=True)
-    if reply.returncode != 0 or not out.exists():
-        raise EngineBuildError(f"trtexec failed ({reply.returncode}): {reply.stdout[-2000:]}{reply.stderr[-2000:]}")
-
-
-def _build_with_python(onnx_path: Path, options: EngineOptions, out: Path) -> None:
-    trt = import_tensorrt()
-    onnx_bytes = onnx_path.read_bytes()
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10+
-    parser = trt.OnnxParser(network, logger)
-    config = builder.create_builder_config()
-    if options.fp16:
-        onnx_bytes = _enable_fp16(trt, config, onnx_path, onnx_bytes)
-    if not parser.parse(onnx_bytes):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EngineBuildError(f"TensorRT cannot parse {onnx_path}: {errors}")
-    if any(d < 0 for d in network.get_input(0).shape):  # a graph of a fixed batch takes no profile
-        profile = builder.create_optimization_profile()
-        low, opt, high = options.input_shapes()
-        profile.set_shape(network.get_input(0).name, low, opt, high)
-        config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise EngineBuildError("TensorRT returned no engine; see its log above")
-    out.write_bytes(bytes(serialized))
-
-
-def _enable_fp16(trt: Any, config: Any, onnx_path: Path, onnx_bytes: bytes) -> bytes:
-    """TensorRT 10: the FP16 builder flag. TensorRT 11 removed it: convert the ONNX with ModelOpt AutoCast."""
-    if hasattr(trt.BuilderFlag, "FP16"):
-        config.set_flag(trt.BuilderFlag.FP16)
-        return onnx_bytes
-    try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-    except Exception as exc:
-        raise EngineBuildError(
-            f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and ModelOpt is not importable "
-            f"({exc}): install nvidia-modelopt[onnx], or build with --fp32"
-        ) from exc
-    model = convert_to_mixed_precision(onnx_path=str(onnx_path), low_precision_type="fp16", keep_io_types=True)
-    return model.SerializeToString()
-
-
-def onnx_input_name(onnx_path: Path) -> str:
-    import onnx
-
-    return onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
-
-
-def onnx_input_is_static(onnx_path: Path) -> bool:
-    """Whether every dimension of the ONNX input is fixed."""
-    import onnx
-
-    dims = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    return all(dim.HasField("dim_value") for dim in dims)
-
-
-def onnx_fixed_batch(onnx_path: Path) -> int | None:
-    """The ONNX input's batch dimension when it is fixed, else None.
-
-    ``prepare`` makes the batch dynamic, except in a graph whose NMS handles batch 1 only, which it
-    installs as exported (batch 1): no engine profile may go past it.
-    """
-    import onnx
-
-    dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") else None
+    return EngineKey(version, *gpu_identity(), file_sha256(onnx_path), options)
 
 
 def ensure_engine(
-    onnx_path: Path, options: EngineOptions, engine_dir: Path | None = None, log: Callable[[str], None] = print
+    onnx_path: Path,
+    options: EngineOptions,
+    engine_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    discard: os.stat_result | None = None,
 ) -> Path:
-    """The cached engine for this ONNX, options, TensorRT and GPU; built first when missing."""
+    """The cached engine for this ONNX, options, TensorRT and GPU; built first when missing.
+
+    ``discard``: the stat of an engine file that did not deserialize, which is replaced by a new build
+    (unless another process has replaced it already).
+    """
     key = engine_key(onnx_path, options)
-    path = (engine_dir or default_engine_dir()) / key.filename()
-    if path.exists():
+    return cached_engine(onnx_path, key, engine_dir or default_engine_dir(), log, discard=discard)
+
+
+def cached_engine(
+    onnx_path: Path,
+    key: EngineKey,
+    engine_dir: Path,
+    log: Callable[[str], None] = print,
+    build: Builder | None = None,
+    discard: os.stat_result | None = None,
+) -> Path:
+    """``engine_dir``'s engine for ``key``, built from ``onnx_path`` with ``build`` (default
+    ``tensorrt_build.build_engine``) by one process at a time; EngineBuildError when the build fails,
+    now or in an earlier attempt with the same key."""
+    path = engine_dir / key.filename()
+    if discard is None and path.exists():  # a complete engine: files appear only by rename
         log(f"using cached TensorRT engine {path}")
         return path
+    _refuse_failed(path)
     try:
-        return build_engine(onnx_path, key, path, log)
-    except (OSError, subprocess.SubprocessError) as exc:  # a read-only cache, trtexec hanging, ...
+        engine_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(path.with_name(path.name + ".lock"), log):
+            if discard is not None and _same_file(path, discard):
+                log(f"removing {path}, which does not deserialize")
+                path.unlink()
+            if path.exists():
+                log(f"using TensorRT engine {path}")
+                return path
+            _refuse_failed(path)  # the process before us failed while we waited
+            return _build(onnx_path, key, path, log, build)
+    except OSError as exc:  # a read-only or full cache
         raise EngineBuildError(f"cannot build {path}: {exc}") from exc
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m python_backends.infer.tensorrt_engine --onnx MODEL``: build or find the engine (used in containers,
-    where the repository is read-only and ``prepare`` cannot rewrite configs)."""
-    import argparse
-    import sys
+def failure_marker(engine_path: Path) -> Path:
+    """The file that records why the engine at ``engine_path`` could not be built."""
+    return engine_path.with_name(engine_path.name + ".failed")
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--onnx", required=True, type=Path, help="the prepared (batch-dynamic) model.onnx")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(640, 640), metavar=("H", "W"))
-    parser.add_argument(
-        "--batch-profile",
-        default=",".join(map(str, DEFAULT_PROFILE)),
-        help="min,opt,max batch (none above a fixed batch of the ONNX: NMS in the graph for batch 1)",
-    )
-    parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine")
-    parser.add_argument("--engine-dir", type=Path, help="default $YOLOV8_ENGINE_DIR or .cache/engines")
-    args = parser.parse_args(argv)
+
+def _refuse_failed(path: Path) -> None:
+    marker = failure_marker(path)
+    if marker.exists():
+        reason = json.loads(marker.read_text()).get("reason", "?")
+        raise EngineBuildError(f"the last build of {path.name} failed ({reason}); delete {marker} to build it again")
+
+
+def _build(onnx_path: Path, key: EngineKey, path: Path, log: Callable[[str], None], build: Builder | None) -> Path:
+    """Build under the lock into a name of this process, then rename; a failure is recorded beside the engine."""
+    if build is None:
+        from python_backends.infer.tensorrt_build import build_engine as build
+    for stale in path.parent.glob(f"{glob.escape(path.name)}.*.partial"):  # a builder killed while holding the lock
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
-        profile = clamp_profile(parse_profile(args.batch_profile), onnx_fixed_batch(args.onnx))
-        options = EngineOptions(*args.input_size, *profile, fp16=args.fp16)
-        print(ensure_engine(args.onnx, options, args.engine_dir))
-    except (EngineBuildError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        build(onnx_path, key, tmp, log)
+        if not tmp.exists():
+            raise EngineBuildError("the builder wrote no engine")
+        tmp.replace(path)
+    except OSError:
+        raise
+    except Exception as exc:  # EngineBuildError, or whatever TensorRT's Python builder raises
+        reason = str(exc) if isinstance(exc, EngineBuildError) else repr(exc)
+        with contextlib.suppress(OSError):
+            failure_marker(path).write_text(json.dumps({"reason": reason, "key": asdict(key)}, indent=1))
+        raise EngineBuildError(
+            f"building {path.name} failed ({reason}); {failure_marker(path)} keeps the reason and later loads "
+            f"with this key fail at once: delete it to build again"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    path.with_name(path.name + ".json").write_text(json.dumps({**asdict(key), "onnx": str(onnx_path)}, indent=1))
+    log(f"engine ready: {path}")
+    return path
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold an exclusive fcntl lock on ``lock_path``, saying so when another process holds it first."""
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log(f"another process is building this engine ({lock_path} is locked); waiting for it")
+            fcntl.lockf(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(lock, fcntl.LOCK_UN)
+
+
+def _same_file(path: Path, seen: os.stat_result) -> bool:
+    try:
+        now = path.stat()
+    except FileNotFoundError:
+        return False
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (seen.st_ino, seen.st_size, seen.st_mtime_ns)

@@ -23,6 +23,14 @@ def instance_count(model_config: dict[str, Any]) -> int:
     return sum(int(group.get("count", 1)) for group in model_config.get("instance_group", [])) or 1
 
 
+def input_dims(model_config: dict[str, Any], name: str) -> list[int]:
+    """The ``dims`` of input ``name`` (without the batch dimension); KeyError when there is no such input."""
+    for tensor in model_config.get("input", []):
+        if tensor.get("name") == name:
+            return [int(d) for d in tensor["dims"]]
+    raise KeyError(f"the config has no input {name!r}")
+
+
 def int_parameter(params: dict[str, str], key: str, default: int) -> int:
     """An integer parameter, or ``default`` when it is missing or empty."""
     raw = params.get(key, "").strip()
