@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from prepare.pbtxt import triton_config
+from python_backends.infer.tensorrt_build import ensure_engine
 from python_backends.infer.tensorrt_engine import (
     EngineBuildError,
     EngineOptions,
     default_engine_dir,
     engine_options_from_config,
-    ensure_engine,
 )
 from python_backends.triton_helpers.config import parameters
 

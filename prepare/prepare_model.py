@@ -17,7 +17,8 @@ from prepare.onnx_model import (
 )
 from prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
 from prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
-from python_backends.infer.tensorrt_engine import EngineOptions, ensure_engine
+from python_backends.infer.tensorrt_build import ensure_engine
+from python_backends.infer.tensorrt_engine import EngineOptions
 
 
 def prepare(

@@ -19,12 +19,12 @@ from typing import Callable
 
 from python_backends.defaults import CPU_PRECISION, CPU_PRECISIONS
 from python_backends.infer.base import InferenceRuntime, RuntimeUnavailable
+from python_backends.infer.tensorrt_build import ensure_engine
 from python_backends.infer.tensorrt_engine import (
     EngineBuildError,
     EngineKey,
     EngineOptions,
     default_engine_dir,
-    ensure_engine,
     file_sha256,
     gpu_identity,
     import_tensorrt,

@@ -20,7 +20,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from python_backends.infer.tensorrt_engine import EngineBuildError, EngineKey, EngineOptions, import_tensorrt
+from python_backends.infer.tensorrt_engine import (
+    EngineBuildError,
+    EngineKey,
+    EngineOptions,
+    cached_engine,
+    default_engine_dir,
+    engine_key,
+    import_tensorrt,
+)
 
 PROGRESS_EVERY_S = 15.0
 TRTEXEC_TIMEOUT_ENV = "YOLOV8_TRTEXEC_TIMEOUT_S"
@@ -164,3 +172,19 @@ def onnx_fixed_batch(onnx_path: Path) -> int | None:
 
     dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
     return dim.dim_value if dim.HasField("dim_value") else None
+
+
+def ensure_engine(
+    onnx_path: Path,
+    options: EngineOptions,
+    engine_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    discard: os.stat_result | None = None,
+) -> Path:
+    """The cached engine for this ONNX, options, TensorRT and GPU; built first when missing.
+
+    ``discard``: the stat of an engine file that did not deserialize, which is replaced by a new build
+    (unless another process has replaced it already).
+    """
+    key = engine_key(onnx_path, options)
+    return cached_engine(onnx_path, key, engine_dir or default_engine_dir(), build_engine, log, discard)

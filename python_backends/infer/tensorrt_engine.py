@@ -164,32 +164,16 @@ def engine_key(onnx_path: Path, options: EngineOptions) -> EngineKey:
     return EngineKey(version, *gpu_identity(), file_sha256(onnx_path), options)
 
 
-def ensure_engine(
-    onnx_path: Path,
-    options: EngineOptions,
-    engine_dir: Path | None = None,
-    log: Callable[[str], None] = print,
-    discard: os.stat_result | None = None,
-) -> Path:
-    """The cached engine for this ONNX, options, TensorRT and GPU; built first when missing.
-
-    ``discard``: the stat of an engine file that did not deserialize, which is replaced by a new build
-    (unless another process has replaced it already).
-    """
-    key = engine_key(onnx_path, options)
-    return cached_engine(onnx_path, key, engine_dir or default_engine_dir(), log, discard=discard)
-
-
 def cached_engine(
     onnx_path: Path,
     key: EngineKey,
     engine_dir: Path,
+    build: Builder,
     log: Callable[[str], None] = print,
-    build: Builder | None = None,
     discard: os.stat_result | None = None,
 ) -> Path:
-    """``engine_dir``'s engine for ``key``, built from ``onnx_path`` with ``build`` (default
-    ``tensorrt_build.build_engine``) by one process at a time; EngineBuildError when the build fails,
+    """``engine_dir``'s engine for ``key``, built from ``onnx_path`` with ``build`` (``tensorrt_build.build_engine``
+    where TensorRT builds it) by one process at a time; EngineBuildError when the build fails,
     now or in an earlier attempt with the same key."""
     path = engine_dir / key.filename()
     if discard is None and path.exists():  # a complete engine: files appear only by rename
@@ -223,10 +207,8 @@ def _refuse_failed(path: Path) -> None:
         raise EngineBuildError(f"the last build of {path.name} failed ({reason}); delete {marker} to build it again")
 
 
-def _build(onnx_path: Path, key: EngineKey, path: Path, log: Callable[[str], None], build: Builder | None) -> Path:
+def _build(onnx_path: Path, key: EngineKey, path: Path, log: Callable[[str], None], build: Builder) -> Path:
     """Build under the lock into a name of this process, then rename; a failure is recorded beside the engine."""
-    if build is None:
-        from python_backends.infer.tensorrt_build import build_engine as build
     for stale in path.parent.glob(f"{glob.escape(path.name)}.*.partial"):  # a builder killed while holding the lock
         stale.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
