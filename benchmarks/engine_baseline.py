@@ -3,52 +3,41 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from python_backends.defaults import CPU_PRECISION
 from python_backends.infer.base import InferenceRuntime
-from python_backends.infer.select import create_runtime
-from python_backends.triton_helpers.config import instance_count, int_parameter, parameters
+from python_backends.infer.select import runtime_from_settings
+from python_backends.infer.settings import runtime_settings
 
 REFERENCE = "onnxruntime"  # what a user would otherwise call in their own process: the headline ratios' base
 
 
 def served_cpu_precision(config: dict) -> str:
     """``fp32`` or ``int8``: the ``cpu_precision`` of ``yolov8_infer``'s config (int8 after ``prepare --int8``)."""
-    return parameters(config).get("cpu_precision", "").strip() or "fp32"
+    return runtime_settings(config, Path()).cpu_precision
 
 
 def served_cpu_runtime(config: dict) -> str:
-    """The CPU runtime ``yolov8_infer`` runs with this config: the named one, or for ``auto`` its ``cpu_runtime``
-    (OpenVINO for an INT8 model)."""
-    params = parameters(config)
-    runtime = params.get("runtime", "auto").strip() or "auto"
-    if runtime != "auto":
-        return runtime
-    if served_cpu_precision(config) == "int8":
-        return "openvino"
-    return params.get("cpu_runtime", "").strip() or REFERENCE
+    """The CPU runtime ``yolov8_infer`` runs with this config, as the stage reads it (``RuntimeSettings``)."""
+    return runtime_settings(config, Path()).served_on_cpu()
 
 
 def engine_runtime(
-    repository: Path, config: dict, name: str = REFERENCE, cpu_precision: str = "fp32"
+    repository: Path, config: dict, name: str = REFERENCE, cpu_precision: str = CPU_PRECISION
 ) -> InferenceRuntime:
     """CPU runtime ``name`` as ``yolov8_infer`` builds it from the config Triton loaded (``get_model_config`` JSON),
     on the model of ``cpu_precision`` (``int8``: OpenVINO's INT8 model beside the ONNX).
 
-    Its model file and thread count, and one stream per instance: in the server each instance
-    runs one image at a time on its share of the cores; here the streams run a batch's images
-    side by side the same way.
+    The stage's own settings (model file, threads, one stream per instance: in the server each instance runs
+    one image at a time on its share of the cores; here the streams run a batch's images side by side the same
+    way), with the runtime and precision named.
     """
-    params = parameters(config)
-    return create_runtime(
-        name,
-        str(repository / "yolov8_infer" / "1" / params.get("model_file", "model.onnx")),
-        intra_op_threads=int_parameter(params, "intra_op_threads", 0),
-        cpu_streams=instance_count(config),
-        cpu_precision=cpu_precision,
-    )
+    settings = runtime_settings(config, repository / "yolov8_infer" / "1")
+    return runtime_from_settings(replace(settings, runtime=name, cpu_precision=cpu_precision))
 
 
 def input_hw(config: dict) -> tuple[int, int]:

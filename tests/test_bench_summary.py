@@ -139,9 +139,12 @@ def test_instance_count_sums_the_groups(config, count):
      ("onnxruntime", "openvino", "onnxruntime"), ("openvino", "onnxruntime", "openvino")],
 )  # fmt: skip
 def test_the_served_cpu_runtime_is_the_named_one_or_autos_choice(runtime, cpu_runtime, served):
-    config = {"parameters": {"runtime": {"string_value": runtime}, "cpu_runtime": {"string_value": cpu_runtime}}}
+    config = {
+        "input": [{"name": "images", "data_type": "TYPE_FP32", "dims": ["3", "640", "640"]}],
+        "parameters": {"runtime": {"string_value": runtime}, "cpu_runtime": {"string_value": cpu_runtime}},
+    }
     assert served_cpu_runtime(config) == served
-    int8 = {"parameters": config["parameters"] | {"cpu_precision": {"string_value": "int8"}}}
+    int8 = config | {"parameters": config["parameters"] | {"cpu_precision": {"string_value": "int8"}}}
     assert served_cpu_runtime(int8) == ("openvino" if runtime == "auto" else runtime)  # auto serves INT8 on OpenVINO
 
 

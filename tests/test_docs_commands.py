@@ -56,7 +56,6 @@ EXCEPTED = {
     r".*--window \d+": "waits for a minute of live traffic; tests/test_stage_costs.py runs report",
     r"\.venv/bin/perf_analyzer ": "a benchmark; tests/test_stage_costs.py runs perf_analyzer",
     r"export TRITON_ADMIN_KEY": "for docker compose",
-    r"\{ key: ": "a config line, not a command",
     r"from ultralytics import": "needs Ultralytics and PyTorch",
 }
 CLIENT = re.compile(r"\.venv/bin/(yolo-triton|python -m client) ")

@@ -19,6 +19,7 @@ from typing import Callable
 
 from python_backends.defaults import CPU_PRECISION, CPU_PRECISIONS
 from python_backends.infer.base import InferenceRuntime, RuntimeUnavailable
+from python_backends.infer.settings import RuntimeSettings
 from python_backends.infer.tensorrt_build import ensure_engine
 from python_backends.infer.tensorrt_engine import (
     EngineBuildError,
@@ -92,6 +93,22 @@ def create_runtime(
     from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 
     return OnnxRuntimeSession(onnx_path, **cpu)
+
+
+def runtime_from_settings(settings: RuntimeSettings, log: Callable[[str], None] = print) -> InferenceRuntime:
+    """The runtime that a config's ``settings`` ask for (``auto`` picks the best one this machine can run)."""
+    return create_runtime(
+        settings.runtime,
+        str(settings.model_file),
+        intra_op_threads=settings.intra_op_threads,
+        max_batch_size=settings.max_batch_size,
+        cpu_streams=settings.cpu_streams,
+        engine_options=settings.engine_options,
+        engine_dir=settings.engine_dir,
+        log=log,
+        cpu_runtime=settings.cpu_runtime,
+        cpu_precision=settings.cpu_precision,
+    )
 
 
 def _checked_precision(cpu_precision: str) -> None:

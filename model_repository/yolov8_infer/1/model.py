@@ -10,9 +10,9 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from python_backends.infer.select import create_runtime
-from python_backends.infer.tensorrt_engine import engine_options_from_config
-from python_backends.triton_helpers.config import input_dims, instance_count, int_parameter, load_config, parameters
+from python_backends.infer.select import runtime_from_settings
+from python_backends.infer.settings import runtime_settings
+from python_backends.triton_helpers.config import input_dims, load_config, parameters
 from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.gpu_arrays import concatenate_on, create_cuda_context, gpu_count, to_host
 from python_backends.triton_helpers.stub_output import log_line_by_line
@@ -26,17 +26,7 @@ class TritonPythonModel:
         params = parameters(config)
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         dims = input_dims(config, "images")
-        self.runtime = create_runtime(
-            params.get("runtime", "auto"),
-            os.path.join(version_dir, params.get("model_file", "model.onnx")),
-            intra_op_threads=int_parameter(params, "intra_op_threads", 0),
-            cpu_streams=instance_count(config),
-            max_batch_size=max(1, int(config.get("max_batch_size", 1))),
-            engine_options=engine_options_from_config(config),
-            engine_dir=Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else None,
-            cpu_runtime=params.get("cpu_runtime", "").strip() or "onnxruntime",
-            cpu_precision=params.get("cpu_precision", "").strip() or "fp32",
-        )
+        self.runtime = runtime_from_settings(runtime_settings(config, Path(version_dir)))
         self.shares_cores = self.runtime.name in ("onnxruntime", "openvino") and self.runtime.streams > 1
         if self.shares_cores:  # two paths (all cores, a stream's share); model_warmup reaches only one
             self.runtime.warm_up(tuple(dims))
