@@ -53,7 +53,7 @@ def fp32_agreement(repository: Path, samples: Path, num_classes: int) -> Agreeme
     onnx_path = repository / "yolov8_infer" / "1" / "model.onnx"
     fp32, int8 = OnnxRuntimeSession(str(onnx_path)), OpenVinoRuntime(str(int8_model_path(onnx_path)))
     height, width = fp32.session.get_inputs()[0].shape[2:]
-    preprocessor, postprocessor = Preprocessor(height, width), Postprocessor(num_classes, 300, 0.25, 0.7)
+    preprocessor, postprocessor = Preprocessor(height, width), Postprocessor(num_classes)
 
     def detections(runtime, tensor, mapping) -> list[dict]:
         found = postprocessor.detect(runtime.run(tensor[None])[0], mapping)

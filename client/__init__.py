@@ -1,7 +1,8 @@
 """Client for the YOLOv8 Triton ensemble: ``YoloTritonClient`` and the ``python -m client`` CLI.
 
-Needs numpy, OpenCV and tritonclient; of the project it imports only ``evaluation`` (for ``client val``),
-so the two install together without the server's code.
+Needs numpy, OpenCV and tritonclient; of the project it imports only ``evaluation`` (for ``client val``) and
+``python_backends.defaults`` (the serving defaults, a module that imports nothing), so it runs without the
+server's code.
 """
 
 from client.api import Detection, DetectionResult, YoloTritonClient

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -83,3 +88,30 @@ def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
             cv2.LINE_AA,
         )
     return out
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C libraries write to stderr (file descriptor 2) to /dev/null while the block runs.
+
+    libpng, inside OpenCV, prints "libpng warning: iCCP: known incorrect sRGB profile" when it
+    reads astronaut.png: the file carries an sRGB colour profile that libpng deems malformed.
+    It is harmless (OpenCV ignores colour profiles), and no OpenCV setting turns it off.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def read_image(path: Path) -> np.ndarray | None:
+    """uint8 BGR (H, W, 3) pixels of the image file at ``path`` (None when OpenCV cannot read it), without
+    libpng's warnings about colour profiles on stderr."""
+    with native_stderr_silenced():
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)

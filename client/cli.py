@@ -17,6 +17,7 @@ from client.api import DetectionResult, YoloTritonClient
 from client.detect_run import DetectRun, progress_bar, tls_options
 from client.sources import ImageItem, expand
 from client.val import validate
+from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, VAL_CONF_THRESHOLD
 
 URL_HELP = "Triton gRPC address; several: host1:8001,host2:8001 or dns:///name:8001, round robin (default %(default)s)"
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
@@ -97,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     detect = commands.add_parser("detect", help="detect objects in images, folders and videos")
     detect.add_argument("sources", nargs="+", metavar="SOURCE", help="image file, folder (recursive) or video")
     detect.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
-    detect.add_argument("--conf", type=float, default=None, help="confidence threshold (server default 0.25)")
-    detect.add_argument("--iou", type=float, default=None, help="NMS IoU threshold (server default 0.7)")
+    detect.add_argument(
+        "--conf", type=float, default=None, help=f"confidence threshold (server default {CONF_THRESHOLD})"
+    )
+    detect.add_argument("--iou", type=float, default=None, help=f"NMS IoU threshold (server default {IOU_THRESHOLD})")
     detect.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     output = detect.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="a JSON list, one object per image")
@@ -111,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     val = commands.add_parser("val", help="COCO mAP of the served model on a labelled dataset (Ultralytics layout)")
     val.add_argument("--data", required=True, metavar="DATA.yaml", help="Ultralytics dataset file: path, val, names")
     val.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
-    val.add_argument("--conf", type=float, default=0.001, help="confidence threshold (default %(default)s)")
-    val.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default %(default)s)")
+    val.add_argument(
+        "--conf", type=float, default=VAL_CONF_THRESHOLD, help="confidence threshold (default %(default)s)"
+    )
+    val.add_argument("--iou", type=float, default=IOU_THRESHOLD, help="NMS IoU threshold (default %(default)s)")
     val.add_argument("--json", default=None, metavar="OUT", help="also write the metrics to this JSON file")
     add_request_options(val)
     val.set_defaults(func=validate, save=None)  # DetectRun writes no annotated images

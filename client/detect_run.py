@@ -18,7 +18,7 @@ from typing import TextIO
 import cv2
 from tqdm import tqdm
 
-from client.annotate import annotate
+from client.annotate import annotate, read_image
 from client.api import DetectionError, DetectionResult, YoloTritonClient
 from client.sources import FrameItem, ImageItem, video_fps, video_frames
 
@@ -70,7 +70,7 @@ class DetectRun:
     def save_image(self, item: ImageItem, result: DetectionResult) -> None:
         if self.save_dir is None:
             return
-        pixels = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
+        pixels = read_image(item.path)
         target = self.save_dir / item.path.name
         if target.exists():  # same file name from another folder
             target = self.save_dir / f"{item.path.stem}_{len(self.results)}{item.path.suffix}"

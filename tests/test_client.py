@@ -160,6 +160,7 @@ def photo_folder(tmp_path, sample_images):
     for name in ("bus.jpg", "zidane.jpg"):
         (folder / name).write_bytes(sample_images[name].read_bytes())
     (folder / "nested" / "camera.png").write_bytes(sample_images["camera.png"].read_bytes())
+    (folder / "astronaut.png").write_bytes(sample_images["astronaut.png"].read_bytes())  # libpng warns on it
     (folder / "nested" / "corrupt.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")
     return folder
 
@@ -168,9 +169,11 @@ def test_cli_folder_json_csv_and_save(triton, photo_folder, tmp_path):
     saved = tmp_path / "annotated"
     done = run_cli(triton, photo_folder, "--json", "--save", saved, "--concurrency", "3")
     assert done.returncode == 1  # the corrupt file failed ...
-    assert "corrupt.jpg" in done.stderr and "summary: 3 images, 1 failed" in done.stderr
+    assert "corrupt.jpg" in done.stderr and "summary: 4 images, 1 failed" in done.stderr
+    assert "libpng" not in done.stderr  # --save reads astronaut.png's colour profile without a warning
     results = json.loads(done.stdout)  # ... and the run went on
-    assert sorted(r["image"].rsplit("/", 1)[1] for r in results) == ["bus.jpg", "camera.png", "zidane.jpg"]
+    names = sorted(r["image"].rsplit("/", 1)[1] for r in results)
+    assert names == ["astronaut.png", "bus.jpg", "camera.png", "zidane.jpg"]
     for result in results:
         original = cv2.imread(result["image"], cv2.IMREAD_COLOR)
         drawn = cv2.imread(str(saved / result["image"].rsplit("/", 1)[1]), cv2.IMREAD_COLOR)

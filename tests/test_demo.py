@@ -1,11 +1,11 @@
-"""``make demo`` prints no libpng warning: the annotation reads its photos with C-level stderr silenced."""
+"""`make demo` and the CLI's `--save` print no libpng warning: they read photos with C-level stderr silenced."""
 
 import subprocess
 import sys
 
 from sample_images import SAMPLES
 
-READ = "import cv2, sys; from tools.demo import native_stderr_silenced\n"
+READ = "import cv2, sys; from client.annotate import native_stderr_silenced\n"
 WARNING = b"libpng warning: iCCP: known incorrect sRGB profile"
 
 

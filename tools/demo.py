@@ -5,16 +5,13 @@ python -m tools.demo [IMAGE ...]
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 
-from client.annotate import annotate
+from client.annotate import annotate, read_image
 from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
@@ -25,26 +22,6 @@ from serving.triton import ServerOptions
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"
 ANNOTATED = PROJECT_ROOT / ".cache" / "demo"
 DEFAULT_IMAGES = ("bus.jpg", "zidane.jpg", "grace_hopper.jpg", "astronaut.png", "camera.png")
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send what C libraries write to stderr (file descriptor 2) to /dev/null while the block runs.
-
-    libpng, inside OpenCV, prints "libpng warning: iCCP: known incorrect sRGB profile" when it
-    reads astronaut.png: the file carries an sRGB colour profile that libpng deems malformed.
-    It is harmless (OpenCV ignores colour profiles), and no OpenCV setting turns it off.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def main(argv: list[str]) -> int:
@@ -66,8 +43,7 @@ def main(argv: list[str]) -> int:
         delta = deltas(snapshot(client.client, models), before)
     print(format_table(results))
     ANNOTATED.mkdir(parents=True, exist_ok=True)
-    with native_stderr_silenced():  # libpng's warning about astronaut.png's colour profile
-        pixels = [cv2.imread(str(image), cv2.IMREAD_COLOR) for image in images]
+    pixels = [read_image(image) for image in images]
     for image, picture, result in zip(images, pixels, results):
         cv2.imwrite(str(ANNOTATED / image.name), annotate(picture, result))
     print(f"\nannotated images: {ANNOTATED}/")
