@@ -23,7 +23,7 @@ from pathlib import Path
 from client.api import DetectionError, DetectionResult, YoloTritonClient
 from cluster.local import balancer_states
 from python_backends import PROJECT_ROOT
-from serving.server import free_port
+from serving.ports import free_port
 
 
 class ClusterProcess:

@@ -37,8 +37,9 @@ from cluster.config import (
 )
 from python_backends import PROJECT_ROOT
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
+from serving.ports import free_port, taken_port
 from serving.processes import shm_regions
-from serving.server import free_port, http_ok
+from serving.server import http_ok
 from serving.supervisor import RestartBudget
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
@@ -71,17 +72,6 @@ def group_pids(pgid: int) -> list[int]:
                 if os.getpgid(int(entry)) == pgid:
                     pids.append(int(entry))
     return pids
-
-
-def port_in_use(port: int) -> bool:
-    """Something listens on 127.0.0.1:``port`` (connections in TIME_WAIT don't count, as for nginx and HAProxy)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
 
 
 def balancer_stats(state_dir: Path) -> list[dict[str, str]]:
@@ -237,14 +227,11 @@ class Cluster:
             if found is None:
                 raise ClusterError(f"{tool} is not installed: run `make setup` (it installs Debian's {tool})")
             self.tools[tool] = found
-        named = {
-            "gRPC": self.front.grpc_port,
-            "HTTP": self.front.http_port,
-            "Prometheus": self.front.prometheus_port,
-        }
-        for what, port in named.items():
-            if port_in_use(port):
-                raise ClusterError(f"port {port} ({what}) is already in use on 127.0.0.1: stop what holds it")
+        taken = taken_port(
+            {"gRPC": self.front.grpc_port, "HTTP": self.front.http_port, "Prometheus": self.front.prometheus_port}
+        )
+        if taken:
+            raise ClusterError(taken)
 
     def start(self, timeout_s: float = 300.0) -> None:
         self.preflight()

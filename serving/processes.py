@@ -107,23 +107,50 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def listening_addresses(port: int) -> set[str]:
-    """IP addresses with a TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net/tcp*.
+def _listening_sockets(port: int) -> list[tuple[str, int]]:
+    """(IP address, socket inode) of each TCP socket listening on ``port`` (IPv4 and IPv6), from /proc/net/tcp*.
 
     IPv4-mapped IPv6 addresses are given as IPv4.
     """
-    found = set()
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == TCP_LISTEN and int(hex_port, 16) == port:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == TCP_LISTEN and int(hex_port, 16) == port:
                 raw = bytes.fromhex(address)
                 words = struct.unpack(f"<{len(raw) // 4}I", raw)  # the kernel prints 32-bit words in host order
                 ip = ipaddress.ip_address(struct.pack(f">{len(words)}I", *words))
-                found.add(str(getattr(ip, "ipv4_mapped", None) or ip))  # ::ffff:127.0.0.1 is 127.0.0.1
+                found.append((str(getattr(ip, "ipv4_mapped", None) or ip), int(fields[9])))  # ::ffff:127.0.0.1 → v4
+    return found
+
+
+def listening_addresses(port: int) -> set[str]:
+    """IP addresses with a TCP socket listening on ``port`` (IPv4 and IPv6)."""
+    return {address for address, _ in _listening_sockets(port)}
+
+
+def listening_pids(port: int, pids: list[int] | None = None) -> set[int]:
+    """Processes (of ``pids``; default: all) holding a socket that listens on ``port``, as far as /proc shows them
+    (another user's file descriptors are not readable)."""
+    inodes = {f"socket:[{inode}]" for _, inode in _listening_sockets(port)}
+    if pids is None:
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    found = set()
+    for pid in pids if inodes else []:
+        try:
+            descriptors = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    found.add(pid)
+                    break
+            except OSError:
+                continue
     return found

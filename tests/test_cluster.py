@@ -30,8 +30,8 @@ from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
 from cluster.config import BODY_CAP_BYTES, FrontPorts
 from cluster.local import Cluster, ClusterError, balancer_stats, find_tool, group_pids
+from serving.ports import free_port
 from serving.processes import child_pids, is_alive, shm_regions, stub_processes
-from serving.server import free_port
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
 BACKENDS = ("grpc_replicas", "http_replicas")

@@ -13,7 +13,8 @@ import signal
 from held_stage import wait_until
 
 from benchmarks.cluster_load import ClusterProcess
-from cluster.local import balancer_stats, group_pids, port_in_use
+from cluster.local import balancer_stats, group_pids
+from serving.ports import port_in_use
 
 
 def test_a_replica_that_exits_more_than_its_limit_stops_the_cluster(yolo11n_repository, tmp_path):
