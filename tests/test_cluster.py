@@ -29,7 +29,8 @@ from tritonclient.utils import InferenceServerException
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
 from cluster.config import BODY_CAP_BYTES, FrontPorts
-from cluster.local import Cluster, ClusterError, balancer_stats, find_tool, group_pids
+from cluster.haproxy_runtime import balancer_stats
+from cluster.local import Cluster, ClusterError, find_tool, group_pids
 from serving.ports import free_port
 from serving.processes import child_pids, is_alive, shm_regions, stub_processes
 
@@ -317,6 +318,31 @@ def test_bad_image_gets_invalid_argument_once(cluster):
         assert bad.value.status == "StatusCode.INVALID_ARGUMENT" and "cannot decode image" in bad.value.message
         deltas.append(cluster.fail_counts() - fails)
     assert deltas[0] >= 1 and deltas[1] == deltas[0], deltas
+
+
+def test_a_replica_whose_port_was_taken_starts_on_new_ports(cluster, bus):
+    """Another process holds replica-1's gRPC port when it is started again: it is started on new ports, which
+    HAProxy and Prometheus follow, and it serves there."""
+    old = cluster.replicas()[1]
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # beside Triton's gRPC socket, which allows it
+        taken.bind(("127.0.0.1", old["grpc_port"]))
+        taken.listen()
+        os.killpg(old["pgid"], signal.SIGKILL)
+        wait_replaced(cluster, 1, old["pgid"])
+        new = cluster.replicas()[1]
+        assert new["grpc_port"] != old["grpc_port"], new
+    assert "replica-1 exited with -9, another process took a port of its: starting it on" in cluster.log.read_text()
+    (row,) = [
+        r for r in balancer_stats(cluster.state_dir) if r["pxname"] == "grpc_replicas" and r["svname"] == "replica-1"
+    ]
+    assert row["addr"] == f"127.0.0.1:{new['grpc_port']}"
+    assert send_once(f"127.0.0.1:{new['grpc_port']}", bus) is None
+    scraped = f"127.0.0.1:{new['metrics_port']}"
+    deadline = time.monotonic() + 60
+    while [r["metric"]["instance"] for r in cluster.query('up{pod="replica-1"} == 1')] != [scraped]:
+        assert time.monotonic() < deadline, f"Prometheus does not scrape replica-1 at {scraped}"
+        time.sleep(0.5)
 
 
 def test_cluster_that_cannot_start(model_repository, tmp_path):

@@ -13,7 +13,8 @@ import signal
 from held_stage import wait_until
 
 from benchmarks.cluster_load import ClusterProcess
-from cluster.local import balancer_stats, group_pids
+from cluster.haproxy_runtime import balancer_stats
+from cluster.local import group_pids
 from serving.ports import port_in_use
 
 
