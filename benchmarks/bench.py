@@ -53,7 +53,7 @@ from benchmarks.runtimes import FIRST_REQUEST_TARGET, runtime_rows, runtime_tabl
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
 from python_backends import PROJECT_ROOT
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import DEFAULT_REPOSITORY, ServerOptions
 

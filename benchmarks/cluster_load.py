@@ -22,7 +22,7 @@ from pathlib import Path
 from client.api import DetectionError, DetectionResult, YoloTritonClient
 from cluster.haproxy_runtime import balancer_states, runtime_command
 from python_backends import PROJECT_ROOT
-from serving.ports import free_port
+from serving.processes import free_port
 
 
 class ClusterProcess:

@@ -17,7 +17,7 @@ from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw
 from benchmarks.paired import ensemble_throughput
 from client.api import YoloTritonClient
 from python_backends.prepare.repository import copy_with_parameters
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
 

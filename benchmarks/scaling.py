@@ -18,7 +18,7 @@ import cv2
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
 from python_backends import PROJECT_ROOT
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
 

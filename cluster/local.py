@@ -40,8 +40,7 @@ from cluster.config import (
 from cluster.haproxy_runtime import balancer_states, move_replica
 from python_backends import PROJECT_ROOT
 from python_backends.prepare.repository import DEFAULT_REPOSITORY
-from serving.ports import free_port, taken_port
-from serving.processes import shm_regions
+from serving.processes import free_port, shm_regions, taken_port
 from serving.server import http_ok
 from serving.supervisor import RestartBudget
 

@@ -17,8 +17,7 @@ import numpy as np
 
 from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
-from serving.ports import taken_port
-from serving.processes import StubProcess, is_alive, listening_pids, shm_regions, stub_processes
+from serving.processes import StubProcess, is_alive, listening_pids, shm_regions, stub_processes, taken_port
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from own_server import options, started
 from client.api import YoloTritonClient, grpc_target
 from client.async_api import AsyncYoloTritonClient
 from client.cli import main as cli_main
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.server import TritonServer
 
 

@@ -31,8 +31,7 @@ from client.api import DetectionError, YoloTritonClient
 from cluster.config import BODY_CAP_BYTES, FrontPorts
 from cluster.haproxy_runtime import balancer_stats
 from cluster.local import Cluster, ClusterError, find_tool, group_pids
-from serving.ports import free_port
-from serving.processes import child_pids, is_alive, shm_regions, stub_processes
+from serving.processes import child_pids, free_port, is_alive, shm_regions, stub_processes
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
 BACKENDS = ("grpc_replicas", "http_replicas")
@@ -325,10 +324,15 @@ def test_a_replica_whose_port_was_taken_starts_on_new_ports(cluster, bus):
     HAProxy and Prometheus follow, and it serves there."""
     old = cluster.replicas()[1]
     with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # beside Triton's gRPC socket, which allows it
-        taken.bind(("127.0.0.1", old["grpc_port"]))
-        taken.listen()
-        os.killpg(old["pgid"], signal.SIGKILL)
+        cluster.process.send_signal(signal.SIGSTOP)  # the cluster starts the replica again once the port is taken
+        try:
+            os.killpg(old["pgid"], signal.SIGKILL)
+            wait_until(lambda: not group_pids(old["pgid"]), "replica-1's processes gone", 30)
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over the connections in TIME_WAIT
+            taken.bind(("127.0.0.1", old["grpc_port"]))
+            taken.listen()
+        finally:
+            cluster.process.send_signal(signal.SIGCONT)
         wait_replaced(cluster, 1, old["pgid"])
         new = cluster.replicas()[1]
         assert new["grpc_port"] != old["grpc_port"], new

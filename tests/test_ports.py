@@ -1,4 +1,4 @@
-"""``serving.ports``: servers' ports outside the kernel's ephemeral range, a block per pytest-xdist worker, and
+"""``serving.processes``: servers' ports outside the kernel's ephemeral range, a block per pytest-xdist worker, and
 a taken port named with what holds it."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from serving.ports import bindable, ephemeral_range, free_port, port_block, taken_port
+from serving.processes import bindable, ephemeral_range, free_port, port_block, taken_port
 
 
 def test_free_ports_are_outside_the_ephemeral_range_and_each_picked_once():

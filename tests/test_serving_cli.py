@@ -10,7 +10,7 @@ import pytest
 
 from python_backends import PROJECT_ROOT
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.triton import server_command, server_environment
 
 

@@ -19,7 +19,7 @@ from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
 from python_backends import PROJECT_ROOT
-from serving.ports import free_port
+from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
 

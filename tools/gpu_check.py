@@ -171,7 +171,7 @@ def _served(
     import tritonclient.grpc as grpcclient
 
     from client.api import YoloTritonClient
-    from serving.ports import free_port
+    from serving.processes import free_port
     from serving.server import TritonServer
     from serving.triton import ServerOptions
 

@@ -47,7 +47,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the che
 from tiny_models import names_only, tiny_yolo  # noqa: E402
 
 from python_backends import PROJECT_ROOT  # noqa: E402
-from serving.ports import free_port  # noqa: E402
+from serving.processes import free_port  # noqa: E402
 
 PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"
