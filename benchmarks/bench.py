@@ -52,7 +52,8 @@ from benchmarks.runtimes import runtime_rows, runtime_table
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 from serving.triton import ServerOptions
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"

@@ -39,7 +39,8 @@ from tritonclient.utils import InferenceServerException
 
 from benchmarks.cluster_load import ClusterProcess, Load, longest_gap_s
 from client.api import YoloTritonClient
-from cluster.local import balancer_stats, group_pids
+from cluster.haproxy_runtime import balancer_stats
+from cluster.local import group_pids
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import rss_bytes
 

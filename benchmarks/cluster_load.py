@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.api import DetectionError, DetectionResult, YoloTritonClient
-from cluster.local import balancer_states
+from cluster.haproxy_runtime import balancer_states, runtime_command
 from python_backends.paths import PROJECT_ROOT
-from serving.server import free_port
+from serving.processes import free_port
 
 
 class ClusterProcess:
@@ -72,13 +71,7 @@ class ClusterProcess:
 
     def balancer_command(self, command: str) -> str:
         """One command to HAProxy's runtime API (its stats socket, admin level); its answer."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(self.state_dir / "haproxy.sock"))
-            sock.sendall(command.encode() + b"\n")
-            answer = b""
-            while chunk := sock.recv(65536):
-                answer += chunk
-        return answer.decode()
+        return runtime_command(self.state_dir, command)
 
     def wait_all_up(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -17,7 +17,8 @@ from benchmarks.engine_baseline import engine_baseline, engine_runtime, input_hw
 from benchmarks.paired import ensemble_throughput
 from client.api import YoloTritonClient
 from prepare.repository import copy_with_parameters
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 from serving.triton import ServerOptions
 
 FIRST_REQUEST_TARGET = 1.25  # warm-up before ready: the first request costs at most this times the served p50

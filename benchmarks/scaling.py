@@ -18,7 +18,8 @@ import cv2
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
 from python_backends.paths import PROJECT_ROOT
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 from serving.triton import ServerOptions
 
 SIZES = {"VGA 640x480": (640, 480), "1 MP 1155x866": (1155, 866), "4K 3840x2160": (3840, 2160)}

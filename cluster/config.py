@@ -13,6 +13,7 @@ does that (nginx's own tests use it for buffered gRPC); the mirror's subrequest 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -144,18 +145,24 @@ def nginx_config(front: FrontPorts, state_dir: Path) -> str:
     return gateway_config(listen, "127.0.0.1", upstream, state_dir, resolver="127.0.0.1")
 
 
-def prometheus_config(replicas: list[ReplicaPorts], rules_path: Path) -> str:
-    """prometheus.yml: every replica's metrics, labelled as Kubernetes would (namespace, pod)."""
+def prometheus_config(targets_path: Path, rules_path: Path) -> str:
+    """prometheus.yml: the replicas listed in ``targets_path`` (``prometheus_targets``; Prometheus reads it
+    again whenever it changes), and the rules in ``rules_path``."""
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules_path)],
+        "scrape_configs": [{"job_name": "triton", "file_sd_configs": [{"files": [str(targets_path)]}]}],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def prometheus_targets(replicas: list[ReplicaPorts]) -> str:
+    """Every replica's metrics endpoint, labelled as Kubernetes would (namespace, pod): a file_sd targets file."""
     targets = [
         {"targets": [f"127.0.0.1:{r.metrics_port}"], "labels": {"namespace": "local", "pod": f"replica-{i}"}}
         for i, r in enumerate(replicas)
     ]
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules_path)],
-        "scrape_configs": [{"job_name": "triton", "static_configs": targets}],
-    }
-    return yaml.safe_dump(config, sort_keys=False)
+    return json.dumps(targets, indent=2) + "\n"
 
 
 def prometheus_rules(rule_file: Path = RULE_FILE) -> str:

@@ -2,7 +2,9 @@
 
 Each replica is ``python -m serving`` on its own loopback ports, in its own process group (its
 supervisor, tritonserver and stubs: one ``kill`` of the group stops the whole replica). A replica
-that exits, however it died, is cleaned up (its shared memory) and started again on the same ports.
+that exits, however it died, is cleaned up (its shared memory) and started again on the same ports;
+one that exits because another process took one of its ports is started on new ones, which HAProxy
+(through its runtime API) and Prometheus (through its targets file) follow.
 Clients use nginx on 127.0.0.1:8001 (gRPC) and :8000 (HTTP); see ``cluster.config`` for
 what each process does. ``.cache/cluster/replicas.json`` lists each replica's ports and pgid.
 Ctrl-C (or SIGTERM) stops everything: the replicas drain first, then the balancers and Prometheus.
@@ -18,7 +20,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,10 +35,12 @@ from cluster.config import (
     nginx_config,
     prometheus_config,
     prometheus_rules,
+    prometheus_targets,
 )
+from cluster.haproxy_runtime import balancer_states, move_replica
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
-from serving.processes import shm_regions
-from serving.server import free_port, http_ok
+from serving.processes import free_port, shm_regions, taken_port
+from serving.server import http_ok
 from serving.supervisor import RestartBudget
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
@@ -72,38 +75,8 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
-def port_in_use(port: int) -> bool:
-    """Something listens on 127.0.0.1:``port`` (connections in TIME_WAIT don't count, as for nginx and HAProxy)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def balancer_stats(state_dir: Path) -> list[dict[str, str]]:
-    """HAProxy's ``show stat`` rows (pxname, svname, status, bin, ...) from its stats socket; [] if it is not up."""
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(2)
-            sock.connect(str(state_dir / "haproxy.sock"))
-            sock.sendall(b"show stat\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-    except OSError:
-        return []
-    lines = data.decode().splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    return [dict(zip(header, line.split(","))) for line in lines[1:] if line]
-
-
-def balancer_states(state_dir: Path) -> dict[tuple[str, str], str]:
-    """HAProxy's view: (backend, replica name) → status (UP, DOWN, DRAIN (agent), ...)."""
-    rows = balancer_stats(state_dir)
-    return {(row["pxname"], row["svname"]): row["status"] for row in rows if row["svname"].startswith("replica-")}
+def new_replica_ports() -> ReplicaPorts:
+    return ReplicaPorts(free_port(), free_port(), free_port(), free_port())
 
 
 class Replica:
@@ -123,6 +96,7 @@ class Replica:
         self.process: subprocess.Popen | None = None
         self.shm: set[Path] = set()
         self.restarts = restarts
+        self.log_starts: dict[Path, int] = {}  # each log's size when this replica was last started
 
     @property
     def name(self) -> str:
@@ -134,6 +108,8 @@ class Replica:
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        logs = (self.log_dir / "supervisor.log", self.log_dir / "tritonserver.log")
+        self.log_starts = {log: log.stat().st_size if log.exists() else 0 for log in logs}
         p = self.ports
         command = [
             sys.executable,
@@ -161,6 +137,17 @@ class Replica:
 
     def exited(self) -> bool:
         return self.process is not None and self.process.poll() is not None
+
+    def lost_a_port(self) -> bool:
+        """Its logs since it was last started say a port was taken: by its supervisor's check, Triton's bind or
+        the agent's."""
+        for log, start in self.log_starts.items():
+            if log.exists():
+                with open(log, "rb") as text:
+                    text.seek(start)
+                    if b"already in use" in text.read():
+                        return True
+        return False
 
     def record_resources(self) -> None:
         """Remember the shared-memory files its processes map, to remove them if it dies without cleaning up."""
@@ -220,7 +207,7 @@ class Cluster:
         self.front, self.state_dir, self.find = front, state_dir, find
         self.tools: dict[str, str] = {}  # name → executable, found by preflight
         admin_key = secrets.token_urlsafe(24)
-        ports = [ReplicaPorts(free_port(), free_port(), free_port(), free_port()) for _ in range(replicas)]
+        ports = [new_replica_ports() for _ in range(replicas)]
         self.replicas = [
             Replica(i, p, repository, state_dir, admin_key, RestartBudget(max_restarts, RESTART_WINDOW_S, clock))
             for i, p in enumerate(ports)
@@ -236,14 +223,11 @@ class Cluster:
             if found is None:
                 raise ClusterError(f"{tool} is not installed: run `make setup` (it installs Debian's {tool})")
             self.tools[tool] = found
-        named = {
-            "gRPC": self.front.grpc_port,
-            "HTTP": self.front.http_port,
-            "Prometheus": self.front.prometheus_port,
-        }
-        for what, port in named.items():
-            if port_in_use(port):
-                raise ClusterError(f"port {port} ({what}) is already in use on 127.0.0.1: stop what holds it")
+        taken = taken_port(
+            {"gRPC": self.front.grpc_port, "HTTP": self.front.http_port, "Prometheus": self.front.prometheus_port}
+        )
+        if taken:
+            raise ClusterError(taken)
 
     def start(self, timeout_s: float = 300.0) -> None:
         self.preflight()
@@ -275,15 +259,20 @@ class Cluster:
 
     def _write_configs(self) -> dict[str, Path]:
         ports = [r.ports for r in self.replicas]
-        rules = self.state_dir / "prometheus-rules.yml"
+        rules, targets = self.state_dir / "prometheus-rules.yml", self.state_dir / "prometheus-targets.json"
         files = {
             "haproxy": (self.state_dir / "haproxy.cfg", haproxy_config(ports, self.front, self.state_dir)),
             "nginx": (self.state_dir / "nginx.conf", nginx_config(self.front, self.state_dir)),
-            "prometheus": (self.state_dir / "prometheus.yml", prometheus_config(ports, rules)),
+            "prometheus": (self.state_dir / "prometheus.yml", prometheus_config(targets, rules)),
             "rules": (rules, prometheus_rules()),
+            "targets": (targets, prometheus_targets(ports)),
         }
         for path, text in files.values():
-            path.write_text(text)
+            tmp = path.with_name(
+                path.name + ".tmp"
+            )  # whole files only: Prometheus reads the targets again as they change
+            tmp.write_text(text)
+            tmp.replace(path)
         return {name: path for name, (path, _) in files.items()}
 
     @staticmethod
@@ -302,7 +291,9 @@ class Cluster:
         while time.monotonic() < deadline and not self.stopping.is_set():
             self._check_helpers()
             for replica in self.replicas:
-                if replica.exited():
+                if replica.exited() and replica.lost_a_port():
+                    self._restart(replica)
+                elif replica.exited():
                     raise ClusterError(f"{replica.name} exited: see {replica.log_dir / 'supervisor.log'}")
             if all(r.is_ready() for r in self.replicas) and http_ok(prometheus):
                 states = balancer_states(self.state_dir)
@@ -344,10 +335,35 @@ class Cluster:
                 f"{replica.name} exited {len(replica.restarts.times)} times in {RESTART_WINDOW_S:.0f} s, "
                 f"last with {status}: see {replica.log_dir}"
             )
-        log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
         replica.clean_up()
+        if replica.lost_a_port():
+            replica.ports = new_replica_ports()
+            ports = ", ".join(f"{name} {port}" for name, port in vars(replica.ports).items())
+            log.warning(
+                "%s exited with %s, another process took a port of its: starting it on %s", replica.name, status, ports
+            )
+            self._write_configs()
+            self._move_in_balancer(replica)
+        else:
+            log.warning("%s exited with %s: cleaning up, starting it again", replica.name, status)
         replica.start()
         self.write_replicas_json()
+
+    def _move_in_balancer(self, replica: Replica, timeout_s: float = 10.0) -> None:
+        """Point HAProxy at the replica's new ports (it may still be starting: its socket comes up after it has
+        read its config, which may be the old one)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._check_helpers()
+            try:
+                move_replica(self.state_dir, replica.name, replica.ports)
+                return
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"HAProxy's runtime API does not answer: {exc}") from exc
+            except RuntimeError as exc:
+                raise ClusterError(str(exc)) from exc
+            time.sleep(0.1)
 
     def stop(self) -> None:
         """SIGTERM every replica (each drains: out of rotation first), wait; then the balancers and Prometheus."""

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ import numpy as np
 
 from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
-from serving.processes import StubProcess, is_alive, shm_regions, stub_processes
+from serving.processes import StubProcess, is_alive, listening_pids, shm_regions, stub_processes, taken_port
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
 log = logging.getLogger(__name__)
@@ -35,13 +34,6 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
             return reply.status == 200
     except OSError:
         return False
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TritonServer:
@@ -79,16 +71,26 @@ class TritonServer:
     def http_url(self) -> str:
         return f"http://{self.options.host}:{self.options.http_port}"
 
-    def start(self, timeout_s: float = 120.0) -> TritonServer:
-        """Start the server and wait until ``/v2/health/ready`` answers 200.
+    @property
+    def ports(self) -> dict[str, int]:
+        """What the server serves on each of its ports → the port."""
+        ports = {"HTTP": self.options.http_port, "gRPC": self.options.grpc_port}
+        return ports | ({"metrics": self.options.metrics_port} if self.options.metrics else {})
 
-        Refuses to start (ServerStartError) under a NumPy its Python stubs can't use (``stub_numpy_problem``).
+    def start(self, timeout_s: float = 120.0) -> TritonServer:
+        """Start the server and wait until it is ready (``is_ready``).
+
+        Refuses to start (ServerStartError) under a NumPy its Python stubs can't use (``stub_numpy_problem``),
+        and when another process listens on one of its ports (the message names the port and, where /proc
+        tells, the process).
         """
-        problem = stub_numpy_problem(np.__version__)
+        problem = stub_numpy_problem(np.__version__) or taken_port(self.ports, self.options.host)
         if problem:
             raise ServerStartError(problem)
+        log_start = 0
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
         with open(os.devnull if self.log_path is None else self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -104,7 +106,8 @@ class TritonServer:
             if self.process.poll() is not None:
                 self.stubs = list(self.loading_stubs.values())  # a crash while loading (2.51's on a failed warm-up)
                 self._clean_up()  # orphaned them: killed here, their shared memory removed
-                raise ServerStartError(f"tritonserver exited with {self.process.returncode}; see {self.log_path}")
+                reason = f"tritonserver exited with {self.process.returncode}{self._port_problem(log_start)}"
+                raise ServerStartError(f"{reason}; see {self.log_path}")
             if self.is_ready():
                 self._record_resources()
                 self.started = True
@@ -117,7 +120,21 @@ class TritonServer:
         raise ServerStartError(f"tritonserver not ready after {timeout_s:.0f} s; see {self.log_path}")
 
     def is_ready(self) -> bool:
-        return http_ok(f"{self.http_url}/v2/health/ready")
+        """``/v2/health/ready`` answers 200, and this server is the process listening there (not another one
+        that answers on the same port)."""
+        return http_ok(f"{self.http_url}/v2/health/ready") and bool(
+            listening_pids(self.options.http_port, [self.process.pid])
+        )
+
+    def _port_problem(self, log_start: int) -> str:
+        """``: <the log's line>`` where the log written since ``log_start`` says a port was taken, else ''."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(log_start)
+            lines = log.read().decode(errors="replace").splitlines()
+        taken = [line.strip() for line in lines if "already in use" in line]
+        return f": {taken[-1]}" if taken else ""
 
     def _record_resources(self) -> None:
         self.stubs = stub_processes(self.process.pid)
@@ -164,8 +181,12 @@ class TritonServer:
         return self.process.returncode
 
     def kill(self) -> None:
-        """SIGKILL the server and its stubs at once (no draining), then clean up."""
-        if self.process is not None and self.process.poll() is None:
+        """SIGKILL the server and its stubs at once (no draining), then clean up (what it holds is recorded first,
+        as ``stop`` does: the stubs it started since it was ready, their shared memory)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self._record_resources()
             self.kill_all()
             self.process.wait()
         self._clean_up()

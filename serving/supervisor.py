@@ -28,8 +28,8 @@ from pathlib import Path
 from python_backends.paths import PROJECT_ROOT
 from serving.lb_agent import LoadBalancerAgent
 from serving.probe import probe_inference
-from serving.processes import child_pids, is_alive
-from serving.server import ServerStartError, TritonServer, free_port
+from serving.processes import child_pids, free_port, is_alive
+from serving.server import ServerStartError, TritonServer
 from serving.triton import ServerOptions
 
 log = logging.getLogger("supervisor")

@@ -31,6 +31,15 @@ LONGEST_FILES = {
 }
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin has set up the session's folder
+def pytest_configure(config) -> None:
+    """The process that ends the session (not a pytest-xdist worker) checks that the tests left nothing behind."""
+    if not hasattr(config, "workerinput"):
+        from leftovers import LeftoverCheck
+
+        config.pluginmanager.register(LeftoverCheck(config), "leftover-check")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """With ``--dist loadfile``, the longest files go out first: pytest-xdist would hand out files with the most

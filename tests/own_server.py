@@ -12,7 +12,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from python_backends.triton_helpers.config import instance_count
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 from serving.triton import ServerOptions
 
 

@@ -13,7 +13,8 @@ from own_server import options, started
 from client.api import YoloTritonClient, grpc_target
 from client.async_api import AsyncYoloTritonClient
 from client.cli import main as cli_main
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,9 @@ from tritonclient.utils import InferenceServerException
 from benchmarks.cluster_load import ClusterProcess, Load
 from client.api import DetectionError, YoloTritonClient
 from cluster.config import BODY_CAP_BYTES, FrontPorts
-from cluster.local import Cluster, ClusterError, balancer_stats, find_tool, group_pids
-from serving.processes import child_pids, is_alive, shm_regions, stub_processes
-from serving.server import free_port
+from cluster.haproxy_runtime import balancer_stats
+from cluster.local import Cluster, ClusterError, find_tool, group_pids
+from serving.processes import child_pids, free_port, is_alive, shm_regions, stub_processes
 
 RULE = "yolov8:infer_queue_per_compute:ratio"
 BACKENDS = ("grpc_replicas", "http_replicas")
@@ -317,6 +317,44 @@ def test_bad_image_gets_invalid_argument_once(cluster):
         assert bad.value.status == "StatusCode.INVALID_ARGUMENT" and "cannot decode image" in bad.value.message
         deltas.append(cluster.fail_counts() - fails)
     assert deltas[0] >= 1 and deltas[1] == deltas[0], deltas
+
+
+def bound(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+def test_a_replica_whose_port_was_taken_starts_on_new_ports(cluster, bus):
+    """Another process holds replica-1's gRPC port when it is started again: it is started on new ports, which
+    HAProxy and Prometheus follow, and it serves there."""
+    old = cluster.replicas()[1]
+    with socket.socket() as taken:
+        cluster.process.send_signal(signal.SIGSTOP)  # the cluster starts the replica again once the port is taken
+        try:
+            os.killpg(old["pgid"], signal.SIGKILL)
+            wait_until(lambda: not [p for p in group_pids(old["pgid"]) if is_alive(p)], "replica-1 gone", 30)
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # over the connections in TIME_WAIT
+            wait_until(lambda: bound(taken, old["grpc_port"]), "the dead replica's connections closed", 120)
+            taken.listen()
+        finally:
+            cluster.process.send_signal(signal.SIGCONT)
+        wait_replaced(cluster, 1, old["pgid"])
+        new = cluster.replicas()[1]
+        assert new["grpc_port"] != old["grpc_port"], new
+    assert "replica-1 exited with 1, another process took a port of its: starting it on" in cluster.log.read_text()
+    (row,) = [
+        r for r in balancer_stats(cluster.state_dir) if r["pxname"] == "grpc_replicas" and r["svname"] == "replica-1"
+    ]
+    assert row["addr"] == f"127.0.0.1:{new['grpc_port']}"
+    assert send_once(f"127.0.0.1:{new['grpc_port']}", bus) is None
+    scraped = f"127.0.0.1:{new['metrics_port']}"
+    deadline = time.monotonic() + 60
+    while [r["metric"]["instance"] for r in cluster.query('up{pod="replica-1"} == 1')] != [scraped]:
+        assert time.monotonic() < deadline, f"Prometheus does not scrape replica-1 at {scraped}"
+        time.sleep(0.5)
 
 
 def test_cluster_that_cannot_start(model_repository, tmp_path):

@@ -13,7 +13,9 @@ import signal
 from held_stage import wait_until
 
 from benchmarks.cluster_load import ClusterProcess
-from cluster.local import balancer_stats, group_pids, port_in_use
+from cluster.haproxy_runtime import balancer_stats
+from cluster.local import group_pids
+from serving.processes import port_in_use
 
 
 def test_a_replica_that_exits_more_than_its_limit_stops_the_cluster(yolo11n_repository, tmp_path):

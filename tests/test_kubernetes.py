@@ -421,7 +421,8 @@ def gateway(pod, tmp_path_factory):
     nothing listens on GONE_POD."""
     from cluster.config import gateway_config
     from cluster.local import find_tool
-    from serving.server import free_port, http_ok
+    from serving.processes import free_port
+    from serving.server import http_ok
 
     nginx = find_tool("nginx")
     if nginx is None:

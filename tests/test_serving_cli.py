@@ -1,10 +1,16 @@
 """``python -m serving``'s options: loopback by default, a loud warning otherwise, admin APIs behind a key."""
 
 import logging
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
+from python_backends.paths import PROJECT_ROOT
 from serving.__main__ import is_loopback, parse_args, server_options, warn_if_exposed
+from serving.processes import free_port
 from serving.triton import server_command, server_environment
 
 
@@ -73,3 +79,17 @@ def test_model_config_name_follows_tensorrt_unless_given(tmp_path, monkeypatch, 
     assert "--model-config-name=gpu" in given
     plain = server_command(server_options(parse_args(["--model-config-name", ""])), tmp_path)
     assert not [arg for arg in plain if arg.startswith("--model-config-name")]
+
+
+def test_a_taken_port_stops_python_m_serving_before_it_starts_tritonserver(tmp_path):
+    """Another process on the HTTP port: the supervisor names the port and the process, and exits with 1 without
+    starting a tritonserver (none would answer health checks for it)."""
+    with socket.create_server(("127.0.0.1", free_port())) as other:
+        port = other.getsockname()[1]
+        command = [sys.executable, "-m", "serving", "--repository", str(tmp_path), "--admin-key", "K"]
+        command += ["--http-port", str(port), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+        command += ["--log-file", str(tmp_path / "tritonserver.log")]
+        result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert f"giving up: port {port} (HTTP) is already in use on 127.0.0.1 by pid {os.getpid()} (" in result.stderr
+    assert "tritonserver ready" not in result.stderr and not (tmp_path / "tritonserver.log").exists()

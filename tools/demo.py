@@ -16,7 +16,8 @@ from client.api import YoloTritonClient
 from client.cli import format_table
 from client.stage_stats import STAGES, deltas, snapshot, stage_table
 from python_backends.paths import PROJECT_ROOT
-from serving.server import TritonServer, free_port
+from serving.processes import free_port
+from serving.server import TritonServer
 from serving.triton import ServerOptions
 
 SAMPLES = PROJECT_ROOT / ".cache" / "samples"

@@ -171,7 +171,8 @@ def _served(
     import tritonclient.grpc as grpcclient
 
     from client.api import YoloTritonClient
-    from serving.server import TritonServer, free_port
+    from serving.processes import free_port
+    from serving.server import TritonServer
     from serving.triton import ServerOptions
 
     repository = copy_with_parameters(

@@ -33,7 +33,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the che
 from tiny_models import names_only, tiny_yolo  # noqa: E402
 
 from python_backends.paths import PROJECT_ROOT  # noqa: E402
+from serving.processes import free_port  # noqa: E402
 
 PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"
@@ -88,12 +88,6 @@ def encode(value: object) -> object:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"{type(value).__name__} {value!r} has no lossless JSON form here")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(case: dict, repository: Path) -> None:
