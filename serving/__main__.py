@@ -24,6 +24,13 @@ ADMIN_KEY_FILE = PROJECT_ROOT / ".cache" / "admin_key"
 log = logging.getLogger("supervisor")
 
 
+def admin_key(text: str) -> str:
+    """``--admin-key``'s value: refused when empty or blank, which would leave the admin APIs behind no key."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty: give a secret, or leave --admin-key out for a new one")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = ServerOptions()
     parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
@@ -35,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve Prometheus metrics")
     parser.add_argument("--shm-mib", type=int, default=defaults.shm_default_mib, help="Python backend pool per stub")
     parser.add_argument("--exit-timeout", type=int, default=defaults.exit_timeout_s, help="seconds to drain on stop")
-    parser.add_argument("--admin-key", help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs need")
+    parser.add_argument(
+        "--admin-key", type=admin_key, help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs need (not empty)"
+    )
     parser.add_argument("--grpc-use-ssl", action="store_true", help="gRPC over TLS (needs the server cert and key)")
     parser.add_argument("--grpc-server-cert", type=Path, help="PEM certificate of the server")
     parser.add_argument("--grpc-server-key", type=Path, help="PEM private key of the server")

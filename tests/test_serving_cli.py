@@ -23,6 +23,14 @@ def test_defaults_are_loopback_with_a_fresh_admin_key(tmp_path, monkeypatch):
     assert key_file.read_text().strip() == second.admin_key and key_file.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize("key", ["", "  "])
+def test_an_empty_admin_key_is_refused(key, capsys):
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--admin-key", key])
+    assert exited.value.code == 2
+    assert "--admin-key: must not be empty" in capsys.readouterr().err
+
+
 def test_command_restricts_only_the_admin_apis(tmp_path):
     options = server_options(parse_args(["--admin-key", "K", "--no-metrics"]))
     command = server_command(options, tmp_path)
