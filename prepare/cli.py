@@ -18,7 +18,9 @@ for this machine's TensorRT and GPU, and writes its precision and profile into y
 With --int8 it quantizes the installed model with NNCF, calibrated on the photos in --calibration, into an
 OpenVINO INT8 model beside the ONNX, and sets yolov8_infer to serve it on CPU (``cpu_precision: int8``).
 With --data it keeps the mAP50-95 drop on that Ultralytics dataset within --max-drop (NNCF's accuracy
-control) and prints both mAPs. Without --int8, the model is served in FP32.
+control), scoring with the postprocessing served for the model's head, and prints both mAPs. Without --int8,
+the model is served in FP32. Every step works on a copy of the repository beside it, which takes its place
+when they all succeed: a failed run leaves the repository as it was.
 """
 
 from __future__ import annotations
