@@ -18,7 +18,9 @@ for this machine's TensorRT and GPU, and writes its precision and profile into y
 With --int8 it quantizes the installed model with NNCF, calibrated on the photos in --calibration, into an
 OpenVINO INT8 model beside the ONNX, and sets yolov8_infer to serve it on CPU (``cpu_precision: int8``).
 With --data it keeps the mAP50-95 drop on that Ultralytics dataset within --max-drop (NNCF's accuracy
-control) and prints both mAPs. Without --int8, the model is served in FP32.
+control), scoring with the postprocessing served for the model's head, and prints both mAPs. Without --int8,
+the model is served in FP32. Every step works on a copy of the repository beside it, which takes its place
+when they all succeed: a failed run leaves the repository as it was.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ import onnx
 from evaluation.dataset import Dataset, load_dataset
 from prepare.cpu_runtime import measure, write_cpu_runtime
 from prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
-from prepare.int8_accuracy import quantize_within, served_map, validation_images
-from prepare.onnx_model import UnsupportedModelError, read_model_info
+from prepare.int8_accuracy import dataset_fits, quantize_within, served_map, served_postprocessor, validation_images
+from prepare.onnx_model import UnsupportedModelError, YoloModelInfo, read_model_info
 from prepare.prepare_model import prepare, prepare_tensorrt
-from prepare.repository import engine_precision, set_cpu_precision
+from prepare.repository import engine_precision, set_cpu_precision, staged
 from python_backends.infer.tensorrt_build import onnx_fixed_batch
 from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
@@ -97,25 +99,36 @@ def main(argv: list[str] | None = None) -> int:
             gpu_identity()
             low, opt, high = parse_profile(args.batch_profile)
         if args.int8:  # read the photos (and the dataset) before touching the repository
-            height, width = args.input_size or _model_size(args.onnx)
-            calibration = read_calibration(args.calibration, height, width)
+            info = _model_info(args.onnx)
+            size = args.input_size or (info.input_height, info.input_width)
+            calibration = read_calibration(args.calibration, *size)
             dataset = load_dataset(args.data) if args.data else None
-        print(prepare(args.onnx, args.repository, args.max_det, DEFAULT_REPOSITORY, input_size=args.input_size))
-        print(set_cpu_runtime(args.repository, args.cpu_runtime))
-        if args.tensorrt:
-            options = engine_options(args.repository, args.input_size, (low, opt, high), args.fp16)
-            print(prepare_tensorrt(args.repository, options, args.engine_dir))
-        if args.int8:
-            print(prepare_int8(args.repository, calibration, dataset, args.max_drop))
+            if dataset is not None:
+                dataset_fits(dataset, info)
+        with staged(args.repository) as work:  # the repository changes when every step succeeds
+
+            def say(line: str) -> None:  # paths as they will be once the repository is in place
+                print(line.replace(str(work), str(args.repository)))
+
+            say(prepare(args.onnx, work, args.max_det, DEFAULT_REPOSITORY, input_size=args.input_size))
+            say(set_cpu_runtime(work, args.cpu_runtime))
+            if args.tensorrt:
+                options = engine_options(work, args.input_size, (low, opt, high), args.fp16)
+                say(prepare_tensorrt(work, options, args.engine_dir))
+            if args.int8:
+                say(prepare_int8(work, calibration, dataset, args.max_drop, size))
     except (UnsupportedModelError, FileNotFoundError, EngineBuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def prepare_int8(repository: Path, calibration: CalibrationSet, dataset: Dataset | None, max_drop: float) -> str:
-    """Quantize the installed model (within ``max_drop`` of its mAP50-95 on ``dataset`` when given), write the
-    INT8 model beside it and serve it; prints what calibrates it; returns a summary line."""
+def prepare_int8(
+    repository: Path, calibration: CalibrationSet, dataset: Dataset | None, max_drop: float, size: tuple[int, int]
+) -> str:
+    """Quantize the installed model (within ``max_drop`` of its mAP50-95 on ``dataset`` when given, its images
+    letterboxed to ``size`` as calibration's), write the INT8 model beside it and serve it; prints what
+    calibrates it; returns a summary line."""
     print(calibration.summary())
     warning = calibration.warning()
     if warning:
@@ -125,14 +138,15 @@ def prepare_int8(repository: Path, calibration: CalibrationSet, dataset: Dataset
     if dataset is None:
         model, scores = quantize(onnx_path, calibration), ""
     else:
-        height, width = _installed_size(repository)
-        images, skipped = validation_images(dataset, height, width)
+        images, skipped = validation_images(dataset, *size)
         if skipped:
             print(f"--data: {len(skipped)} unreadable image(s) left out ({'; '.join(skipped[:3])})", file=sys.stderr)
         if not images:
             raise ValueError("--data: no readable image to measure mAP on")
-        model = quantize_within(onnx_path, calibration, images, dataset, max_drop)
-        fp32, int8 = served_map(onnx_path, images, dataset), served_map(model, images, dataset)
+        postprocessor = served_postprocessor(read_model_info(onnx.load(str(onnx_path))))
+        model = quantize_within(onnx_path, calibration, images, dataset, postprocessor, max_drop)
+        fp32 = served_map(onnx_path, images, dataset, postprocessor)
+        int8 = served_map(model, images, dataset, postprocessor)
         scores = (
             f"; mAP50-95 on {len(images)} images: FP32 {fp32:.4f}, INT8 {int8:.4f} "
             f"(drop {fp32 - int8:.4f}, at most {max_drop})"
@@ -167,15 +181,9 @@ def engine_options(
     return EngineOptions(height, width, low, opt, high, fp16=fp16 and engine_precision(info) == "fp16")
 
 
-def _model_size(onnx_path: Path) -> tuple[int, int]:
+def _model_info(onnx_path: Path) -> YoloModelInfo:
     try:
         model = onnx.load(str(onnx_path))
     except Exception as exc:  # onnx raises DecodeError, OSError, ...
         raise UnsupportedModelError(f"{onnx_path}: not a readable ONNX model ({exc})") from exc
-    info = read_model_info(model)
-    return info.input_height, info.input_width
-
-
-def _installed_size(repository: Path) -> tuple[int, int]:
-    info = read_model_info(onnx.load(str(repository / "yolov8_infer" / "1" / "model.onnx")))
-    return info.input_height, info.input_width
+    return read_model_info(model)

@@ -3,7 +3,9 @@
 The calibration photos go through the served preprocessing (``python_backends.preprocess``: decode, letterbox,
 normalise), so the quantizer sees the activations that serving produces. Preset MIXED (symmetric weights,
 asymmetric activations). The head's decode stays in floating point, as Ultralytics' OpenVINO INT8 export keeps
-it: the Add/Sub/Mul/Div directly in the head module, its DFL and its class Sigmoid (``head_decode_ops``). The
+it: the Add/Sub/Mul/Div directly in the head module, its DFL and its class Sigmoid (``head_decode_ops``). So does
+the float arithmetic after the head (``after_head_ops``): in an export with NMS inside, the box conversion and the
+class offset that feed NonMaxSuppression, which Ultralytics' exporter notes are INT8-sensitive. The
 result is an OpenVINO IR beside the ONNX (``int8_model_path``), its float parts kept in FP32.
 """
 
@@ -118,8 +120,33 @@ def head_decode_ops(model) -> list[str]:
     return names
 
 
+def after_head_ops(model) -> list[str]:
+    """Names of the float Add/Subtract/Multiply/Divide/Sigmoid of ``model`` (an ov.Model) that take the head's
+    output, directly or through other ops: the arithmetic an export with NMS inside runs before and after
+    NonMaxSuppression (none in a raw head's graph, whose output is the head's)."""
+    import openvino as ov
+
+    head = head_module(model) + "/"
+    fed, names = set(), []
+    for op in model.get_ordered_ops():
+        name = op.get_friendly_name()
+        if name.startswith(head):
+            fed.add(name)
+        elif any(value.get_node().get_friendly_name() in fed for value in op.input_values()):
+            fed.add(name)
+            if op.get_type_name() in DECODE_TYPES and op.get_output_element_type(0) == ov.Type.f32:
+                names.append(name)
+    return names
+
+
+def float_scope(model) -> list[str]:
+    """Names of the ops of ``model`` (an ov.Model) that stay in floating point: the head's decode and the
+    arithmetic after the head."""
+    return head_decode_ops(model) + after_head_ops(model)
+
+
 def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | None = None):
-    """The ONNX at ``onnx_path`` quantized with NNCF (preset MIXED, head decode in float): an ov.Model.
+    """The ONNX at ``onnx_path`` quantized with NNCF (preset MIXED, ``float_scope`` in float): an ov.Model.
 
     ``subset_size``: how many calibration images NNCF uses (default all of them).
     """
@@ -132,7 +159,7 @@ def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | No
         nncf.Dataset(calibration.tensors, lambda tensor: tensor[None]),
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=subset_size or len(calibration.tensors),
-        ignored_scope=nncf.IgnoredScope(names=head_decode_ops(model)),
+        ignored_scope=nncf.IgnoredScope(names=float_scope(model)),
     )
 
 

@@ -1,8 +1,9 @@
 """mAP50-95 of an OpenVINO model on a labelled dataset, and INT8 quantization that keeps its drop within a bound.
 
-Images are preprocessed as served (``python_backends.preprocess``) and the head is decoded as served
-(``python_backends.postprocess``) at the thresholds of ``python -m client val`` (conf 0.001, IoU 0.7,
-300 detections); ``evaluation`` scores them. NNCF's accuracy-controlled quantization
+Images are preprocessed as served (``python_backends.preprocess``) and the head is decoded as
+yolov8_postprocess decodes it (``python_backends.postprocess``: a raw grid of the model's classes with NMS,
+or the rows of an end-to-end head or of NMS inside the graph) at the thresholds of ``python -m client val``
+(conf 0.001, IoU 0.7, 300 detections); ``evaluation`` scores them. NNCF's accuracy-controlled quantization
 (``nncf.quantize_with_accuracy_control``) quantizes, measures the drop with that score and returns layers
 to float, the most harmful first, until the drop is at most ``max_drop``.
 """
@@ -16,7 +17,9 @@ import numpy as np
 
 from evaluation.coco import Prediction, evaluate
 from evaluation.dataset import Dataset
-from prepare.int8 import CalibrationSet, head_decode_ops
+from prepare.int8 import CalibrationSet, float_scope
+from prepare.onnx_model import YoloModelInfo
+from prepare.repository import served_max_det
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.infer.openvino_runtime import compile_options
 from python_backends.postprocess.postprocessor import Postprocessor
@@ -49,9 +52,24 @@ def validation_images(dataset: Dataset, height: int, width: int) -> tuple[list[V
     return images, skipped
 
 
-def map50_95(compiled, images, dataset: Dataset) -> float:
-    """COCO mAP50-95 of ``compiled`` (an ov.CompiledModel) on ``images`` (ValidationImage); 0.0 without labels."""
-    postprocessor = Postprocessor(len(dataset.names), MAX_DET, CONF, IOU)
+def served_postprocessor(info: YoloModelInfo) -> Postprocessor:
+    """The postprocessing yolov8_postprocess runs for this model (its class count and head), at val's thresholds."""
+    return Postprocessor(len(info.class_names), served_max_det(info, MAX_DET), CONF, IOU, head_kind=info.head)
+
+
+def dataset_fits(dataset: Dataset, info: YoloModelInfo) -> None:
+    """ValueError when a label of ``dataset`` has a class id the model does not have."""
+    highest = max((int(labels[:, 0].max()) for labels in dataset.normalised.values() if len(labels)), default=-1)
+    if highest >= len(info.class_names):
+        raise ValueError(
+            f"--data: the labels use class id {highest}, the model has {len(info.class_names)} classes "
+            f"(0..{len(info.class_names) - 1}): give a dataset of the model's classes"
+        )
+
+
+def map50_95(compiled, images, dataset: Dataset, postprocessor: Postprocessor) -> float:
+    """COCO mAP50-95 of ``compiled`` (an ov.CompiledModel) on ``images`` (ValidationImage), decoded by
+    ``postprocessor``; 0.0 without labels."""
     predictions = {}
     for image in images:
         head = compiled(image.tensor[None])[0][0]
@@ -60,13 +78,13 @@ def map50_95(compiled, images, dataset: Dataset) -> float:
     return evaluate(dataset, predictions).map50_95 or 0.0
 
 
-def served_map(model, images: list[ValidationImage], dataset: Dataset) -> float:
+def served_map(model, images: list[ValidationImage], dataset: Dataset, postprocessor: Postprocessor) -> float:
     """mAP50-95 of ``model`` (a path or an ov.Model) compiled as served: OpenVINO on CPU, FP32 where not INT8."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(model if isinstance(model, ov.Model) else str(model), "CPU",
                                        compile_options(usable_cores()))  # fmt: skip
-    return map50_95(compiled, images, dataset)
+    return map50_95(compiled, images, dataset, postprocessor)
 
 
 def quantize_within(
@@ -74,6 +92,7 @@ def quantize_within(
     calibration: CalibrationSet,
     images: list[ValidationImage],
     dataset: Dataset,
+    postprocessor: Postprocessor,
     max_drop: float,
     subset_size: int | None = None,
 ):
@@ -87,10 +106,10 @@ def quantize_within(
         model,
         nncf.Dataset(calibration.tensors, lambda tensor: tensor[None]),
         nncf.Dataset(images, lambda image: image.tensor[None]),
-        lambda compiled, items: map50_95(compiled, list(items), dataset),
+        lambda compiled, items: map50_95(compiled, list(items), dataset, postprocessor),
         max_drop=max_drop,
         drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf.QuantizationPreset.MIXED,
         subset_size=subset_size or len(calibration.tensors),
-        ignored_scope=nncf.IgnoredScope(names=head_decode_ops(model)),
+        ignored_scope=nncf.IgnoredScope(names=float_scope(model)),
     )

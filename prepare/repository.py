@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
@@ -187,6 +190,25 @@ def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: i
     for path in (int8, int8.with_suffix(".bin")):
         path.unlink(missing_ok=True)
     return model_path
+
+
+@contextmanager
+def staged(repository: Path) -> Iterator[Path]:
+    """A copy of ``repository`` (empty when there is none) beside it, to prepare: it takes the place of
+    ``repository`` when the block succeeds and is removed when the block raises, leaving ``repository`` as it
+    was."""
+    repository.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{repository.name}.prepare-", dir=repository.parent))
+    try:
+        work = stage / repository.name
+        if repository.exists():
+            shutil.copytree(repository, work, symlinks=True)
+        yield work
+        if repository.exists():
+            repository.rename(stage / "replaced")
+        work.rename(repository)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def set_cpu_precision(repository: Path, precision: str) -> None:
