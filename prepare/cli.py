@@ -39,6 +39,7 @@ from prepare.int8_accuracy import dataset_fits, quantize_within, served_map, ser
 from prepare.onnx_model import UnsupportedModelError, YoloModelInfo, read_model_info
 from prepare.prepare_model import prepare, prepare_tensorrt
 from prepare.repository import engine_precision, set_cpu_precision, staged
+from python_backends.defaults import CPU_PRECISIONS, MAX_DET
 from python_backends.infer.tensorrt_build import onnx_fixed_batch
 from python_backends.infer.tensorrt_engine import (
     DEFAULT_PROFILE,
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--onnx", required=True, type=Path, help="Ultralytics detection ONNX export")
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
-    parser.add_argument("--max-det", type=int, default=300, help="detections kept per image (output rows)")
+    parser.add_argument("--max-det", type=int, default=MAX_DET, help="detections kept per image (output rows)")
     parser.add_argument("--input-size", type=parse_input_size, help="N or HxW (default: the model's imgsz)")
     parser.add_argument("--tensorrt", action="store_true", help="also build the TensorRT engine (needs a GPU)")
     parser.add_argument("--no-fp16", dest="fp16", action="store_false", help="build an FP32 engine (default FP16)")
@@ -152,7 +153,7 @@ def prepare_int8(
             f"(drop {fp32 - int8:.4f}, at most {max_drop})"
         )
     path = save_int8(model, onnx_path)
-    set_cpu_precision(repository, "int8")
+    set_cpu_precision(repository, CPU_PRECISIONS[1])
     return f"INT8 model {path} in {time.perf_counter() - started:.0f} s, served on CPU (cpu_precision int8){scores}"
 
 

@@ -150,9 +150,12 @@ def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | No
 
     ``subset_size``: how many calibration images NNCF uses (default all of them).
     """
+    import logging
+
     import nncf
     import openvino as ov
 
+    nncf.set_log_level(logging.WARNING)  # its INFO lines (statistics, bias correction) say nothing to act on
     model = ov.Core().read_model(str(onnx_path))
     return nncf.quantize(
         model,

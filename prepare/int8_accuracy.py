@@ -20,13 +20,12 @@ from evaluation.dataset import Dataset
 from prepare.int8 import CalibrationSet, float_scope
 from prepare.onnx_model import YoloModelInfo
 from prepare.repository import served_max_det
+from python_backends.defaults import IOU_THRESHOLD, MAX_DET, VAL_CONF_THRESHOLD
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.infer.openvino_runtime import compile_options
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.image_decode import ImageDecodeError
 from python_backends.preprocess.preprocessor import Preprocessor
-
-CONF, IOU, MAX_DET = 0.001, 0.7, 300  # as python -m client val, and Ultralytics' val
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,9 @@ def validation_images(dataset: Dataset, height: int, width: int) -> tuple[list[V
 
 def served_postprocessor(info: YoloModelInfo) -> Postprocessor:
     """The postprocessing yolov8_postprocess runs for this model (its class count and head), at val's thresholds."""
-    return Postprocessor(len(info.class_names), served_max_det(info, MAX_DET), CONF, IOU, head_kind=info.head)
+    return Postprocessor(
+        len(info.class_names), served_max_det(info, MAX_DET), VAL_CONF_THRESHOLD, IOU_THRESHOLD, head_kind=info.head
+    )
 
 
 def dataset_fits(dataset: Dataset, info: YoloModelInfo) -> None:
@@ -74,7 +75,8 @@ def map50_95(compiled, images, dataset: Dataset, postprocessor: Postprocessor) -
     for image in images:
         head = compiled(image.tensor[None])[0][0]
         found = postprocessor.detect(head, image.mapping)
-        predictions[image.path] = Prediction(found.boxes, found.scores, found.class_ids)
+        width, height = (int(v) for v in image.mapping[3:5])  # the image as decoded, upright
+        predictions[image.path] = Prediction(found.boxes, found.scores, found.class_ids, size=(width, height))
     return evaluate(dataset, predictions).map50_95 or 0.0
 
 

@@ -17,6 +17,7 @@ from prepare.onnx_model import (
 )
 from prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
 from prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
+from python_backends.defaults import MAX_DET
 from python_backends.infer.tensorrt_build import ensure_engine
 from python_backends.infer.tensorrt_engine import EngineOptions
 
@@ -24,7 +25,7 @@ from python_backends.infer.tensorrt_engine import EngineOptions
 def prepare(
     onnx_path: Path,
     repository: Path,
-    max_det: int = 300,
+    max_det: int = MAX_DET,
     template: Path | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> str:

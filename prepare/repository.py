@@ -17,6 +17,7 @@ from prepare.warmup import (
     set_warmup_dims,
     write_warmup_files,
 )
+from python_backends.defaults import CONF_THRESHOLD, CPU_PRECISION, IOU_THRESHOLD, MAX_DET
 from python_backends.infer.openvino_runtime import int8_model_path
 from python_backends.infer.tensorrt_engine import DEFAULT_PROFILE, clamp_profile
 
@@ -58,6 +59,13 @@ def set_parameter(config: str, key: str, value: str) -> str:
     return new
 
 
+def set_parameters(config: str, values: dict[str, str]) -> str:
+    """``set_parameter`` for each key and value of ``values``."""
+    for key, value in values.items():
+        config = set_parameter(config, key, value)
+    return config
+
+
 def config_files(stage: Path) -> list[Path]:
     """A model's config.pbtxt and its named variants in configs/ (``tritonserver --model-config-name``)."""
     return [stage / "config.pbtxt", *sorted((stage / "configs").glob("*.pbtxt"))]
@@ -68,7 +76,7 @@ def served_max_det(info: YoloModelInfo, requested: int) -> int:
     return min(requested, info.max_det) if info.head == "end2end" else requested
 
 
-def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None:
+def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> None:
     """Rewrite the models' config files (variants included) for this model's input size, head, class count,
     max_det and batch size.
 
@@ -104,18 +112,15 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = 300) -> None
             engine_precision(info),
         ),
         "yolov8_postprocess": lambda c: _detections(
-            set_parameter(
-                set_parameter(
-                    set_parameter(
-                        set_warmup_dims(set_dims(c, "output0", head), "output0", head),
-                        "num_classes",
-                        str(len(info.class_names)),
-                    ),
-                    "class_names",
-                    json.dumps(list(info.class_names)),
-                ),
-                "head",
-                info.head,
+            set_parameters(
+                set_warmup_dims(set_dims(c, "output0", head), "output0", head),
+                {
+                    "num_classes": str(len(info.class_names)),
+                    "class_names": json.dumps(list(info.class_names)),
+                    "head": info.head,
+                    "conf_threshold": str(CONF_THRESHOLD),  # the serving defaults (python_backends.defaults)
+                    "iou_threshold": str(IOU_THRESHOLD),
+                },
             ),
             max_det,
         ),
@@ -172,7 +177,7 @@ def copy_with_parameters(source: Path, target: Path, model: str, **params: str) 
     return target
 
 
-def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = 300) -> Path:
+def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: int = MAX_DET) -> Path:
     """Write model.onnx, labels.txt and the warm-up data, and set the configs; returns the model file's path.
 
     The model is served in FP32: an INT8 model of an earlier ``prepare --int8`` is removed.
@@ -185,7 +190,7 @@ def install(repository: Path, onnx_bytes: bytes, info: YoloModelInfo, max_det: i
     (repository / "yolov8_postprocess" / "labels.txt").write_text("\n".join(info.class_names) + "\n")
     write_warmup_files(repository, info)
     configure(repository, info, max_det)
-    set_cpu_precision(repository, "fp32")
+    set_cpu_precision(repository, CPU_PRECISION)
     int8 = int8_model_path(model_path)
     for path in (int8, int8.with_suffix(".bin")):
         path.unlink(missing_ok=True)

@@ -87,6 +87,7 @@ def test_prepare_writes_the_int8_model_and_serves_it(quantized):
     assert (repository / "yolov8_infer" / "1" / "model_int8.bin").exists()
     assert _precisions(repository) == {"int8"}
     assert f"INT8 model {repository / 'yolov8_infer' / '1' / 'model_int8.xml'} in " in run.stdout
+    assert "INFO:nncf" not in run.stdout + run.stderr  # NNCF's progress lines stay out of prepare's output
 
 
 def test_unreadable_calibration_files_are_skipped_and_counted(quantized, calibration):
