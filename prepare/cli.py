@@ -33,7 +33,7 @@ from pathlib import Path
 import onnx
 
 from evaluation.dataset import Dataset, load_dataset
-from prepare.cpu_runtime import measure, write_cpu_runtime
+from prepare.cpu_runtime import measure, served_input_hw, write_cpu_runtime
 from prepare.int8 import CalibrationSet, quantize, read_calibration, save_int8
 from prepare.int8_accuracy import dataset_fits, quantize_within, served_map, served_postprocessor, validation_images
 from prepare.onnx_model import UnsupportedModelError, YoloModelInfo, read_model_info
@@ -160,7 +160,7 @@ def prepare_int8(
 def set_cpu_runtime(repository: Path, requested: str) -> str:
     """Write ``cpu_runtime`` into yolov8_infer's configs, measured or as requested; returns a summary line."""
     if requested == "measure":
-        found = measure(repository / "yolov8_infer" / "1" / "model.onnx")
+        found = measure(repository / "yolov8_infer" / "1" / "model.onnx", served_input_hw(repository))
         requested, summary = found.choice, found.summary()
     else:
         summary = f"CPU runtime for auto: {requested} (--cpu-runtime)"

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from prepare.pbtxt import triton_config
 from prepare.repository import config_files, set_parameter
 from python_backends.infer.base import RuntimeUnavailable
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import OpenVinoRuntime
+from python_backends.triton_helpers.config import input_dims
 
 CLEARLY_FASTER = 1.10  # OpenVINO's p50 at least 10 % below ONNX Runtime's; benchmarks/README.md has what it measured
 
@@ -46,16 +48,16 @@ def choose(p50_ms: dict[str, float]) -> str:
     return "onnxruntime"
 
 
-def measure(model_path: Path, runs: int = 9, warmup: int = 2) -> CpuRuntimeChoice:
-    """Time both runtimes on a random float32 (1, 3, H, W) batch, in turns, after ``warmup`` runs each."""
+def measure(model_path: Path, input_hw: tuple[int, int], runs: int = 9, warmup: int = 2) -> CpuRuntimeChoice:
+    """Time both runtimes on a random float32 (1, 3, H, W) batch at the served ``input_hw``, in turns, after
+    ``warmup`` runs each (an export of dynamic height and width is served at the size its configs name)."""
     runtimes = {"onnxruntime": OnnxRuntimeSession(str(model_path))}
     unavailable = {}
     try:
         runtimes["openvino"] = OpenVinoRuntime(str(model_path))
     except RuntimeUnavailable as exc:
         unavailable["openvino"] = str(exc)
-    height, width = runtimes["onnxruntime"].session.get_inputs()[0].shape[2:]
-    images = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+    images = np.random.default_rng(0).random((1, 3, *input_hw), dtype=np.float32)
     times: dict[str, list[float]] = {name: [] for name in runtimes}
     for turn in range(warmup + runs):
         for name, runtime in runtimes.items():  # in turns: a slow spell of the machine hits both
@@ -65,6 +67,13 @@ def measure(model_path: Path, runs: int = 9, warmup: int = 2) -> CpuRuntimeChoic
                 times[name].append((time.perf_counter() - started) * 1e3)
     p50_ms = {name: statistics.median(values) for name, values in times.items()}
     return CpuRuntimeChoice(choose(p50_ms), p50_ms, unavailable)
+
+
+def served_input_hw(repository: Path) -> tuple[int, int]:
+    """(height, width) of yolov8_infer's ``images`` input in the repository's config.pbtxt."""
+    config = triton_config((repository / "yolov8_infer" / "config.pbtxt").read_text())
+    _, height, width = input_dims(config, "images")
+    return height, width
 
 
 def write_cpu_runtime(repository: Path, choice: str) -> None:

@@ -1,6 +1,6 @@
 """INT8 of every head ``prepare`` serves: NMS inside the graph (fall_nms), a raw grid of another class count
-(YOLO11n), and accuracy control on an end-to-end head (YOLO26n); ``prepare --int8`` changes the repository only
-when the whole run succeeds.
+(YOLO11n), and accuracy control returning ops to float (a small detector on its own detections); ``prepare --int8``
+changes the repository only when the whole run succeeds.
 
 The models are tests/models' (see tests/test_model_families.py); the FP32 detections are Ultralytics' predict on
 the same ONNX (tests/reference/model_families.json).
@@ -14,10 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from models.materialize import write_model
 from own_server import options, started
-from sample_images import PHOTOS, SAMPLES
+from sample_images import SAMPLES
 
 from benchmarks.calibration import write_calibration_photos
 from client.api import YoloTritonClient
@@ -104,27 +105,57 @@ def test_the_arithmetic_that_feeds_nms_inside_stays_in_float(quantized):
     assert "/model/model.22/cv2.0/cv2.0.0/conv/Conv/WithoutBiases" in fed
 
 
-@pytest.mark.timeout(1200)  # NNCF ranks 217 op groups, compiling the model for each: minutes on 2 cores
-def test_accuracy_control_returns_ops_to_float_until_the_drop_is_within_max_drop(model, tmp_path):
-    """YOLO26n (end-to-end head, random weights) loses mAP50-95 in INT8 on the val set; a --max-drop below that
-    loss makes accuracy control return ops to float, and the saved model's measured drop is within it."""
+def self_labelled_set(model: Path, out: Path) -> Path:
+    """The test set's images labelled with ``model``'s own FP32 detections (ONNX Runtime, preprocessed and decoded
+    as served, conf 0.25): FP32 scores well on it, and INT8's error shows as a drop. Returns its data.yaml."""
+    import onnxruntime as ort
     from val_set import build_val_set
 
+    from python_backends.postprocess.postprocessor import Postprocessor
+    from python_backends.preprocess.preprocessor import Preprocessor
+
+    data = build_val_set(out)
+    session = ort.InferenceSession(str(model))
+    _, _, height, width = session.get_inputs()[0].shape
+    preprocessor, postprocessor = Preprocessor(height, width), Postprocessor(2)
+    for image in sorted((out / "images").iterdir()):
+        tensor, mapping = preprocessor.from_bytes(image.read_bytes())
+        found = postprocessor.detect(session.run(None, {"images": tensor[None]})[0][0], mapping)
+        size = np.array([mapping[3], mapping[4]] * 2, np.float32)
+        boxes = found.boxes / size  # x1, y1, x2, y2 normalised
+        rows = [
+            f"{c} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
+            for (x1, y1, x2, y2), c in zip(boxes, found.class_ids)
+        ]
+        (out / "labels" / f"{image.stem}.txt").write_text("\n".join(rows) + "\n")
+    return data
+
+
+def test_accuracy_control_returns_ops_to_float_until_the_drop_is_within_max_drop(tmp_path):
+    """A small detector on its own FP32 detections: INT8 loses 0.035 mAP50-95 there, more than --max-drop 0.025,
+    so accuracy control returns ops to float, and the saved model (INT8 still) measures a drop within 0.025."""
+    import onnx
+    from tiny_models import tiny_detector
+
+    model = tmp_path / "detector.onnx"
+    onnx.save(tiny_detector(), model)
+    data = self_labelled_set(model, tmp_path / "set")
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in PHOTOS[:2]:
-        (photos / name).write_bytes((SAMPLES / name).read_bytes())
-    data = build_val_set(tmp_path / "val_set")
+    for image in sorted((tmp_path / "set" / "images").iterdir())[:6]:
+        (photos / image.name).write_bytes(image.read_bytes())
     repository = tmp_path / "repository"
-    args = ["--onnx", str(model("yolo26n_e2e")), "--repository", str(repository), "--int8", "--calibration",
-            str(photos), "--data", str(data)]  # fmt: skip
-    run = _prepare(*args, "--max-drop", "0.0001")
+    run = _prepare("--onnx", str(model), "--repository", str(repository), "--int8", "--calibration", str(photos),
+                   "--data", str(data), "--max-drop", "0.025")  # fmt: skip
     assert run.returncode == 0, run.stderr
     fp32, int8, drop = (
         float(v) for v in re.search(r"FP32 ([\d.]+), INT8 ([\d.]+) \(drop (-?[\d.]+),", run.stdout).groups()
     )
-    assert drop <= 0.0001 and fp32 > 0 and fp32 - int8 == pytest.approx(drop, abs=1e-4)
-    assert re.search(r"[1-9]\d* out of \d+ were reverted back to the floating-point precision", run.stdout + run.stderr)
+    assert fp32 > 0.5 and 0 < drop <= 0.025 and fp32 - int8 == pytest.approx(drop, abs=1e-4)
+    reverted = re.findall(r"Reverted (\d+) operations to the floating-point precision", run.stdout + run.stderr)
+    assert reverted and int(reverted[0]) >= 1, run.stdout[-3000:]
+    saved = int8_model_path(repository / "yolov8_infer" / "1" / "model.onnx").read_text()
+    assert "FakeQuantize" in saved  # what was not returned to float is still INT8
 
 
 def test_a_dataset_of_classes_the_model_lacks_is_refused_before_anything_changes(model, tmp_path, capsys):
@@ -155,8 +186,10 @@ def test_a_failed_run_leaves_the_earlier_int8_model(model, calibration, tmp_path
     assert main(args) == 0
     xml = int8_model_path(repository / "yolov8_infer" / "1" / "model.onnx")
     before = {path: path.read_bytes() for path in repository.rglob("*") if path.is_file()}
-    (tmp_path / "data" / "images").mkdir(parents=True)
+    for folder in ("images", "labels"):
+        (tmp_path / "data" / folder).mkdir(parents=True)
     (tmp_path / "data" / "images" / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "data" / "labels" / "broken.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # the dataset reads
     (tmp_path / "data" / "data.yaml").write_text("path: .\nval: images\nnames: [red, green, blue]\n")
     capsys.readouterr()
     assert main([*args, "--data", str(tmp_path / "data" / "data.yaml")]) == 2

@@ -220,11 +220,20 @@ def _cpu_runtimes(repo) -> list[str]:
             for c in configs]  # fmt: skip
 
 
+def test_the_runtimes_are_measured_at_the_served_size_of_a_dynamic_export(tmp_path, capsys):
+    """An export of dynamic height and width has no size in its graph: both runtimes run at --input-size."""
+    source = tmp_path / "dynamic.onnx"
+    onnx.save(tiny_yolo(num_classes=3, size=64, dynamic_size=True), source)
+    assert main(["--onnx", str(source), "--repository", str(tmp_path / "repo"), "--input-size", "96x128"]) == 0
+    out = capsys.readouterr().out
+    assert "input 96x128" in out and "CPU runtime for auto: " in out and "(p50 at batch 1: onnxruntime" in out
+
+
 def test_cli_measures_both_runtimes_and_writes_the_choice_into_every_infer_config(tmp_path, capsys, monkeypatch):
     source = tmp_path / "tiny.onnx"
     onnx.save(tiny_yolo(num_classes=3, size=64), source)
     measured = []  # the real measurement, recorded: the line rounds its p50s, the choice is made on them unrounded
-    monkeypatch.setattr(cli, "measure", lambda path: measured.append(cpu_runtime.measure(path)) or measured[-1])
+    monkeypatch.setattr(cli, "measure", lambda path, hw: measured.append(cpu_runtime.measure(path, hw)) or measured[-1])
     assert main(["--onnx", str(source), "--repository", str(tmp_path / "repo")]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     found = re.fullmatch(r"CPU runtime for auto: (\w+) \(p50 at batch 1: onnxruntime ([\d.]+) ms, openvino ([\d.]+) "

@@ -57,3 +57,61 @@ def names_only(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.metadata_props[:]
     model.metadata_props.add(key="names", value=names)
     return model
+
+
+def tiny_detector(num_classes: int = 2, size: int = 128, seed: int = 3, dynamic_size: bool = False) -> onnx.ModelProto:
+    """A YOLOv8-shaped detector small enough for accuracy control to rank in a second: (1, 3, S, S) ->
+    (1, 4 + nc, anchors), a 3x3 and a 1x1 Conv, pooled per stride; boxes are sigmoids scaled to pixels (centres
+    up to S, sizes up to S/2). Ops are named by module as in Ultralytics' exports (``/model.1`` makes the output),
+    so ``prepare --int8`` finds the head. ``dynamic_size``: H, W and the anchors are symbolic, as in a
+    ``dynamic=True`` export (served at ``imgsz``, S x S, unless ``prepare --input-size`` says otherwise)."""
+    rng = np.random.default_rng(seed)
+    channels = 4 + num_classes
+    scale = np.array([size, size, size / 2, size / 2] + [1.0] * num_classes, np.float32).reshape(1, channels, 1)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal((channels, 16, 1, 1)) * 0.5).astype(np.float32), "w2"),
+        numpy_helper.from_array(scale, "scale"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["images", "w1"], ["c1"], pads=[1, 1, 1, 1], name="/model.0/conv/Conv"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/model.0/act/Relu"),
+        helper.make_node("Conv", ["r1", "w2"], ["feat"], name="/model.1/cv/conv/Conv"),
+    ]
+    parts = []
+    for stride in (8, 16, 32):
+        pool = helper.make_node(
+            "AveragePool", ["feat"], [f"p{stride}"], kernel_shape=[stride] * 2, strides=[stride] * 2,
+            name=f"/model.1/pool{stride}/AveragePool",
+        )  # fmt: skip
+        shape = np.array([1, channels, -1 if dynamic_size else (size // stride) ** 2], np.int64)
+        inits.append(numpy_helper.from_array(shape, f"shape{stride}"))
+        reshape = helper.make_node(
+            "Reshape", [f"p{stride}", f"shape{stride}"], [f"r{stride}"], name=f"/model.1/R{stride}"
+        )
+        nodes += [pool, reshape]
+        parts.append(f"r{stride}")
+    nodes += [
+        helper.make_node("Concat", parts, ["cat"], axis=2, name="/model.1/Concat"),
+        helper.make_node("Sigmoid", ["cat"], ["sig"], name="/model.1/Sigmoid"),
+        helper.make_node("Mul", ["sig", "scale"], ["output0"], name="/model.1/Mul"),
+    ]
+    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
+    hw = ["height", "width"] if dynamic_size else [size, size]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *hw])],
+        [
+            helper.make_tensor_value_info(
+                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
+            )
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    names = {i: f"class{i}" for i in range(num_classes)}
+    for key, value in {"task": "detect", "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}.items():
+        model.metadata_props.add(key=key, value=value)
+    return model
