@@ -1,4 +1,8 @@
-"""Draw detections on an image: boxes with class name and score, labels kept inside the image."""
+"""Draw detections on an image: boxes with class name and score, labels kept inside the image.
+
+A pose model's detections get their keypoints and skeleton, an OBB model's their rotated box in place of
+the axis-aligned one (``client.draw_tasks``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import cv2
 import numpy as np
 
 from client.api import DetectionResult
+from client.draw_tasks import draw_keypoints, draw_obb
 
 # Distinct, readable colours (BGR), cycled by class id.
 PALETTE = (
@@ -70,9 +75,14 @@ def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
     out = image.copy()
     height, width = out.shape[:2]
     thickness, scale = style(height, width)
-    for mark in layout(height, width, result):
+    for det, mark in zip(result.detections, layout(height, width, result), strict=True):
         x1, y1, x2, y2 = mark.box
-        cv2.rectangle(out, (x1, y1), (x2, y2), mark.colour, thickness, cv2.LINE_AA)
+        if det.obb is not None:
+            draw_obb(out, det, mark.colour, thickness)
+        else:
+            cv2.rectangle(out, (x1, y1), (x2, y2), mark.colour, thickness, cv2.LINE_AA)
+        if det.keypoints is not None:
+            draw_keypoints(out, det, mark.colour, thickness)
         left, top, right, bottom = mark.label_box
         cv2.rectangle(out, (left, top), (right, bottom), mark.colour, -1)
         text_colour = (0, 0, 0) if sum(mark.colour) > 400 else (255, 255, 255)

@@ -19,6 +19,7 @@ ENSEMBLE = "yolov8"
 RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
+TASK_OUTPUTS = ("det_keypoints", "det_obb")  # a pose model's, an OBB model's: only where the server has them
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
 NO_CLIENT_CERTIFICATE = (
     "the server closed the TLS handshake: a server with mutual TLS wants a client certificate "
@@ -87,12 +88,27 @@ class DetectionError(RuntimeError):
 
 @dataclass(frozen=True)
 class Detection:
-    """One object: box x1, y1, x2, y2 in original-image pixels."""
+    """One object: box x1, y1, x2, y2 in original-image pixels (an OBB's axis-aligned bounds).
+
+    A pose model's detection has ``keypoints``: K x [x, y, score], x and y in original-image pixels; an
+    OBB model's has ``obb``: cx, cy, w, h in original-image pixels and the angle in radians. None otherwise.
+    """
 
     box: tuple[float, float, float, float]
     score: float
     class_id: int
     class_name: str
+    keypoints: list[list[float]] | None = None
+    obb: tuple[float, float, float, float, float] | None = None
+
+    def to_dict(self) -> dict:
+        """The detection as JSON-ready values; keypoints and obb only where the model gives them."""
+        found = {"box": list(self.box), "score": self.score, "class_id": self.class_id, "class_name": self.class_name}
+        if self.keypoints is not None:
+            found["keypoints"] = [list(point) for point in self.keypoints]
+        if self.obb is not None:
+            found["obb"] = list(self.obb)
+        return found
 
 
 @dataclass
@@ -105,7 +121,7 @@ class DetectionResult:
     detections: list[Detection] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"detections": [asdict(d) | {"box": list(d.box)} for d in self.detections]}
+        return asdict(self) | {"detections": [d.to_dict() for d in self.detections]}
 
 
 def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
@@ -161,7 +177,9 @@ def parse_results(
                 continue
             name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
             box = tuple(float(v) for v in out["det_boxes"][i, k])
-            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name))
+            keypoints = out["det_keypoints"][i, k].tolist() if "det_keypoints" in out else None
+            obb = tuple(out["det_obb"][i, k].tolist()) if "det_obb" in out else None
+            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb))
         results.append(DetectionResult(label, width, height, detections))
     return results
 
@@ -170,6 +188,12 @@ def class_names_from_config(config: dict) -> list[str]:
     """The ``class_names`` JSON parameter that prepare writes into yolov8_postprocess's config."""
     raw = config.get("parameters", {}).get("class_names", {}).get("string_value", "[]")
     return list(json.loads(raw))
+
+
+def outputs_from_config(config: dict) -> tuple[str, ...]:
+    """The outputs to request: ``OUTPUTS`` and the task's (``TASK_OUTPUTS``) that yolov8_postprocess's config has."""
+    served = {output["name"] for output in config.get("output", [])}
+    return OUTPUTS + tuple(name for name in TASK_OUTPUTS if name in served)
 
 
 class YoloTritonClient:
@@ -214,6 +238,7 @@ class YoloTritonClient:
         self.tls_without_certificate = (ssl or root_certificates is not None) and certificate_chain is None
         self.last_attempts = 0  # attempts made by the latest call: 1 unless UNAVAILABLE was retried
         self._class_names: list[str] | None = None
+        self._outputs: tuple[str, ...] = OUTPUTS
 
     def close(self) -> None:
         self.client.close()
@@ -239,11 +264,15 @@ class YoloTritonClient:
 
     @property
     def class_names(self) -> list[str]:
-        """Class names from the served model's config; ids stand in when the config can't be read."""
+        """Class names from the served model's config; ids stand in when the config can't be read.
+
+        The same read finds the task's outputs (``outputs_from_config``) that each request asks for.
+        """
         if self._class_names is None:
             try:
                 config = self.client.get_model_config(POSTPROCESS, as_json=True)["config"]
                 self._class_names = class_names_from_config(config)
+                self._outputs = outputs_from_config(config)
             except InferenceServerException:
                 self._class_names = []
         return self._class_names
@@ -263,12 +292,13 @@ class YoloTritonClient:
     ) -> list[DetectionResult]:
         """Detect objects in several images with one request; arrays must share one shape."""
         request = build_request(list(images), conf, iou)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+        names = self.class_names
+        outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
         reply = self._with_retries(
             lambda: self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
         )
         wanted = self.classes if classes is None else set(classes)
-        return parse_results(request.labels, {n: reply.as_numpy(n) for n in OUTPUTS}, self.class_names, wanted)
+        return parse_results(request.labels, {n: reply.as_numpy(n) for n in self._outputs}, names, wanted)
 
     def _with_retries(self, call):
         self.last_attempts = 0

@@ -19,6 +19,7 @@ from client.api import (
     build_request,
     class_names_from_config,
     grpc_target,
+    outputs_from_config,
     parse_results,
 )
 
@@ -42,6 +43,7 @@ class AsyncYoloTritonClient:
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.classes = None if classes is None else set(classes)
         self._class_names: list[str] | None = None
+        self._outputs: tuple[str, ...] = OUTPUTS  # and the task's, found with the class names
 
     async def close(self) -> None:
         await self.client.close()
@@ -57,6 +59,7 @@ class AsyncYoloTritonClient:
             try:
                 config = (await self.client.get_model_config(POSTPROCESS, as_json=True))["config"]
                 self._class_names = class_names_from_config(config)
+                self._outputs = outputs_from_config(config)
             except InferenceServerException:
                 self._class_names = []
         return self._class_names
@@ -64,7 +67,8 @@ class AsyncYoloTritonClient:
     async def detect(self, image: ImageLike, conf: float | None = None, iou: float | None = None) -> DetectionResult:
         """Detect objects in one image (path, bytes or uint8 BGR array)."""
         request = build_request([image], conf, iou, grpc=grpcclient)
-        outputs = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+        names = await self.class_names()
+        outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
         for attempt in range(self.retries + 1):
             try:
                 reply = await self.client.infer(
@@ -75,8 +79,8 @@ class AsyncYoloTritonClient:
                 if str(exc.status()) not in RETRYABLE or attempt == self.retries:
                     raise DetectionError.from_triton(exc, self.tls_without_certificate) from None
                 await asyncio.sleep(self.backoff_s * 2**attempt)
-        out = {name: reply.as_numpy(name) for name in OUTPUTS}
-        return parse_results(request.labels, out, await self.class_names(), self.classes)[0]
+        out = {name: reply.as_numpy(name) for name in self._outputs}
+        return parse_results(request.labels, out, names, self.classes)[0]
 
     async def detect_many(
         self, images: Iterable[ImageLike], concurrency: int = 4, conf: float | None = None, iou: float | None = None

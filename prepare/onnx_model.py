@@ -1,9 +1,9 @@
-"""Inspect an Ultralytics detection ONNX export and make its batch dimension dynamic.
+"""Inspect an Ultralytics ONNX export and make its batch dimension dynamic.
 
-Two heads are served: ``raw`` (YOLOv8, YOLO11: (batch, 4 + classes, anchors), NMS in postprocess) and
-``end2end`` ((batch, max_det, 6) x1, y1, x2, y2, score, class, in network-input pixels: YOLO26 and
-YOLOv10 exported end-to-end, metadata ``end2end: True``, and any export with NMS inside the graph,
-``args`` with ``nms: True``).
+Two heads are served: ``raw`` (YOLOv8, YOLO11: (batch, 4 + classes + extra, anchors), NMS in
+postprocess; ``extra`` is the task's, see ``prepare.tasks``) and ``end2end`` ((batch, max_det, 6) x1, y1,
+x2, y2, score, class, in network-input pixels: YOLO26 and YOLOv10 detectors exported end-to-end, metadata
+``end2end: True``, and any detector exported with NMS inside the graph, ``args`` with ``nms: True``).
 """
 
 from __future__ import annotations
@@ -15,26 +15,19 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from prepare.errors import UnsupportedModelError
+from prepare.tasks import extra_channels, read_task
+
 ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
 END2END_COLUMNS = 6  # x1, y1, x2, y2, score, class id
-TASK_KINDS = {
-    "segment": "a segmentation model",
-    "pose": "a pose model",
-    "obb": "an oriented bounding box (OBB) model",
-    "classify": "a classification model",
-}
-
-
-class UnsupportedModelError(ValueError):
-    """The ONNX file is not a detection model this project can serve."""
 
 
 @dataclass(frozen=True)
 class YoloModelInfo:
     """What the serving configs need to know about a model.
 
-    The head output is (batch, 4 + len(class_names), num_anchors) when ``head`` is ``raw``, and
-    (batch, max_det, 6) when it is ``end2end``.
+    The head output is (batch, 4 + len(class_names) + extra, num_anchors) when ``head`` is ``raw`` (extra:
+    ``prepare.tasks.extra_channels`` of ``task``), and (batch, max_det, 6) when it is ``end2end`` (detect only).
     """
 
     input_name: str
@@ -50,12 +43,14 @@ class YoloModelInfo:
     max_det: int = 0  # an end2end head's rows; 0 for a raw head
     max_batch: int | None = None  # the most images one run of the graph handles; None: any, once batch-dynamic
     nms_inside: bool = False  # an end2end head whose graph runs NMS (``args`` nms True), not a top-k
+    task: str = "detect"  # detect | pose | obb
+    kpt_shape: tuple[int, int] | None = None  # pose: keypoints per object, values per keypoint (3)
 
     def head_dims(self) -> list[int]:
-        """The head output's dims without the batch: [4 + classes, anchors] raw, [max_det, 6] end2end."""
+        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end."""
         if self.head == "end2end":
             return [self.max_det, END2END_COLUMNS]
-        return [4 + len(self.class_names), self.num_anchors]
+        return [4 + len(self.class_names) + extra_channels(self.task, self.kpt_shape), self.num_anchors]
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -63,12 +58,9 @@ def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
 
 
 def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
-    """Read class names, imgsz and stride from the metadata and check the graph is a detection head we serve."""
+    """Read task, class names, imgsz and stride from the metadata and check the graph is a head we serve."""
     meta = {p.key: p.value for p in model.metadata_props}
-    task = meta.get("task", "detect")
-    if task != "detect":
-        kind = f" ({TASK_KINDS[task]})" if task in TASK_KINDS else ""
-        raise UnsupportedModelError(f"model task is {task!r}{kind}; only 'detect' models are served")
+    task, kpt_shape = read_task(meta)
     if meta.get("head") == "RTDETRDecoder":
         raise UnsupportedModelError(
             "an RT-DETR model (head RTDETRDecoder: normalized centre boxes, no letterbox); only YOLO detection "
@@ -107,18 +99,38 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         "num_anchors": num_anchors,
         "batch_dim": in_dims[0],
         "metadata": tuple(meta.items()),
+        "task": task,
+        "kpt_shape": kpt_shape,
     }
     exported_end2end = _literal(meta.get("end2end"), False) is True or args.get("nms") is True
+    if task != "detect" and exported_end2end:
+        raise UnsupportedModelError(
+            f"an end-to-end {task} head (output {out_dims}, end2end or nms=True) is not served yet; {task} is "
+            f"served from YOLOv8/YOLO11 heads (batch, 4 + classes + {task} channels, anchors)"
+        )
     if exported_end2end or out_dims[2] == END2END_COLUMNS:  # Ultralytics' own test: end2end, or 6 columns
         return _end2end_info(common, out_dims, model_output.name, args)
-    if out_dims[1] != 4 + len(class_names):
-        raise UnsupportedModelError(
-            f"output has {out_dims[1]} channels but the metadata names {len(class_names)} classes "
-            f"(a detection head has 4 + classes); is this a segmentation or pose model?"
-        )
+    _check_raw_head(out_dims, task, kpt_shape, len(class_names))
     if isinstance(out_dims[2], int) and out_dims[2] != num_anchors:
         raise UnsupportedModelError(f"output has {out_dims[2]} anchors, expected {num_anchors} for {height}x{width}")
     return YoloModelInfo(**common)
+
+
+def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, int] | None, classes: int) -> None:
+    """Refuse a grid head whose channels are not 4 + classes + the task's extra channels."""
+    extra = extra_channels(task, kpt_shape)
+    if out_dims[1] == 4 + classes + extra:
+        return
+    if task == "detect":
+        raise UnsupportedModelError(
+            f"output has {out_dims[1]} channels but the metadata names {classes} classes "
+            f"(a detection head has 4 + classes); is this a segmentation or pose model?"
+        )
+    parts = f"{kpt_shape[0]} x {kpt_shape[1]} keypoint values" if task == "pose" else "1 angle"
+    raise UnsupportedModelError(
+        f"output has {out_dims[1]} channels but the {task} head of {classes} classes has {4 + classes + extra} "
+        f"(4 + classes + {parts})"
+    )
 
 
 def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, args: dict) -> YoloModelInfo:
@@ -164,7 +176,8 @@ def _literal(text: str | None, default: object) -> object:
 
 
 INT_KEYS = ("stride", "batch", "channels")  # Ultralytics' AutoBackend int()s these
-LITERAL_KEYS = ("args", "end2end")  # ... and eval()s these; also imgsz and names, which are replaced by the served ones
+# ... and eval()s these; also imgsz and names, which are replaced by the served ones
+LITERAL_KEYS = ("args", "end2end", "kpt_shape")
 
 
 def ultralytics_metadata(info: YoloModelInfo) -> dict[str, object]:

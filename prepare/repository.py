@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
+from prepare.task_outputs import set_task_outputs, task_output_dims
 from prepare.warmup import (
     profile_batch_sizes,
     set_warmup_batch_sizes,
@@ -80,7 +81,8 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     """Rewrite the models' config files (variants included) for this model's input size, head, class count,
     max_det and batch size.
 
-    The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``).
+    The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``) and
+    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``).
     A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
     yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
     at; any other gets ``MAX_BATCH`` and the default profile. ``precision`` (of a TensorRT engine) is
@@ -95,6 +97,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     max_batch = min(info.max_batch or MAX_BATCH, MAX_BATCH)
     profile = clamp_profile(DEFAULT_PROFILE, max_batch)
     metadata = repr(ultralytics_metadata(info))
+    outputs = task_output_dims(info, max_det)
     edits = {
         "yolov8_preprocess": lambda c: set_parameter(
             set_parameter(set_dims(c, "images", image), "input_height", str(info.input_height)),
@@ -123,9 +126,11 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
                 },
             ),
             max_det,
+            info.task,
+            outputs,
         ),
-        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det), max_batch),
-        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det), max_batch),
+        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
+        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
     }
     for stage, edit in edits.items():
         for path in config_files(repository / stage):
@@ -142,7 +147,11 @@ def _batching(config: str, max_batch: int, profile: tuple[int, int, int], precis
     return config
 
 
-def _detections(config: str, max_det: int) -> str:
+def _detections(config: str, max_det: int, task: str | None = None, outputs: dict[str, list[int]] | None = None) -> str:
+    """The detection outputs' rows (``max_det``), the task's outputs, and (yolov8_postprocess) ``task``."""
+    config = set_task_outputs(config, outputs or {})
+    if task is not None:
+        config = set_parameter(config, "task", task)
     config = set_dims(config, "det_boxes", [max_det, 4])
     config = set_dims(config, "det_scores", [max_det])
     config = set_dims(config, "det_classes", [max_det])

@@ -47,12 +47,13 @@ def synthetic_jpeg(width: int = 800, height: int = 600) -> bytes:
 def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
     """A head with ``boxes`` overlapping boxes above the confidence threshold, so postprocessing has work.
 
-    Raw: float32 (4 + classes, anchors), for NMS. End2end: float32 (max_det, 6), the boxes in the first
-    rows by descending score, then zero rows, as the model pads.
+    Raw: float32 (4 + classes + extra, anchors), for NMS; the task's extra channels (keypoints, angle) are
+    0. End2end: float32 (max_det, 6), the boxes in the first rows by descending score, then zero rows, as
+    the model pads.
     """
     if info.head == "end2end":
         return _warmup_rows(info, min(boxes, info.max_det))
-    head = np.zeros((4 + len(info.class_names), info.num_anchors), np.float32)
+    head = np.zeros(info.head_dims(), np.float32)
     rng = np.random.default_rng(0)
     anchors = rng.choice(info.num_anchors, boxes, replace=False)
     size = np.array([[info.input_width], [info.input_height]], np.float32)

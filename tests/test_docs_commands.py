@@ -4,7 +4,8 @@ that ``EXCEPTED`` lists with the reason.
 
 What the docs take for granted is made real in that folder: ``.venv``, ``.cache`` and ``tests`` are the
 checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` and ``model.onnx``
-are tests/models' YOLO11n export, ``photos/``, ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short
+are tests/models' YOLO11n export, ``yolov8s-pose.onnx`` and ``yolov8s-obb.onnx`` its fall_pose and fall_obb,
+``photos/``, ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short
 video, ``DATA.yaml`` the labelled test set, ``datasets/fall`` and ``fall.v2i.yolov8`` the same set in
 Ultralytics' and Roboflow's layouts.
 
@@ -134,6 +135,8 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     model = write_model("yolo11n", tmp_path_factory.mktemp("yolo11n"), {"default": default_onnx})
     for name in ("yolov8n.onnx", "model.onnx"):
         shutil.copy(model, folder / name)
+    for name, export in (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx")):
+        shutil.copy(write_model(name, tmp_path_factory.mktemp(name), {"default": default_onnx}), folder / export)
     (folder / "photos").mkdir()
     for name in ("bus.jpg", "zidane.jpg"):
         shutil.copy(SAMPLES / name, folder / "photos" / name)

@@ -159,10 +159,14 @@ def test_a_raw_head_stays_raw_when_the_metadata_says_end2end_false():
     assert (info.head, info.max_det, info.max_batch, info.head_dims()) == ("raw", 0, None, [7, 84])
 
 
-@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify", "track_everything"])
-def test_other_tasks_are_refused_by_the_name_in_the_metadata(task):
-    with pytest.raises(UnsupportedModelError, match=rf"model task is '{task}'.*only 'detect' models are served"):
-        read_model_info(end2end_yolo(task=task))
+@pytest.mark.parametrize(("task", "columns"), [("pose", 6 + 17 * 3), ("obb", 7)])
+def test_end_to_end_pose_and_obb_heads_are_refused_as_not_served_yet(task, columns):
+    """YOLO26's NMS-free pose and OBB exports, and nms=True ones: (batch, max_det, 6 + extra)."""
+    model = end2end_yolo(task=task, columns=columns)
+    model.metadata_props.add(key="kpt_shape", value="[17, 3]")
+    refusal = rf"an end-to-end {task} head \(output \[1, {MAX_DET}, {columns}\].*not served yet"
+    with pytest.raises(UnsupportedModelError, match=refusal):
+        read_model_info(model)
 
 
 def test_the_metadata_for_ultralytics_says_end2end_as_a_bool():

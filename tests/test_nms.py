@@ -56,10 +56,10 @@ def test_postprocessor_pads_to_max_det_and_reports_the_size():
     head = head_from([(320, 320, 64, 64, [0.9])])
     mapping = np.array([0.5, 0, 140, 1280, 720], np.float32)
     padded = post.pad(post.detect(head, mapping), mapping)
-    assert padded.num_dets.tolist() == [1]
-    assert padded.det_boxes.shape == (5, 4) and not padded.det_boxes[1:].any()
-    np.testing.assert_allclose(padded.det_boxes[0], [576, 296, 704, 424])  # (x - pad) / gain
-    assert padded.image_size.tolist() == [1280, 720]
+    assert padded["num_dets"].tolist() == [1]
+    assert padded["det_boxes"].shape == (5, 4) and not padded["det_boxes"][1:].any()
+    np.testing.assert_allclose(padded["det_boxes"][0], [576, 296, 704, 424])  # (x - pad) / gain
+    assert padded["image_size"].tolist() == [1280, 720]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), -0.1, 1.5])

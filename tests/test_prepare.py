@@ -76,11 +76,37 @@ def test_prepare_installs_model_labels_and_configs(tmp_path):
     assert re.search(r'name: "det_scores".*?dims: \[ 50 \]', (repo / "yolov8" / "config.pbtxt").read_text(), re.S)
 
 
+def with_metadata(model, **values):
+    """``model`` with more metadata_props (key=value)."""
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=value)
+    return model
+
+
+def test_pose_and_obb_heads_are_read_with_their_extra_channels():
+    pose = read_model_info(with_metadata(tiny_yolo(task="pose", out_channels=7 + 15), kpt_shape="[5, 3]"))
+    assert (pose.task, pose.kpt_shape, pose.head_dims()) == ("pose", (5, 3), [22, 84])
+    obb = read_model_info(tiny_yolo(task="obb", out_channels=8))
+    assert (obb.task, obb.kpt_shape, obb.head_dims()) == ("obb", None, [8, 84])
+
+
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         (tiny_yolo(out_channels=39), "channels but the metadata names 3 classes"),  # a seg-like head
-        (tiny_yolo(task="segment"), r"model task is 'segment' \(a segmentation model\); only 'detect'"),
+        (tiny_yolo(task="segment"), r"model task is 'segment' \(a segmentation model\): not served yet; served: det"),
+        (tiny_yolo(task="classify"), r"model task is 'classify' \(a classification model\): not served yet"),
+        (tiny_yolo(task="track_everything"), r"model task is 'track_everything', a task prepare does not know"),
+        (tiny_yolo(task="pose", out_channels=4 + 3 + 51), r"a pose model without 'kpt_shape' in its metadata"),
+        (
+            with_metadata(tiny_yolo(task="pose", out_channels=7 + 10), kpt_shape="[5, 2]"),
+            r"kpt_shape '\[5, 2\]': pose models with 3 values per keypoint \(x, y, score\) are served",
+        ),
+        (
+            with_metadata(tiny_yolo(task="pose", out_channels=7 + 3), kpt_shape="[17, 3]"),
+            r"output has 10 channels but the pose head of 3 classes has 58 \(4 \+ classes \+ 17 x 3 keypoint values\)",
+        ),
+        (tiny_yolo(task="obb"), r"output has 7 channels but the obb head of 3 classes has 8 \(4 \+ classes \+ 1 angle"),
     ],
 )
 def test_unusable_models_are_refused_clearly(model, message):

@@ -1,8 +1,8 @@
-"""Ultralytics-compatible non-maximum suppression for YOLOv8 detection heads, in NumPy."""
+"""Ultralytics-compatible non-maximum suppression for YOLOv8/YOLO11 grid heads, in NumPy."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,11 +17,13 @@ class Detections:
     """Detections for one image, by descending score (an end-to-end head's: in the model's order).
 
     boxes: float32 (N, 4) x1, y1, x2, y2; scores: float32 (N,); class_ids: int32 (N,).
+    extras: float32 (N, E), the task's values of each detection (keypoints, an OBB); E is 0 for detect.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
+    extras: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -67,30 +69,42 @@ def non_max_suppression(
     iou_threshold: float = IOU_THRESHOLD,
     max_det: int = MAX_DET,
     classes: np.ndarray | None = None,
+    num_classes: int | None = None,
 ) -> Detections:
-    """Decode one image's YOLOv8 head output the way Ultralytics' ``non_max_suppression`` does.
+    """Decode one image's YOLOv8/YOLO11 head output the way Ultralytics' ``non_max_suppression`` does.
 
     Best class per anchor, keep score > conf_threshold, class-aware NMS, at most max_det.
 
     Args:
-        head: float32 (4 + num_classes, num_anchors): cx, cy, w, h, then class scores.
+        head: float32 (4 + num_classes + E, num_anchors): cx, cy, w, h, class scores, then E extra channels
+            (a pose head's keypoints) that each detection keeps in ``extras``.
         classes: optional int array of class ids to keep.
+        num_classes: the head's classes; None: every channel after the box is a class score.
 
     Returns:
         Detections in network-input pixels.
     """
-    class_scores = head[4:]
+    candidates, scores, class_ids = best_classes(head, conf_threshold, num_classes)
+    boxes = xywh_to_xyxy(np.ascontiguousarray(head[:4, candidates].T))
+    extras = np.ascontiguousarray(head[4 + (num_classes or len(head) - 4) :, candidates].T)
+    if classes is not None:
+        wanted = np.isin(class_ids, classes)
+        boxes, scores, class_ids, extras = boxes[wanted], scores[wanted], class_ids[wanted], extras[wanted]
+    if len(scores) > MAX_NMS:
+        top = np.argsort(-scores, kind="stable")[:MAX_NMS]
+        boxes, scores, class_ids, extras = boxes[top], scores[top], class_ids[top], extras[top]
+    offset_boxes = boxes + (class_ids.astype(np.float32) * MAX_WH)[:, None]
+    keep = greedy_nms(offset_boxes, scores, iou_threshold, max_det)
+    return Detections(boxes[keep], scores[keep], class_ids[keep], extras[keep])
+
+
+def best_classes(
+    head: np.ndarray, conf_threshold: float, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The anchors whose best class scores > conf_threshold: int64 (N,) anchor indices, float32 (N,) scores,
+    int32 (N,) class ids. ``head``: float32 (4 + num_classes + E, anchors); None: no extra channels."""
+    class_scores = head[4 : 4 + num_classes] if num_classes else head[4:]
     scores = class_scores.max(axis=0)
     candidates = np.flatnonzero(scores > conf_threshold)
     class_ids = class_scores[:, candidates].argmax(axis=0).astype(np.int32)
-    scores = scores[candidates]
-    boxes = xywh_to_xyxy(np.ascontiguousarray(head[:4, candidates].T))
-    if classes is not None:
-        wanted = np.isin(class_ids, classes)
-        boxes, scores, class_ids = boxes[wanted], scores[wanted], class_ids[wanted]
-    if len(scores) > MAX_NMS:
-        top = np.argsort(-scores, kind="stable")[:MAX_NMS]
-        boxes, scores, class_ids = boxes[top], scores[top], class_ids[top]
-    offset_boxes = boxes + (class_ids.astype(np.float32) * MAX_WH)[:, None]
-    keep = greedy_nms(offset_boxes, scores, iou_threshold, max_det)
-    return Detections(boxes[keep], scores[keep], class_ids[keep])
+    return candidates, scores[candidates], class_ids

@@ -1,35 +1,26 @@
-"""Postprocessing: the detector's output → fixed-size detections in original-image pixels."""
+"""Postprocessing: the model's output → fixed-size detections in original-image pixels."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
 from python_backends.postprocess.end2end import END2END_COLUMNS, end2end_detections
 from python_backends.postprocess.nms import Detections, non_max_suppression
+from python_backends.postprocess.rotated import rotated_nms
+from python_backends.postprocess.tasks import (
+    KEYPOINT_VALUES,
+    TASK_OUTPUTS,
+    TASKS,
+    empty_output,
+    rbox_bounds,
+    scale_keypoints,
+    scale_rboxes,
+)
 
-HEADS = ("raw", "end2end")  # (4 + classes, anchors) decoded with NMS here | (rows, 6) chosen by the model
+HEADS = ("raw", "end2end")  # (4 + classes + extra, anchors) decoded with NMS here | (rows, 6) chosen by the model
 
-
-OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
-
-
-@dataclass(frozen=True)
-class PaddedDetections:
-    """One image's detections in the ensemble's output layout (EfficientNMS names).
-
-    num_dets: int32 (1,); det_boxes: float32 (max_det, 4) x1, y1, x2, y2;
-    det_scores: float32 (max_det,); det_classes: int32 (max_det,). Rows past num_dets are zero.
-    image_size: int32 (2,) width, height of the original image.
-    """
-
-    num_dets: np.ndarray
-    det_boxes: np.ndarray
-    det_scores: np.ndarray
-    det_classes: np.ndarray
-    image_size: np.ndarray
+OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")  # every task's
 
 
 def scale_boxes(boxes: np.ndarray, mapping: np.ndarray) -> np.ndarray:
@@ -67,8 +58,9 @@ def check_threshold(name: str, value: float) -> float:
 class Postprocessor:
     """Turn one image's head into detections in original-image pixels.
 
-    ``head_kind`` ``raw``: a YOLOv8/YOLO11 head, float32 (4 + num_classes, num_anchors), decoded with
-    Ultralytics-style NMS. ``end2end``: float32 (rows, 6) x1, y1, x2, y2, score, class id that the model
+    ``head_kind`` ``raw``: a YOLOv8/YOLO11 head, float32 (4 + num_classes + extra, num_anchors), decoded with
+    Ultralytics-style NMS; ``task`` ``pose`` has num_keypoints * 3 extra channels, ``obb`` one (the angle,
+    rotated NMS). ``end2end`` (detect only): float32 (rows, 6) x1, y1, x2, y2, score, class id that the model
     has chosen itself (YOLO26, YOLOv10, NMS in the graph): kept by score only, the IoU threshold is
     checked but has no effect.
     """
@@ -80,9 +72,19 @@ class Postprocessor:
         conf_threshold: float = CONF_THRESHOLD,
         iou_threshold: float = IOU_THRESHOLD,
         head_kind: str = "raw",
+        task: str = "detect",
+        num_keypoints: int = 0,
     ):
         if head_kind not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head_kind!r}")
+        if task not in TASKS or (task != "detect" and head_kind != "raw"):
+            raise ValueError(f"task must be one of {', '.join(TASKS)} (a raw head unless detect), got {task!r}")
+        if (task == "pose") != (num_keypoints > 0):
+            raise ValueError(f"num_keypoints is for pose only and must be positive there, got {num_keypoints}")
+        self.task = task
+        self.num_keypoints = num_keypoints
+        self.outputs = OUTPUTS + TASK_OUTPUTS[task]
+        self.channels = 4 + num_classes + {"detect": 0, "pose": num_keypoints * KEYPOINT_VALUES, "obb": 1}[task]
         self.num_classes = num_classes
         self.max_det = max_det
         self.conf_threshold = check_threshold("conf_threshold", conf_threshold)
@@ -99,9 +101,12 @@ class Postprocessor:
         """Detections for one image in original-image pixels.
 
         Args:
-            head: float32 (4 + num_classes, num_anchors) for a raw head, (rows, 6) for an end2end one.
+            head: float32 (4 + num_classes + extra, num_anchors) for a raw head, (rows, 6) for an end2end one.
             mapping: float32 (5,) gain, pad_x, pad_y, width, height from preprocessing (LETTERBOX).
             conf_threshold, iou_threshold: per-request values; None uses the defaults.
+
+        Returns:
+            Detections whose ``extras`` are pose's keypoints, float32 (N, K, 3), or obb's xywhr (N, 5).
         """
         conf = self.conf_threshold if conf_threshold is None else check_threshold("conf_threshold", conf_threshold)
         iou = self.iou_threshold if iou_threshold is None else check_threshold("iou_threshold", iou_threshold)
@@ -109,21 +114,40 @@ class Postprocessor:
             if head.ndim != 2 or head.shape[1] != END2END_COLUMNS:
                 raise ValueError(f"end2end head output must be (rows, {END2END_COLUMNS}), got {head.shape}")
             found = end2end_detections(head, conf, self.max_det)
-        else:
-            if head.ndim != 2 or head.shape[0] != 4 + self.num_classes:
-                raise ValueError(f"head output must be (4 + {self.num_classes}, anchors), got {head.shape}")
-            found = non_max_suppression(head, conf, iou, self.max_det)
-        return Detections(scale_boxes(found.boxes, mapping), found.scores, found.class_ids)
+            return Detections(scale_boxes(found.boxes, mapping), found.scores, found.class_ids)
+        if head.ndim != 2 or head.shape[0] != self.channels:
+            raise ValueError(f"a {self.task} head must be ({self.channels}, anchors), got {head.shape}")
+        if self.task == "obb":
+            found = rotated_nms(head, conf, iou, self.max_det, self.num_classes)
+            rboxes = scale_rboxes(np.concatenate([found.boxes, found.extras], axis=1), mapping)
+            return Detections(rbox_bounds(rboxes), found.scores, found.class_ids, rboxes)
+        found = non_max_suppression(head, conf, iou, self.max_det, num_classes=self.num_classes)
+        extras = found.extras
+        if self.task == "pose":
+            extras = scale_keypoints(extras.reshape(len(found), self.num_keypoints, KEYPOINT_VALUES), mapping)
+        return Detections(scale_boxes(found.boxes, mapping), found.scores, found.class_ids, extras)
 
-    def pad(self, found: Detections, mapping: np.ndarray) -> PaddedDetections:
-        """Lay detections out in fixed-size arrays of ``max_det`` rows (``mapping`` gives the image size)."""
+    def pad(self, found: Detections, mapping: np.ndarray) -> dict[str, np.ndarray]:
+        """One image's outputs by name (``self.outputs``), laid out in ``max_det`` rows, zero past num_dets.
+
+        num_dets: int32 (1,); det_boxes: float32 (max_det, 4) x1, y1, x2, y2; det_scores: float32 (max_det,);
+        det_classes: int32 (max_det,); image_size: int32 (2,) width, height of the original image (from
+        ``mapping``); pose's det_keypoints float32 (max_det, K, 3), obb's det_obb float32 (max_det, 5).
+        """
         count = len(found)
-        boxes = np.zeros((self.max_det, 4), dtype=np.float32)
-        scores = np.zeros(self.max_det, dtype=np.float32)
-        classes = np.zeros(self.max_det, dtype=np.int32)
-        boxes[:count], scores[:count], classes[:count] = found.boxes, found.scores, found.class_ids
-        size = np.rint(mapping[3:5]).astype(np.int32)
-        return PaddedDetections(np.array([count], dtype=np.int32), boxes, scores, classes, size)
+        out = {
+            "num_dets": np.array([count], dtype=np.int32),
+            "det_boxes": np.zeros((self.max_det, 4), dtype=np.float32),
+            "det_scores": np.zeros(self.max_det, dtype=np.float32),
+            "det_classes": np.zeros(self.max_det, dtype=np.int32),
+            "image_size": np.rint(mapping[3:5]).astype(np.int32),
+        }
+        out["det_boxes"][:count], out["det_scores"][:count] = found.boxes, found.scores
+        out["det_classes"][:count] = found.class_ids
+        for name in TASK_OUTPUTS[self.task]:
+            out[name] = empty_output(name, self.max_det, self.num_keypoints)
+            out[name][:count] = found.extras
+        return out
 
     def batch(
         self,
@@ -132,7 +156,7 @@ class Postprocessor:
         confs: list[float | None],
         ious: list[float | None],
     ) -> dict[str, np.ndarray]:
-        """A batch's outputs by name (``OUTPUTS``), each image's detections in its rows.
+        """A batch's outputs by name (``self.outputs``), each image's detections in its rows.
 
         Args:
             heads: float32 (B, 4 + num_classes, num_anchors) raw, or (B, rows, 6) end2end.
@@ -140,10 +164,11 @@ class Postprocessor:
 
         Returns:
             num_dets (B, 1), det_boxes (B, max_det, 4), det_scores (B, max_det), det_classes (B, max_det),
-            image_size (B, 2), dtypes as in ``PaddedDetections``.
+            image_size (B, 2), and the task's det_keypoints (B, max_det, K, 3) or det_obb (B, max_det, 5),
+            dtypes as in ``pad``.
         """
         padded = [
             self.pad(self.detect(head, mapping, conf, iou), mapping)
             for head, mapping, conf, iou in zip(heads, mappings, confs, ious)
         ]
-        return {name: np.stack([getattr(p, name) for p in padded]) for name in OUTPUTS}
+        return {name: np.stack([p[name] for p in padded]) for name in self.outputs}

@@ -3,7 +3,7 @@
 import triton_python_backend_utils as pb_utils
 
 from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
-from python_backends.postprocess.postprocessor import OUTPUTS, Postprocessor, ThresholdError
+from python_backends.postprocess.postprocessor import Postprocessor, ThresholdError
 from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.gpu_arrays import to_host
@@ -17,6 +17,12 @@ def _optional(request, name, count):
     return [None] * count if tensor is None else [float(v) for v in to_host(input_array(tensor)).reshape(-1)]
 
 
+def _keypoints(config):
+    """K of a pose model's det_keypoints output [max_det, K, 3]; 0 when the config has no such output."""
+    output = pb_utils.get_output_config_by_name(config, "det_keypoints")
+    return int(output["dims"][1]) if output else 0
+
+
 class TritonPythonModel:
     def initialize(self, args):
         log_line_by_line()
@@ -28,11 +34,13 @@ class TritonPythonModel:
             conf_threshold=float_parameter(params, "conf_threshold", CONF_THRESHOLD),
             iou_threshold=float_parameter(params, "iou_threshold", IOU_THRESHOLD),
             head_kind=params.get("head", "").strip() or "raw",
+            task=params.get("task", "").strip() or "detect",
+            num_keypoints=_keypoints(config),
         )
         self.gate = DrainGate.from_environment()  # counts requests leaving the pipeline
         self.dtypes = {
             name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
-            for name in OUTPUTS
+            for name in self.postprocessor.outputs
         }
 
     def execute(self, requests):
@@ -51,5 +59,5 @@ class TritonPythonModel:
             outputs = self.postprocessor.batch(heads, mappings, confs, ious)
         except ThresholdError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
-        tensors = [pb_utils.Tensor(name, outputs[name].astype(self.dtypes[name], copy=False)) for name in OUTPUTS]
+        tensors = [pb_utils.Tensor(name, outputs[name].astype(self.dtypes[name], copy=False)) for name in outputs]
         return pb_utils.InferenceResponse(output_tensors=tensors)

