@@ -134,6 +134,9 @@ class ServerOptions:
     grpc_server_cert: Path | None = None  # PEM; with grpc_server_key, gRPC speaks TLS only
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
+    # Where traces go once the trace API turns tracing on (it starts OFF): Triton 2.51 takes the file only at
+    # start (the trace API answers UNIMPLEMENTED to a new trace_file), and writes ``<trace_file>.<n>``.
+    trace_file: Path | None = None
     model_config_name: str | None = field(default_factory=default_config_name)  # --model-config-name
     cuda_pool_mib: int = field(default_factory=default_cuda_pool_mib)  # per GPU; 0: no GPU, no flag
     extra_args: list[str] = field(default_factory=list)
@@ -157,6 +160,8 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
         f"--exit-timeout-secs={options.exit_timeout_s}",
         f"--log-verbose={options.log_verbose}",
     ]
+    if options.trace_file:
+        cmd.append(f"--trace-config=triton,file={Path(options.trace_file).resolve()}")
     if options.model_config_name:
         cmd.append(f"--model-config-name={options.model_config_name}")
     if options.cuda_pool_mib:
