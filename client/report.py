@@ -27,8 +27,11 @@ def drive(client: YoloTritonClient, images: list[Path], concurrency: int, repeat
         client.detect(payload)
         return (time.perf_counter() - started) * 1e3
 
-    with ThreadPoolExecutor(concurrency) as pool:
+    pool = ThreadPoolExecutor(concurrency)
+    try:
         return list(pool.map(one, payloads))
+    finally:  # interrupted (Ctrl-C), the requests not yet sent are dropped, not sent first
+        pool.shutdown(cancel_futures=True)
 
 
 def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, window_s: float | None = None) -> str:
