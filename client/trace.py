@@ -157,7 +157,7 @@ def trace(
         with Tracing(yolo.client, headers, requests, rate) as tracing:
             tracing.on()
             if images:
-                drive(yolo, [images[i % len(images)] for i in range(requests * rate)], concurrency, 1)
+                drive(yolo, images, concurrency, requests * rate)
             else:
                 deadline = time.monotonic() + window_s
                 while time.monotonic() < deadline and tracing.remaining() > 0:
