@@ -23,11 +23,10 @@ import tritonclient.grpc as grpcclient
 
 from client.report import drive
 from client.trace_stats import RequestTrace, request_traces
-from python_backends.paths import ADMIN_KEY_FILE
-from serving.triton import GRPC_ADMIN_KEY_HEADER
+from python_backends.defaults import ADMIN_KEY_FILE, GRPC_ADMIN_KEY_HEADER
 
 ENSEMBLE = "yolov8"
-LOG_FREQUENCY = 100  # traces per file: each trace of the ensemble is about 5 kB
+LOG_FREQUENCY = 100  # traces per file: a request's trace (the ensemble's and its stages') is about 2.5 kB
 SETTINGS = ("trace_level", "trace_rate", "trace_count", "log_frequency")
 FLUSH_TIMEOUT_S = 10.0
 

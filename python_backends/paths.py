@@ -9,5 +9,4 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout: model_repository/, .cache/
 CACHE = PROJECT_ROOT / ".cache"  # made by make setup, never committed: models, samples, engines, logs
 SAMPLES = CACHE / "samples"  # the sample photos of make setup
-ADMIN_KEY_FILE = CACHE / "admin_key"  # python -m serving's key for the admin APIs when none is given
 DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"  # the committed configs; prepare installs the model here

@@ -18,9 +18,10 @@ import secrets
 import sys
 from pathlib import Path
 
-from python_backends.paths import ADMIN_KEY_FILE, CACHE, DEFAULT_REPOSITORY
+from python_backends.defaults import ADMIN_KEY_FILE, ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from python_backends.paths import CACHE, DEFAULT_REPOSITORY
 from serving.supervisor import Supervisor
-from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER, ServerOptions
+from serving.triton import ServerOptions
 
 log = logging.getLogger("supervisor")
 

@@ -10,6 +10,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_backends.defaults import ADMIN_KEY_HEADER
 from python_backends.infer.select import tensorrt_unavailable_reason
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
@@ -24,8 +25,6 @@ CUDA_POOL_MIB = 512
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
 # model-config, inference and statistics stay open: clients read class names and statistics.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
-ADMIN_KEY_HEADER = "admin-key"  # the HTTP header; gRPC clients send it as GRPC_ADMIN_KEY_HEADER
-GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"  # Triton prefixes restricted gRPC headers
 # glibc keeps freed blocks up to 32 MiB in the heap (and up to 256 MiB of them free) instead of unmapping
 # them: each request's decoded image, 4.9 MB tensor and Triton's output buffers are then reused, not
 # page-faulted in again. That halved the preprocessing of a 1 MP JPEG (10 ms -> 5 ms). Read at process start.

@@ -18,8 +18,8 @@ from own_server import image_input, options, started
 from client.stage_stats import PHASES, STAGES, counted_deltas, snapshot
 from client.trace import ENSEMBLE, settings, trace, trace_parts
 from client.trace_stats import BETWEEN, FRONT_END, QUANTILES
+from python_backends.defaults import GRPC_ADMIN_KEY_HEADER
 from python_backends.paths import PROJECT_ROOT
-from serving.triton import GRPC_ADMIN_KEY_HEADER
 
 KEY = "trace-admin-key"
 ADMIN = {GRPC_ADMIN_KEY_HEADER: KEY}
