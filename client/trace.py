@@ -110,8 +110,10 @@ class Tracing:
     def __exit__(self, failed, *exc) -> None:
         """Tracing off: the ensemble's trace settings back to the server's; a failed run's parts removed."""
         with uninterrupted():
-            self.taken = self.count - self.remaining()
-            self.client.update_trace_settings(ENSEMBLE, dict.fromkeys(SETTINGS), headers=self.headers)
+            try:
+                self.taken = self.count - self.remaining()
+            finally:
+                self.client.update_trace_settings(ENSEMBLE, dict.fromkeys(SETTINGS), headers=self.headers)
         if failed is not None:
             for part in self.new_parts():
                 part.unlink()
@@ -128,7 +130,10 @@ class Tracing:
         deadline = time.monotonic() + timeout_s
         while True:
             parts = self.new_parts()
-            records = [r for p in parts for r in json.loads(p.read_text() or "[]")]
+            try:
+                records = [r for p in parts for r in json.loads(p.read_text())]
+            except ValueError:  # a part Triton is still writing
+                records = []
             ensembles = sum(1 for r in records if r.get("model_name") == ENSEMBLE and "parent_id" not in r)
             if ensembles >= self.taken or time.monotonic() > deadline:
                 break
