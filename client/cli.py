@@ -130,7 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--concurrency", type=int, default=1, help="requests in flight when driving")
     report.add_argument("--repeat", type=int, default=4, help="passes over --images when driving")
     report.set_defaults(func=run_report)
+
+    trace = commands.add_parser("trace", help="each request's time per stage, from the server's request traces")
+    trace.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address of one server on this host")
+    trace.add_argument("--images", nargs="+", help="drive traffic with these images (default: sample live traffic)")
+    trace.add_argument("--requests", type=positive, default=200, help="requests to trace (default %(default)s)")
+    trace.add_argument("--rate", type=positive, default=1, help="trace one request in RATE (default %(default)s)")
+    trace.add_argument("--concurrency", type=positive, default=1, help="requests in flight when driving")
+    trace.add_argument("--window", type=float, default=60.0, help="seconds to sample live traffic at most")
+    trace.add_argument("--admin-key", help="the server's admin key (default: .cache/admin_key, if any)")
+    trace.add_argument("--json", metavar="FILE", help="also write the figures to this JSON file")
+    trace.add_argument("--png", metavar="FILE", help="draw the p50 and p99 requests' waterfall here")
+    trace.set_defaults(func=run_trace)
     return parser
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +166,36 @@ def run_report(args: argparse.Namespace) -> int:
     from client.report import report
 
     print(report(args.url, [Path(i) for i in args.images or []], args.concurrency, args.repeat, args.window))
+    return 0
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from tritonclient.utils import InferenceServerException
+
+    from client.trace import TraceError, trace
+    from client.trace_stats import slowest_share, summary, table
+
+    images = [Path(i) for i in args.images or []]
+    try:
+        traces = trace(args.url, images, args.requests, args.concurrency, args.rate, args.window, args.admin_key)
+    except (TraceError, InferenceServerException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: tracing is off", file=sys.stderr)
+        return 130
+    if not traces:
+        print("no request was traced", file=sys.stderr)
+        return 1
+    result = summary(traces)
+    print(table(result))
+    print(slowest_share(traces))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.png:
+        from client.trace_plot import write_waterfall
+
+        write_waterfall(traces, Path(args.png))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,17 +20,31 @@ PROBE_NOTE = (
 )
 
 
-def drive(client: YoloTritonClient, images: list[Path], concurrency: int, repeat: int) -> list[float]:
-    """Send every image ``repeat`` times with ``concurrency`` in flight; client latencies in ms."""
-    payloads = [image.read_bytes() for image in images] * repeat
+def drive(client: YoloTritonClient, images: list[Path], concurrency: int, count: int) -> list[float]:
+    """Send ``count`` requests, cycling through ``images``, with ``concurrency`` in flight; client latencies in ms.
 
-    def one(payload: bytes) -> float:
-        started = time.perf_counter()
-        client.detect(payload)
-        return (time.perf_counter() - started) * 1e3
+    Interrupted (Ctrl-C) or on a failed request, it sends no more and waits only for the requests in flight.
+    """
+    payloads = [image.read_bytes() for image in images]
+    numbers, stop, latencies = itertools.count(), threading.Event(), []
+
+    def worker() -> None:
+        try:
+            while not stop.is_set() and (number := next(numbers)) < count:
+                started = time.perf_counter()
+                client.detect(payloads[number % len(payloads)])
+                latencies.append((time.perf_counter() - started) * 1e3)
+        finally:
+            stop.set()
 
     with ThreadPoolExecutor(concurrency) as pool:
-        return list(pool.map(one, payloads))
+        workers = [pool.submit(worker) for _ in range(concurrency)]
+        try:
+            for done in workers:
+                done.result()
+        finally:
+            stop.set()
+    return latencies
 
 
 def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, window_s: float | None = None) -> str:
@@ -40,7 +56,7 @@ def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, 
             time.sleep(window_s)
             latencies: list[float] = []
         else:
-            latencies = drive(client, images, concurrency, repeat)
+            latencies = drive(client, images, concurrency, len(images) * repeat)
         elapsed = time.perf_counter() - started
         delta = counted_deltas(client.client, before, len(latencies), timeout_s=5.0)
     lines = [stage_table(delta)]

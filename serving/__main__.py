@@ -4,6 +4,8 @@ The supervisor restarts the server when a stage dies and stops it cleanly on SIG
 (see ``serving.supervisor``). Admin APIs (model repository, shared memory, trace, logging) need
 the admin key in the HTTP header ``admin-key`` (gRPC metadata ``triton-grpc-protocol-admin-key``);
 without ``--admin-key`` a new key is made for each run and written to ``.cache/admin_key`` (mode 0600).
+Tracing is off; the trace API turns it on (``yolo-triton trace``) and Triton writes the traces to
+``--trace-file``'s ``.<n>`` files: beside ``--log-file`` by default, else in ``.cache/traces/``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import secrets
 import sys
 from pathlib import Path
 
-from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
+from python_backends.defaults import ADMIN_KEY_FILE, ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
+from python_backends.paths import CACHE, DEFAULT_REPOSITORY
 from serving.supervisor import Supervisor
-from serving.triton import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER, ServerOptions
+from serving.triton import ServerOptions
 
-ADMIN_KEY_FILE = PROJECT_ROOT / ".cache" / "admin_key"
 log = logging.getLogger("supervisor")
 
 
@@ -55,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="load configs/NAME.pbtxt where a model has one ('' = config.pbtxt; default: gpu where TensorRT runs)",
     )
     parser.add_argument("--log-file", type=Path, help="tritonserver's log (default: this terminal)")
+    parser.add_argument(
+        "--trace-file",
+        type=Path,
+        help="prefix of the trace files, written while tracing is on "
+        "(default: LOG.trace.json beside --log-file, else .cache/traces/trace-GRPC_PORT.json)",
+    )
     parser.add_argument(
         "--one-process-group",
         action="store_true",
@@ -104,7 +112,15 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         grpc_server_key=args.grpc_server_key,
         grpc_root_cert=args.grpc_root_cert,
         model_config_name=args.model_config_name or None,
+        trace_file=args.trace_file or default_trace_file(args.log_file, args.grpc_port),
     )
+
+
+def default_trace_file(log_file: Path | None, grpc_port: int) -> Path:
+    """Beside the server's log (``x.log`` -> ``x.trace.json``), else one per gRPC port under ``.cache/traces``."""
+    if log_file is not None:
+        return log_file.with_suffix(".trace.json")
+    return CACHE / "traces" / f"trace-{grpc_port}.json"
 
 
 def new_admin_key() -> str:

@@ -88,6 +88,8 @@ class TritonServer:
         if problem:
             raise ServerStartError(problem)
         log_start = 0
+        if self.options.trace_file is not None:
+            Path(self.options.trace_file).parent.mkdir(parents=True, exist_ok=True)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0

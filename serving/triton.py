@@ -10,6 +10,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_backends.defaults import ADMIN_KEY_HEADER
 from python_backends.infer.select import tensorrt_unavailable_reason
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from python_backends.preprocess.image_decode import DEFAULT_MAX_PIXELS
@@ -24,8 +25,6 @@ CUDA_POOL_MIB = 512
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
 # model-config, inference and statistics stay open: clients read class names and statistics.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
-ADMIN_KEY_HEADER = "admin-key"  # the HTTP header; gRPC clients send it as GRPC_ADMIN_KEY_HEADER
-GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"  # Triton prefixes restricted gRPC headers
 # glibc keeps freed blocks up to 32 MiB in the heap (and up to 256 MiB of them free) instead of unmapping
 # them: each request's decoded image, 4.9 MB tensor and Triton's output buffers are then reused, not
 # page-faulted in again. That halved the preprocessing of a 1 MP JPEG (10 ms -> 5 ms). Read at process start.
@@ -134,6 +133,9 @@ class ServerOptions:
     grpc_server_cert: Path | None = None  # PEM; with grpc_server_key, gRPC speaks TLS only
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
+    # Where traces go once the trace API turns tracing on (it starts OFF): Triton 2.51 takes the file only at
+    # start (the trace API answers UNIMPLEMENTED to a new trace_file), and writes ``<trace_file>.<n>``.
+    trace_file: Path | None = None
     model_config_name: str | None = field(default_factory=default_config_name)  # --model-config-name
     cuda_pool_mib: int = field(default_factory=default_cuda_pool_mib)  # per GPU; 0: no GPU, no flag
     extra_args: list[str] = field(default_factory=list)
@@ -157,6 +159,8 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
         f"--exit-timeout-secs={options.exit_timeout_s}",
         f"--log-verbose={options.log_verbose}",
     ]
+    if options.trace_file:
+        cmd.append(f"--trace-config=triton,file={Path(options.trace_file).resolve()}")
     if options.model_config_name:
         cmd.append(f"--model-config-name={options.model_config_name}")
     if options.cuda_pool_mib:

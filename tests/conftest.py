@@ -135,10 +135,12 @@ def yolo11n_repository(family_repository) -> Path:
 
 @pytest.fixture(scope="session")
 def triton(model_repository, tmp_path_factory):
-    """A real tritonserver serving the ensemble on free loopback ports."""
+    """A real tritonserver serving the ensemble on free loopback ports, with a trace file as python -m serving's
+    (tracing off: the docs' ``yolo-triton trace`` turns it on)."""
     from own_server import options, started
 
-    with started(options(model_repository), tmp_path_factory.mktemp("triton") / "tritonserver.log") as server:
+    folder = tmp_path_factory.mktemp("triton")
+    with started(options(model_repository, trace_file=folder / "trace.json"), folder / "tritonserver.log") as server:
         yield server
 
 

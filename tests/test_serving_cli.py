@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,17 @@ def test_command_restricts_only_the_admin_apis(tmp_path):
     assert f"--http-restricted-api={restricted}" in command
     assert "--model-control-mode=none" in command and "--allow-metrics=false" in command
     assert not [arg for arg in command if arg.startswith("--metrics-port")]
+
+
+def test_the_trace_file_goes_beside_the_log(tmp_path):
+    """Tracing starts off; its file is named at start (Triton 2.51's trace API refuses a new one)."""
+    beside = server_options(parse_args(["--admin-key", "K", "--log-file", str(tmp_path / "tritonserver.log")]))
+    assert beside.trace_file == tmp_path / "tritonserver.trace.json"
+    assert f"--trace-config=triton,file={tmp_path / 'tritonserver.trace.json'}" in server_command(beside, tmp_path)
+    alone = server_options(parse_args(["--admin-key", "K", "--grpc-port", "9101"]))
+    assert alone.trace_file == PROJECT_ROOT / ".cache" / "traces" / "trace-9101.json"
+    named = server_options(parse_args(["--admin-key", "K", "--trace-file", "t/x.json"]))
+    assert f"--trace-config=triton,file={Path('t/x.json').resolve()}" in server_command(named, tmp_path)
 
 
 def test_tls_flags(tmp_path):
