@@ -3,11 +3,11 @@ and the Kubernetes README, against a real server, from a folder outside the chec
 that ``EXCEPTED`` lists with the reason.
 
 What the docs take for granted is made real in that folder: ``.venv``, ``.cache`` and ``tests`` are the
-checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` and ``model.onnx``
-are tests/models' YOLO11n export, ``yolov8s-pose.onnx`` and ``yolov8s-obb.onnx`` its fall_pose and fall_obb,
-``photos/``, ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short
-video, ``DATA.yaml`` the labelled test set, ``datasets/fall`` and ``fall.v2i.yolov8`` the same set in
-Ultralytics' and Roboflow's layouts.
+checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` a small detector of
+dynamic height and width, as a ``dynamic=True`` export is (tests/tiny_models.py), ``model.onnx`` tests/models'
+YOLO11n export, ``yolov8s-pose.onnx`` and ``yolov8s-obb.onnx`` its fall_pose and fall_obb, ``photos/``,
+``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short video, ``DATA.yaml`` the labelled test set,
+``datasets/fall`` and ``fall.v2i.yolov8`` the same set in Ultralytics' and Roboflow's layouts.
 
 Two things differ from what is written, both to leave the checkout and its ports alone:
 - the server is the test's own: ``127.0.0.1:8001`` and the docs' example hosts become its address, and a
@@ -25,9 +25,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 from dataset_layouts import write_layouts
 from sample_images import SAMPLES
+from tiny_models import tiny_detector
 from val_set import build_val_set
 
 from python_backends.paths import PROJECT_ROOT
@@ -132,9 +134,10 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     (folder / ".cache").mkdir()
     for cached in ("samples", "models"):
         (folder / ".cache" / cached).symlink_to(PROJECT_ROOT / ".cache" / cached)
-    model = write_model("yolo11n", tmp_path_factory.mktemp("yolo11n"), {"default": default_onnx})
-    for name in ("yolov8n.onnx", "model.onnx"):
-        shutil.copy(model, folder / name)
+    onnx.save(tiny_detector(dynamic_size=True), folder / "yolov8n.onnx")
+    shutil.copy(
+        write_model("yolo11n", tmp_path_factory.mktemp("yolo11n"), {"default": default_onnx}), folder / "model.onnx"
+    )
     for name, export in (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx")):
         shutil.copy(write_model(name, tmp_path_factory.mktemp(name), {"default": default_onnx}), folder / export)
     (folder / "photos").mkdir()
