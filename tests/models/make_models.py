@@ -292,23 +292,34 @@ def max_output_diff(first: Path, second: Path, imgsz: list[int]) -> float:
     return worst
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def artifact_folders(argv: list[str] | None, description: str) -> tuple[Path, Path]:
+    """(where the exports go, Ultralytics' working folder) from the command line, both made."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--artifacts", type=Path, default=Path("/tmp/zoo-artifacts"), help="exports (not in git)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/zoo-build"), help="Ultralytics' working files")
     args = parser.parse_args(argv)
-    args.artifacts.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
+    for folder in (args.artifacts, args.work):
+        folder.mkdir(parents=True, exist_ok=True)
+    return args.artifacts, args.work
+
+
+def save_materialized(name: str, artifacts: Path) -> None:
+    """Write model ``name`` rebuilt from its graph and recipe beside its export, to compare the two."""
+    path = artifacts / f"{name}_materialized.onnx"
+    onnx.save(materialize(name, {"default": DEFAULT_ONNX}), str(path))
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    artifacts, work = artifact_folders(argv, __doc__.splitlines()[0])
     for name, spec in RANDOM_MODELS.items():
-        exported = shutil.copy(export_random(name, spec, args.work), args.artifacts / f"{name}.onnx")
+        exported = shutil.copy(export_random(name, spec, work), artifacts / f"{name}.onnx")
         write_random_recipe(name, spec, exported)
-    exported = shutil.copy(export_fall_nms(args.work), args.artifacts / "fall_nms.onnx")
+    exported = shutil.copy(export_fall_nms(work), artifacts / "fall_nms.onnx")
     write_fall_recipe(exported)
     for name in (*RANDOM_MODELS, "fall_nms"):
-        path = args.artifacts / f"{name}_materialized.onnx"
-        onnx.save(materialize(name, {"default": DEFAULT_ONNX}), str(path))
-        print(f"wrote {path}")
-    diff = max_output_diff(args.artifacts / "fall_nms.onnx", args.artifacts / "fall_nms_materialized.onnx", [640, 640])
+        save_materialized(name, artifacts)
+    diff = max_output_diff(artifacts / "fall_nms.onnx", artifacts / "fall_nms_materialized.onnx", [640, 640])
     print(f"fall_nms: rebuilt vs Ultralytics' export, max |output diff| on the sample photos {diff:.3g}")
     if diff > FALL_MAX_DIFF:
         raise SystemExit(f"fall_nms differs from Ultralytics' export by {diff} > {FALL_MAX_DIFF}")

@@ -24,7 +24,6 @@ Every ``cv4`` bias is 0, as a freshly built branch's is after BatchNorm fusion.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -43,16 +42,18 @@ from models.make_models import (  # noqa: E402
     DEFAULT_ONNX,
     ULTRALYTICS_VERSION,
     WHEEL,
+    artifact_folders,
     entry,
     filled,
     letterboxed,
     output_values,
     parameters,
+    save_materialized,
     set_tensor,
     symmetric,
     write_graph,
 )
-from models.materialize import materialize, recipe_path, sha256_of  # noqa: E402
+from models.materialize import recipe_path, sha256_of  # noqa: E402
 
 BRANCH_STD = 3.0  # std of the task branch's inner Conv outputs (before SiLU)
 OUTPUT_STD = 1.0  # std of the task branch's last Conv outputs
@@ -138,18 +139,11 @@ def write_recipe(name: str, spec: dict, exported: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifacts", type=Path, default=Path("/tmp/zoo-artifacts"), help="exports (not in git)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/zoo-build"), help="Ultralytics' working files")
-    args = parser.parse_args(argv)
-    args.artifacts.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
+    artifacts, work = artifact_folders(argv, __doc__.splitlines()[0])
     for name, spec in TASK_MODELS.items():
-        exported = shutil.copy(export_task(name, spec, args.work), args.artifacts / f"{name}.onnx")
+        exported = shutil.copy(export_task(name, spec, work), artifacts / f"{name}.onnx")
         write_recipe(name, spec, Path(exported))
-        path = args.artifacts / f"{name}_materialized.onnx"
-        onnx.save(materialize(name, {"default": DEFAULT_ONNX}), str(path))
-        print(f"wrote {path}")
+        save_materialized(name, artifacts)
 
 
 if __name__ == "__main__":
