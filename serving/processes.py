@@ -9,6 +9,7 @@ workers never pick the same port; one process goes round its block, so it picks 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import os
@@ -16,6 +17,7 @@ import random
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,45 @@ def shm_regions(pids: list[int]) -> set[Path]:
             if len(fields) == 6 and fields[5].startswith(SHM_PREFIX):
                 regions.add(Path(fields[5].removesuffix(" (deleted)")))
     return regions
+
+
+def shm_files() -> set[Path]:
+    """Every Python-backend shared-memory file in /dev/shm, whoever made it."""
+    prefix = Path(SHM_PREFIX)
+    return set(prefix.parent.glob(prefix.name + "*"))
+
+
+def held_shm_files() -> set[Path]:
+    """Python-backend shared-memory files that a live process maps or holds open."""
+    held = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        held |= shm_regions([int(entry)])
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{entry}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd.path)
+                    if target.startswith(SHM_PREFIX):
+                        held.add(Path(target.removesuffix(" (deleted)")))
+    return held
+
+
+def orphaned_shm_files(before: set[Path], settle_s: float = 2.0) -> set[Path]:
+    """Shared-memory files made since ``before`` that no process maps or holds open, ``settle_s`` after they were
+    made: a server killed between creating a stub's region and mapping it leaves such a file (empty). A region
+    of another server that is being set up right now is held, or younger than ``settle_s``, and stays."""
+    candidates = shm_files() - before
+    if candidates:
+        candidates -= held_shm_files()
+    ages = {}
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            ages[path] = time.time() - path.stat().st_mtime
+    if not ages:
+        return set()
+    time.sleep(max(0.0, settle_s - min(ages.values())))
+    return {p for p in set(ages) - held_shm_files() if p.exists()}
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -17,7 +17,16 @@ import numpy as np
 
 from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
-from serving.processes import StubProcess, is_alive, listening_pids, shm_regions, stub_processes, taken_port
+from serving.processes import (
+    StubProcess,
+    is_alive,
+    listening_pids,
+    orphaned_shm_files,
+    shm_files,
+    shm_regions,
+    stub_processes,
+    taken_port,
+)
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
 log = logging.getLogger(__name__)
@@ -61,6 +70,7 @@ class TritonServer:
         self.loading_stubs: dict[int, StubProcess] = {}  # pid → each stub seen while the models load (some exit)
         self.started = False  # ready, and ``stubs`` holds the stubs it had at ready
         self.shm: set[Path] = set()
+        self.shm_before: set[Path] = set()  # the shared-memory files there before it started
         self.gate = DrainGate(None)
 
     @property
@@ -94,6 +104,7 @@ class TritonServer:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
+        self.shm_before = shm_files()
         with open(os.devnull if self.log_path is None else self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 server_command(self.options, build_backend_dir()),
@@ -209,7 +220,7 @@ class TritonServer:
         deadline = time.monotonic() + timeout_s
         while any(is_alive(stub.pid) for stub in self.stubs) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for path in self.shm:
+        for path in self.shm | orphaned_shm_files(self.shm_before):  # orphaned: made, never mapped, when killed
             path.unlink(missing_ok=True)
         activity_path(self.process.pid).unlink(missing_ok=True)
         if self.gate.directory is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.processes import SHM_PREFIX, is_alive, shm_regions
+from serving.processes import is_alive, shm_files, shm_regions
 
 NAMES = ("tritonserver", "triton_python_backend_stub", "haproxy", "nginx", "prometheus")
 SESSION_VARIABLE = "YOLOV8_TEST_SESSION"
@@ -54,11 +54,6 @@ def session_pids(session: str, folder: Path) -> dict[int, tuple[str, str]]:
             ours.add(pid)
     ours |= {pid for pid, parent in parents.items() if parent in ours}
     return {pid: commands[pid] for pid in ours}
-
-
-def shm_files() -> set[Path]:
-    prefix = Path(SHM_PREFIX)
-    return set(prefix.parent.glob(prefix.name + "*"))
 
 
 def leftovers(session: str, folder: Path, shm_before: set[Path]) -> list[str]:

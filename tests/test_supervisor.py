@@ -21,7 +21,7 @@ from own_server import options
 from tritonclient.utils import InferenceServerException
 
 from serving.probe import probe_inference
-from serving.processes import StubProcess, is_alive, stub_processes
+from serving.processes import StubProcess, held_shm_files, is_alive, shm_files, stub_processes
 from serving.supervisor import Supervisor, SupervisorProcess
 
 DRAINING = "SIGINT received: refusing new requests, draining in-flight ones"
@@ -154,7 +154,9 @@ def test_second_ctrl_c_kills_at_once(yolo11n_repository, sample_images, tmp_path
 
 def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(yolo11n_repository, tmp_path):
     """Both Ctrl-Cs arrive before tritonserver is ready: the start fails because the supervisor killed it, which
-    is the stop that was asked for (status 0), not a server that cannot start ("giving up", status 1)."""
+    is the stop that was asked for (status 0), not a server that cannot start ("giving up", status 1). A stub's
+    shared memory that tritonserver had made but not yet mapped when it was killed is removed too."""
+    before = shm_files()
     supervised = SupervisorProcess(yolo11n_repository, tmp_path, "--probe-interval", "0")
     try:
         wait_until(lambda: supervised.server_pid() is not None, "tritonserver started by the supervisor", 60)
@@ -167,3 +169,4 @@ def test_second_ctrl_c_while_the_server_loads_is_a_clean_stop(yolo11n_repository
         supervised.stop()
     log = supervised.supervisor_log.read_text()
     assert status == 0 and "stopped while starting" in log and "giving up" not in log
+    assert (shm_files() - before) - held_shm_files() == set()
