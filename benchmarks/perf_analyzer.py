@@ -17,6 +17,7 @@ _COUNT = re.compile(r"^\s+(Inference|Execution) count: (\d+)")
 _LATENCY = re.compile(
     r"queue (\d+) usec \+ compute input (\d+) usec \+ compute infer (\d+) usec \+ compute output (\d+) usec"
 )
+NO_REQUEST = "No valid requests recorded"  # a measurement window ended before any request did
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,11 @@ def run_perf_analyzer(
 
     unstable = False
     done = subprocess.run(command(interval_ms, 4, 25), capture_output=True, text=True, timeout=300)
-    if done.returncode != 0 and "stable measurement" in done.stdout + done.stderr:
-        unstable = True
-        done = subprocess.run(command(2 * interval_ms, 10, 999), capture_output=True, text=True, timeout=300)
+    said = done.stdout + done.stderr
+    if done.returncode != 0 and ("stable measurement" in said or NO_REQUEST in said):
+        unstable = True  # longer windows, any spread: a window no request finished in is 4x longer
+        longer = (4 if NO_REQUEST in said else 2) * interval_ms
+        done = subprocess.run(command(longer, 10, 999), capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
         raise RuntimeError(f"perf_analyzer on {model} exited {done.returncode}:\n" + "\n".join(tail))

@@ -99,11 +99,15 @@ def sample_images(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def model_repository(tmp_path_factory, default_onnx) -> Path:
-    """A repository prepared from the default model, apart from the user's own model_repository/."""
+    """A repository prepared from the default model, apart from the user's own model_repository/. Its auto runs
+    OpenVINO on CPU, as the committed configs say: what ``make setup`` measured on this machine (written into the
+    template) does not decide which runtime the session's server runs."""
+    from prepare.cpu_runtime import write_cpu_runtime
     from prepare.prepare_model import prepare
 
     repository = tmp_path_factory.mktemp("model_repository")
     prepare(default_onnx, repository, template=PROJECT_ROOT / "model_repository")
+    write_cpu_runtime(repository, "openvino")
     return repository
 
 
