@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +40,6 @@ def drive(client: YoloTritonClient, images: list[Path], concurrency: int, count:
     with ThreadPoolExecutor(concurrency) as pool:
         workers = [pool.submit(worker) for _ in range(concurrency)]
         try:
-            # short waits: Linux may hand Ctrl-C to one of gRPC's threads, and Python runs the handler only when
-            # the main thread wakes; a wait for the whole run would hold it until every request was sent
-            while wait(workers, timeout=0.2).not_done:
-                pass
             for done in workers:
                 done.result()
         finally:

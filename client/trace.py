@@ -56,16 +56,18 @@ def trace_parts(trace_file: Path) -> dict[Path, int]:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
-    """SIGTERM interrupts the block as Ctrl-C does; the handlers of before come back afterwards."""
+    """SIGINT (Ctrl-C) and SIGTERM interrupt the block, even in a process started with SIGINT ignored (a shell
+    script's background job), as the supervisor's do; the handlers of before come back afterwards."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
