@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from prepare.pbtxt import triton_config
+from python_backends.infer.settings import RuntimeSettings, runtime_settings
 from python_backends.infer.tensorrt_build import ensure_engine
-from python_backends.infer.tensorrt_engine import (
-    EngineBuildError,
-    EngineOptions,
-    default_engine_dir,
-    engine_options_from_config,
-)
-from python_backends.triton_helpers.config import parameters
+from python_backends.infer.tensorrt_engine import EngineBuildError, default_engine_dir
 
 TENSORRT_RUNTIMES = ("auto", "tensorrt")
 
@@ -36,15 +32,14 @@ def infer_config(repository: Path, config_name: str | None) -> dict[str, Any]:
     return triton_config(path.read_text())
 
 
-def served_engine(repository: Path, config: dict[str, Any]) -> tuple[Path, EngineOptions, Path]:
-    """(the ONNX the server loads, its engine options, the engine directory) from yolov8_infer's ``config``."""
-    params = parameters(config)
+def served_settings(repository: Path, config: dict[str, Any]) -> RuntimeSettings:
+    """yolov8_infer's ``config`` read as the stage reads it (``runtime_settings``), for the newest version folder
+    (``model_file``: the ONNX the server loads); ``engine_dir`` the engine directory the server uses."""
     versions = sorted(int(p.name) for p in (repository / "yolov8_infer").iterdir() if p.name.isdigit())
     if not versions:
         raise FileNotFoundError(f"no version folder in {repository / 'yolov8_infer'}")
-    onnx_path = repository / "yolov8_infer" / str(versions[-1]) / (params.get("model_file", "").strip() or "model.onnx")
-    engine_dir = Path(params["engine_dir"]) if params.get("engine_dir", "").strip() else default_engine_dir()
-    return onnx_path, engine_options_from_config(config), engine_dir
+    settings = runtime_settings(config, repository / "yolov8_infer" / str(versions[-1]))
+    return replace(settings, engine_dir=settings.engine_dir or default_engine_dir())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,12 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = infer_config(args.repository, args.config_name)
-        runtime = parameters(config).get("runtime", "auto").strip()
-        if runtime not in TENSORRT_RUNTIMES:
-            print(f"yolov8_infer runs {runtime!r}: no TensorRT engine to build")
+        settings = served_settings(args.repository, config)
+        if settings.runtime not in TENSORRT_RUNTIMES:
+            print(f"yolov8_infer runs {settings.runtime!r}: no TensorRT engine to build")
             return 0
-        onnx_path, options, engine_dir = served_engine(args.repository, config)
-        print(ensure_engine(onnx_path, options, engine_dir))
+        print(ensure_engine(settings.model_file, settings.engine_options, settings.engine_dir))
     except (EngineBuildError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

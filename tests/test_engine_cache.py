@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 from test_end2end_prepare import nms_yolo, prepared
 from tritonclient.grpc import model_config_pb2
 
-from prepare.engine import infer_config, served_engine
+from prepare.engine import infer_config, served_settings
 from prepare.pbtxt import triton_config
 from prepare.repository import config_files
 from python_backends.infer.tensorrt_build import TRTEXEC_TIMEOUT_ENV, _enable_fp16, build_engine, trtexec_command
@@ -57,7 +57,8 @@ def test_setup_and_the_server_compute_the_same_engine_from_one_repository(model,
     else:
         repository, _ = prepared(tmp_path, nms_yolo(batch=4, dynamic=True))
     server = engine_options_from_config(triton_json(repository / "yolov8_infer" / "configs" / "gpu.pbtxt"))
-    onnx_path, setup, _ = served_engine(repository, infer_config(repository, "gpu"))
+    settings = served_settings(repository, infer_config(repository, "gpu"))
+    onnx_path, setup = settings.model_file, settings.engine_options
     assert setup == server
     assert onnx_path == repository / "yolov8_infer" / "1" / "model.onnx"
     want = {
