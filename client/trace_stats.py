@@ -155,8 +155,9 @@ def slowest_share(traces: list[RequestTrace], top: int = 3) -> str:
     """Where the slowest 1 % of requests (by server time, at least one) lost their time: the parts whose mean
     over them exceeds their median over all requests the most."""
     ordered = sorted(traces, key=RequestTrace.server_ms)
-    slow = ordered[-max(1, math.ceil(len(ordered) / 100)) :]
-    spans, slow_spans = [t.spans_ms() for t in ordered], [t.spans_ms() for t in slow]
+    count = max(1, math.ceil(len(ordered) / 100))
+    slow, spans = ordered[-count:], [t.spans_ms() for t in ordered]
+    slow_spans = spans[-count:]
     parts = [key for key in spans[0] if key[1] != "total" or key[0] == BETWEEN]
     excess = {key: float(np.mean([s[key] for s in slow_spans]) - np.median([s[key] for s in spans])) for key in parts}
     median = float(np.median([t.server_ms() for t in ordered]))
