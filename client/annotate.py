@@ -75,7 +75,7 @@ def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
     out = image.copy()
     height, width = out.shape[:2]
     thickness, scale = style(height, width)
-    for det, mark in zip(result.detections, layout(height, width, result), strict=True):
+    for det, mark in zip(result.detections, layout(height, width, result)):  # a mark per detection
         x1, y1, x2, y2 = mark.box
         if det.obb is not None:
             draw_obb(out, det, mark.colour, thickness)
