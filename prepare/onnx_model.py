@@ -16,7 +16,8 @@ import onnx
 from onnx import numpy_helper
 
 from prepare.errors import UnsupportedModelError
-from prepare.tasks import extra_channels, read_task
+from prepare.tasks import read_task
+from python_backends.postprocess.tasks import extra_channels
 
 ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
 END2END_COLUMNS = 6  # x1, y1, x2, y2, score, class id
@@ -27,7 +28,7 @@ class YoloModelInfo:
     """What the serving configs need to know about a model.
 
     The head output is (batch, 4 + len(class_names) + extra, num_anchors) when ``head`` is ``raw`` (extra:
-    ``prepare.tasks.extra_channels`` of ``task``), and (batch, max_det, 6) when it is ``end2end`` (detect only).
+    ``python_backends.postprocess.tasks.extra_channels``), and (batch, max_det, 6) when it is ``end2end`` (detect only).
     """
 
     input_name: str
@@ -50,7 +51,10 @@ class YoloModelInfo:
         """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end."""
         if self.head == "end2end":
             return [self.max_det, END2END_COLUMNS]
-        return [4 + len(self.class_names) + extra_channels(self.task, self.kpt_shape), self.num_anchors]
+        return [
+            4 + len(self.class_names) + extra_channels(self.task, self.kpt_shape[0] if self.kpt_shape else 0),
+            self.num_anchors,
+        ]
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -118,7 +122,7 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
 
 def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, int] | None, classes: int) -> None:
     """Refuse a grid head whose channels are not 4 + classes + the task's extra channels."""
-    extra = extra_channels(task, kpt_shape)
+    extra = extra_channels(task, kpt_shape[0] if kpt_shape else 0)
     if out_dims[1] == 4 + classes + extra:
         return
     if task == "detect":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from prepare.onnx_model import YoloModelInfo
+from python_backends.postprocess.tasks import OBB_VALUES
 
 TASK_OUTPUTS = {
     "det_keypoints": "pose: x, y in original-image pixels and a score per keypoint; zero past num_dets",
@@ -24,7 +25,7 @@ def task_output_dims(info: YoloModelInfo, max_det: int) -> dict[str, list[int]]:
     if info.task == "pose":
         return {"det_keypoints": [max_det, *info.kpt_shape]}
     if info.task == "obb":
-        return {"det_obb": [max_det, 5]}
+        return {"det_obb": [max_det, OBB_VALUES]}
     return {}
 
 

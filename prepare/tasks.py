@@ -9,10 +9,10 @@ from __future__ import annotations
 import ast
 
 from prepare.errors import UnsupportedModelError
+from python_backends.postprocess.tasks import KEYPOINT_VALUES
+from python_backends.postprocess.tasks import TASKS as SERVED_TASKS
 
-SERVED_TASKS = ("detect", "pose", "obb")
 NOT_SERVED_YET = {"segment": "a segmentation model", "classify": "a classification model"}
-KEYPOINT_DIMS = 3  # x, y, score: a pose head's values per keypoint
 
 
 def read_task(meta: dict[str, str]) -> tuple[str, tuple[int, int] | None]:
@@ -40,15 +40,8 @@ def _kpt_shape(text: str | None) -> tuple[int, int]:
         count, dims = (int(v) for v in shape)
     except (ValueError, SyntaxError, TypeError) as exc:
         raise UnsupportedModelError(f"kpt_shape {text!r} is not [keypoints, values per keypoint]") from exc
-    if count < 1 or dims != KEYPOINT_DIMS:
+    if count < 1 or dims != KEYPOINT_VALUES:
         raise UnsupportedModelError(
-            f"kpt_shape {text!r}: pose models with {KEYPOINT_DIMS} values per keypoint (x, y, score) are served"
+            f"kpt_shape {text!r}: pose models with {KEYPOINT_VALUES} values per keypoint (x, y, score) are served"
         )
     return count, dims
-
-
-def extra_channels(task: str, kpt_shape: tuple[int, int] | None) -> int:
-    """Channels a grid head has after its class scores: K * 3 for pose, 1 (the angle) for obb, 0 for detect."""
-    if task == "pose":
-        return kpt_shape[0] * kpt_shape[1]
-    return 1 if task == "obb" else 0

@@ -13,6 +13,7 @@ from python_backends.postprocess.tasks import (
     TASK_OUTPUTS,
     TASKS,
     empty_output,
+    extra_channels,
     rbox_bounds,
     scale_keypoints,
     scale_rboxes,
@@ -84,7 +85,7 @@ class Postprocessor:
         self.task = task
         self.num_keypoints = num_keypoints
         self.outputs = OUTPUTS + TASK_OUTPUTS[task]
-        self.channels = 4 + num_classes + {"detect": 0, "pose": num_keypoints * KEYPOINT_VALUES, "obb": 1}[task]
+        self.channels = 4 + num_classes + extra_channels(task, num_keypoints)
         self.num_classes = num_classes
         self.max_det = max_det
         self.conf_threshold = check_threshold("conf_threshold", conf_threshold)

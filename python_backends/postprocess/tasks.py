@@ -16,6 +16,12 @@ OBB_VALUES = 5  # cx, cy, w, h, angle
 KEYPOINT_VALUES = 3  # x, y, score
 
 
+def extra_channels(task: str, num_keypoints: int = 0) -> int:
+    """Channels a grid head has after its class scores: K x 3 keypoint values for pose, the angle for obb, none
+    for detect."""
+    return {"detect": 0, "pose": num_keypoints * KEYPOINT_VALUES, "obb": 1}[task]
+
+
 def scale_keypoints(keypoints: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     """float32 (N, K, 3) keypoints in network-input pixels → original-image pixels, x and y clipped.
 
