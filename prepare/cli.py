@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 options = engine_options(work, args.input_size, (low, opt, high), args.fp16)
                 say(prepare_tensorrt(work, options, args.engine_dir))
             if args.int8:
-                say(prepare_int8(work, calibration, dataset, args.max_drop, size))
+                say(prepare_int8(work, calibration, dataset, args.max_drop, size, info))
     except (UnsupportedModelError, FileNotFoundError, EngineBuildError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prepare_int8(
-    repository: Path, calibration: CalibrationSet, dataset: Dataset | None, max_drop: float, size: tuple[int, int]
+    repository: Path,
+    calibration: CalibrationSet,
+    dataset: Dataset | None,
+    max_drop: float,
+    size: tuple[int, int],
+    info: YoloModelInfo,
 ) -> str:
-    """Quantize the installed model (within ``max_drop`` of its mAP50-95 on ``dataset`` when given, its images
-    letterboxed to ``size`` as calibration's), write the INT8 model beside it and serve it; prints what
-    calibrates it; returns a summary line."""
+    """Quantize the installed model (``info``: the export's, read once) within ``max_drop`` of its mAP50-95 on
+    ``dataset`` when given, its images letterboxed to ``size`` as calibration's; write the INT8 model beside it
+    and serve it; prints what calibrates it; returns a summary line."""
     print(calibration.summary())
     warning = calibration.warning()
     if warning:
@@ -144,7 +149,7 @@ def prepare_int8(
             print(f"--data: {len(skipped)} unreadable image(s) left out ({'; '.join(skipped[:3])})", file=sys.stderr)
         if not images:
             raise ValueError("--data: no readable image to measure mAP on")
-        postprocessor = served_postprocessor(read_model_info(onnx.load(str(onnx_path))))
+        postprocessor = served_postprocessor(info)
         model = quantize_within(onnx_path, calibration, images, dataset, postprocessor, max_drop)
         fp32 = served_map(onnx_path, images, dataset, postprocessor)
         int8 = served_map(model, images, dataset, postprocessor)
