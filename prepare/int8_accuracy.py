@@ -52,9 +52,16 @@ def validation_images(dataset: Dataset, height: int, width: int) -> tuple[list[V
 
 
 def served_postprocessor(info: YoloModelInfo) -> Postprocessor:
-    """The postprocessing yolov8_postprocess runs for this model (its class count and head), at val's thresholds."""
+    """The postprocessing yolov8_postprocess runs for this model (its class count, head and task), at val's
+    thresholds."""
     return Postprocessor(
-        len(info.class_names), served_max_det(info, MAX_DET), VAL_CONF_THRESHOLD, IOU_THRESHOLD, head_kind=info.head
+        len(info.class_names),
+        served_max_det(info, MAX_DET),
+        VAL_CONF_THRESHOLD,
+        IOU_THRESHOLD,
+        head_kind=info.head,
+        task=info.task,
+        num_keypoints=info.kpt_shape[0] if info.kpt_shape else 0,
     )
 
 

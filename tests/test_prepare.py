@@ -15,6 +15,7 @@ from tritonclient.grpc import model_config_pb2
 
 from prepare import cli, cpu_runtime
 from prepare.cli import main
+from prepare.int8_accuracy import served_postprocessor
 from prepare.onnx_model import (
     UnsupportedModelError,
     make_batch_dynamic,
@@ -88,6 +89,9 @@ def test_pose_and_obb_heads_are_read_with_their_extra_channels():
     assert (pose.task, pose.kpt_shape, pose.head_dims()) == ("pose", (5, 3), [22, 84])
     obb = read_model_info(tiny_yolo(task="obb", out_channels=8))
     assert (obb.task, obb.kpt_shape, obb.head_dims()) == ("obb", None, [8, 84])
+    for info in (pose, obb):  # prepare --int8 --data decodes them as the server does
+        postprocessor = served_postprocessor(info)
+        assert (postprocessor.task, postprocessor.channels) == (info.task, info.head_dims()[0])
 
 
 @pytest.mark.parametrize(
