@@ -99,10 +99,9 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     metadata = repr(ultralytics_metadata(info))
     outputs = task_output_dims(info, max_det)
     edits = {
-        "yolov8_preprocess": lambda c: set_parameter(
-            set_parameter(set_dims(c, "images", image), "input_height", str(info.input_height)),
-            "input_width",
-            str(info.input_width),
+        "yolov8_preprocess": lambda c: set_parameters(
+            set_dims(c, "images", image),
+            {"input_height": str(info.input_height), "input_width": str(info.input_width)},
         ),
         "yolov8_infer": lambda c: _batching(
             set_parameter(
@@ -179,10 +178,7 @@ def copy_with_parameters(source: Path, target: Path, model: str, **params: str) 
         for model_file in (source / "yolov8_infer" / "1").glob(pattern):
             (target / "yolov8_infer" / "1" / model_file.name).symlink_to(model_file.resolve())
     config = target / model / "config.pbtxt"
-    text = config.read_text()
-    for key, value in params.items():
-        text = set_parameter(text, key, value)
-    config.write_text(text)
+    config.write_text(set_parameters(config.read_text(), params))
     return target
 
 
