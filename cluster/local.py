@@ -39,7 +39,7 @@ from cluster.config import (
 )
 from cluster.haproxy_runtime import balancer_states, move_replica
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
-from serving.processes import free_port, shm_regions, taken_port
+from serving.processes import free_port, port_taken_lines, shm_regions, taken_port
 from serving.server import http_ok
 from serving.supervisor import RestartBudget
 
@@ -141,13 +141,7 @@ class Replica:
     def lost_a_port(self) -> bool:
         """Its logs since it was last started say a port was taken: by its supervisor's check, Triton's bind or
         the agent's."""
-        for log, start in self.log_starts.items():
-            if log.exists():
-                with open(log, "rb") as text:
-                    text.seek(start)
-                    if b"already in use" in text.read():
-                        return True
-        return False
+        return any(port_taken_lines(log, start) for log, start in self.log_starts.items())
 
     def record_resources(self) -> None:
         """Remember the shared-memory files its processes map, to remove them if it dies without cleaning up."""
@@ -267,10 +261,8 @@ class Cluster:
             "rules": (rules, prometheus_rules()),
             "targets": (targets, prometheus_targets(ports)),
         }
-        for path, text in files.values():
-            tmp = path.with_name(
-                path.name + ".tmp"
-            )  # whole files only: Prometheus reads the targets again as they change
+        for path, text in files.values():  # whole files only: Prometheus reads the targets again as they change
+            tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text)
             tmp.replace(path)
         return {name: path for name, (path, _) in files.items()}

@@ -285,6 +285,18 @@ def port_holder(port: int) -> str | None:
     return None
 
 
+def port_taken_lines(log: Path, start: int = 0) -> list[str]:
+    """The lines of ``log`` written after byte ``start`` that say a port was taken (Triton's bind, the supervisor's
+    check, the agent's): ``already in use``. [] when there is no log."""
+    try:
+        with open(log, "rb") as text:
+            text.seek(start)
+            lines = text.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    return [line.strip() for line in lines if "already in use" in line]
+
+
 def taken_port(ports: dict[str, int], host: str = "127.0.0.1") -> str | None:
     """Why a server cannot listen on ``ports`` (what it serves there → port): the first one taken and by whom."""
     for what, port in ports.items():

@@ -22,6 +22,7 @@ from serving.processes import (
     is_alive,
     listening_pids,
     orphaned_shm_files,
+    port_taken_lines,
     shm_files,
     shm_regions,
     stub_processes,
@@ -141,12 +142,7 @@ class TritonServer:
 
     def _port_problem(self, log_start: int) -> str:
         """``: <the log's line>`` where the log written since ``log_start`` says a port was taken, else ''."""
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        with open(self.log_path, "rb") as log:
-            log.seek(log_start)
-            lines = log.read().decode(errors="replace").splitlines()
-        taken = [line.strip() for line in lines if "already in use" in line]
+        taken = port_taken_lines(self.log_path, log_start) if self.log_path is not None else []
         return f": {taken[-1]}" if taken else ""
 
     def _record_resources(self) -> None:
