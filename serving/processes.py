@@ -239,9 +239,12 @@ def port_block() -> tuple[int, ...]:
     return ports
 
 
-def bindable(port: int, host: str = "127.0.0.1") -> bool:
-    """Nothing is bound to ``port`` on ``host``, nor on every address (no listener, no connection)."""
+def bindable(port: int, host: str = "127.0.0.1", reuse_address: bool = False) -> bool:
+    """Nothing is bound to ``port`` on ``host``, nor on every address (no listener, no connection); with
+    ``reuse_address``, connections in TIME_WAIT don't count, as servers bind over them."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -265,13 +268,7 @@ def free_port() -> int:
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """Something listens on ``host``:``port`` (connections in TIME_WAIT don't count: servers bind over them)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+    return not bindable(port, host, reuse_address=True)
 
 
 def port_holder(port: int) -> str | None:
