@@ -120,13 +120,19 @@ def held_shm_files() -> set[Path]:
         if not entry.isdigit():
             continue
         held |= shm_regions([int(entry)])
-        with contextlib.suppress(OSError):
-            for fd in os.scandir(f"/proc/{entry}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd.path)
-                    if target.startswith(SHM_PREFIX):
-                        held.add(Path(target.removesuffix(" (deleted)")))
+        held |= {Path(t.removesuffix(" (deleted)")) for t in open_files(int(entry)) if t.startswith(SHM_PREFIX)}
     return held
+
+
+def open_files(pid: int) -> list[str]:
+    """What the file descriptors of ``pid`` point at (paths, ``socket:[inode]``, ...); [] where /proc does not
+    tell (the process is gone, or another user's)."""
+    targets = []
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                targets.append(os.readlink(fd.path))
+    return targets
 
 
 def orphaned_shm_files(before: set[Path], settle_s: float = 2.0) -> set[Path]:
@@ -192,20 +198,7 @@ def listening_pids(port: int, pids: list[int] | None = None) -> set[int]:
     inodes = {f"socket:[{inode}]" for _, inode in _listening_sockets(port)}
     if pids is None:
         pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    found = set()
-    for pid in pids if inodes else []:
-        try:
-            descriptors = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in descriptors:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
-                    found.add(pid)
-                    break
-            except OSError:
-                continue
-    return found
+    return {pid for pid in (pids if inodes else []) if inodes.intersection(open_files(pid))}
 
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
