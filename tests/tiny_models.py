@@ -29,26 +29,8 @@ def tiny_yolo(
         nodes.append(helper.make_node("Reshape", [f"p{stride}", f"shape{stride}"], [f"r{stride}"]))
         parts.append(f"r{stride}")
     nodes += [helper.make_node("Concat", parts, ["cat"], axis=2), helper.make_node("Sigmoid", ["cat"], ["output0"])]
-    anchors = sum((size // s) ** 2 for s in (8, 16, 32))
-    image_hw = ["height", "width"] if dynamic_size else [size, size]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *image_hw])],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
-            )
-        ],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
     names = names if names is not None else {i: f"class{i}" for i in range(num_classes)}
-    meta = {"task": task, "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
-    return model
+    return yolo_model(nodes, inits, "tiny", channels, size, dynamic_size, task, names)
 
 
 def names_only(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -96,22 +78,29 @@ def tiny_detector(num_classes: int = 2, size: int = 128, seed: int = 3, dynamic_
         helper.make_node("Sigmoid", ["cat"], ["sig"], name="/model.1/Sigmoid"),
         helper.make_node("Mul", ["sig", "scale"], ["output0"], name="/model.1/Mul"),
     ]
+    names = {i: f"class{i}" for i in range(num_classes)}
+    return yolo_model(nodes, inits, "tiny_detector", channels, size, dynamic_size, "detect", names)
+
+
+def yolo_model(
+    nodes: list, inits: list, name: str, channels: int, size: int, dynamic_size: bool, task: str, names: dict
+) -> onnx.ModelProto:
+    """The graph of ``nodes`` from ``images`` (1, 3, S, S) to ``output0`` (1, channels, anchors), H, W and the
+    anchors symbolic with ``dynamic_size``, as an opset-13 model with Ultralytics' metadata (task, stride, imgsz,
+    names)."""
     anchors = sum((size // s) ** 2 for s in (8, 16, 32))
-    hw = ["height", "width"] if dynamic_size else [size, size]
+    image_hw = ["height", "width"] if dynamic_size else [size, size]
+    output_dims = [1, channels, "anchors" if dynamic_size else anchors]
     graph = helper.make_graph(
         nodes,
-        "tiny_detector",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *hw])],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, [1, channels, "anchors" if dynamic_size else anchors]
-            )
-        ],
+        name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *image_hw])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, output_dims)],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
-    names = {i: f"class{i}" for i in range(num_classes)}
-    for key, value in {"task": "detect", "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}.items():
+    meta = {"task": task, "stride": "32", "imgsz": f"[{size}, {size}]", "names": str(names)}
+    for key, value in meta.items():
         model.metadata_props.add(key=key, value=value)
     return model
