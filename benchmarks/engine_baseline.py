@@ -57,12 +57,13 @@ def engine_baseline(
     """{batch: {p50_ms, p99_ms, images_per_s, cpu_ms_per_image}}: ``runtime.run`` back to back, after a warm-up run.
 
     Each batch size runs at least ``min_runs`` times and for at least ``min_seconds``, on random
-    float32 (batch, 3, *image_hw). ``cpu_ms_per_image`` is this process's CPU time (all threads) per image.
+    uint8 pixels (batch, 3, *image_hw), the served model's input. ``cpu_ms_per_image`` is this process's
+    CPU time (all threads) per image.
     """
     rng = np.random.default_rng(0)
     found = {}
     for batch in batches:
-        images = rng.random((batch, 3, *image_hw), dtype=np.float32)
+        images = rng.integers(0, 256, (batch, 3, *image_hw), dtype=np.uint8)
         if warmup:
             runtime.run(images)
         times: list[float] = []

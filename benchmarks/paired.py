@@ -83,9 +83,9 @@ def paired_latency(
     image_hw: tuple[int, int],
     own: InferenceRuntime | None = None,
 ) -> PairedLatency:
-    """``pairs`` turns of one in-process engine run on float32 (1, 3, *image_hw) (then one of ``own``, when
+    """``pairs`` turns of one in-process engine run on uint8 pixels (1, 3, *image_hw) (then one of ``own``, when
     given), then one ``client.detect(image)``."""
-    tensor = np.random.default_rng(0).random((1, 3, *image_hw), dtype=np.float32)
+    tensor = np.random.default_rng(0).integers(0, 256, (1, 3, *image_hw), dtype=np.uint8)
     times: dict[str, list[float]] = {"engine": [], "own": [], "client": []}
     turn = [("engine", lambda: runtime.run(tensor))]
     turn += [("own", lambda: own.run(tensor))] if own is not None else []

@@ -41,7 +41,7 @@ def stage_inputs(images: list[Path], onnx_path: Path, input_size: tuple[int, int
     for image in images:
         tensor, mapping = preprocessor.from_bytes(image.read_bytes())
         head = runtime.run(tensor[None])[0]
-        infer.append({"images": tensor_entry(tensor)})
+        infer.append({"pixels": tensor_entry(tensor)})
         post.append({"output0": tensor_entry(head), "LETTERBOX": tensor_entry(mapping)})
     return {
         "yolov8_preprocess": input_data(images),

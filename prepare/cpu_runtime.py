@@ -49,15 +49,16 @@ def choose(p50_ms: dict[str, float]) -> str:
 
 
 def measure(model_path: Path, input_hw: tuple[int, int], runs: int = 9, warmup: int = 2) -> CpuRuntimeChoice:
-    """Time both runtimes on a random float32 (1, 3, H, W) batch at the served ``input_hw``, in turns, after
-    ``warmup`` runs each (an export of dynamic height and width is served at the size its configs name)."""
+    """Time both runtimes on random uint8 pixels (1, 3, H, W), as the installed model takes them, at the served
+    ``input_hw``, in turns, after ``warmup`` runs each (an export of dynamic height and width is served at the
+    size its configs name)."""
     runtimes = {"onnxruntime": OnnxRuntimeSession(str(model_path))}
     unavailable = {}
     try:
         runtimes["openvino"] = OpenVinoRuntime(str(model_path))
     except RuntimeUnavailable as exc:
         unavailable["openvino"] = str(exc)
-    images = np.random.default_rng(0).random((1, 3, *input_hw), dtype=np.float32)
+    images = np.random.default_rng(0).integers(0, 256, (1, 3, *input_hw), dtype=np.uint8)
     times: dict[str, list[float]] = {name: [] for name in runtimes}
     for turn in range(warmup + runs):
         for name, runtime in runtimes.items():  # in turns: a slow spell of the machine hits both

@@ -34,7 +34,7 @@ class CalibrationError(ValueError):
 class CalibrationSet:
     """Preprocessed calibration images and the files that could not be read.
 
-    ``tensors``: float32 (3, H, W) each, RGB in [0, 1], letterboxed as served;
+    ``tensors``: uint8 (3, H, W) each, RGB pixels, letterboxed as served;
     ``skipped``: "path: reason" for each unreadable file.
     """
 

@@ -30,7 +30,7 @@ from python_backends.preprocess.preprocessor import Preprocessor
 
 @dataclass(frozen=True)
 class ValidationImage:
-    """One dataset image as served: ``tensor`` float32 (3, H, W), ``mapping`` float32 (5,) LETTERBOX."""
+    """One dataset image as served: ``tensor`` uint8 (3, H, W), ``mapping`` float32 (5,) LETTERBOX."""
 
     path: Path
     tensor: np.ndarray

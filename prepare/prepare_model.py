@@ -14,6 +14,7 @@ from prepare.onnx_model import (
     make_batch_dynamic,
     read_model_info,
     verify_same_outputs,
+    with_pixel_input,
 )
 from prepare.repository import config_files, copy_template, install, served_max_det, set_parameter
 from prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
@@ -59,21 +60,29 @@ def served_graph(model: onnx.ModelProto, info: YoloModelInfo) -> tuple[bytes, Yo
     images (no detections either way) would not notice. Any other is made batch-dynamic and checked
     against the export at batch 2. An end-to-end head of a batch-1 export that fails the check (a
     top-k indexed with a fixed batch) is installed as exported and served at batch 1, saying why.
+    Every installed graph takes uint8 pixels (``with_pixel_input``).
     """
-    exported = model.SerializeToString()
+
+    def as_exported() -> bytes:
+        return with_pixel_input(model).SerializeToString()
+
     if info.max_batch == 1:
-        return exported, info, "the NMS inside this graph handles batch 1 only: serving batch 1"
+        return as_exported(), info, "the NMS inside this graph handles batch 1 only: serving batch 1"
     if info.max_batch is not None:
         n = info.max_batch
-        return exported, info, f"the NMS inside this graph handles {n} images at most: serving batches of up to {n}"
+        return (
+            as_exported(),
+            info,
+            f"the NMS inside this graph handles {n} images at most: serving batches of up to {n}",
+        )
     dynamic, rewritten = make_batch_dynamic(model)
-    installed = dynamic.SerializeToString()
     try:
-        diff = verify_same_outputs(exported, installed, info, batch=2)
+        diff = verify_same_outputs(model.SerializeToString(), dynamic.SerializeToString(), info, batch=2)
     except UnsupportedModelError as exc:
         if info.head != "end2end" or info.batch_dim != 1:
             raise
-        return exported, dataclasses.replace(info, max_batch=1), f"{exc}: serving batch 1 as exported"
+        return as_exported(), dataclasses.replace(info, max_batch=1), f"{exc}: serving batch 1 as exported"
+    installed = with_pixel_input(dynamic).SerializeToString()
     return installed, info, f"{rewritten} Reshape(s) made batch-dynamic (max |diff| {diff:.2g} at batch 2)"
 
 

@@ -105,7 +105,9 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
         ),
         "yolov8_infer": lambda c: _batching(
             set_parameter(
-                set_warmup_dims(set_dims(set_dims(c, "images", image), "output0", head), "images", image),
+                set_warmup_dims(
+                    set_dims(set_dims(set_dims(c, "images", image), "pixels", image), "output0", head), "pixels", image
+                ),
                 "metadata",
                 metadata,
             ),

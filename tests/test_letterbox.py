@@ -1,6 +1,8 @@
 """Letterbox and box mapping against Ultralytics (reference tensors pinned in the reference JSON).
 
-The in-process Preprocessor and the served ``yolov8_preprocess`` must both give those tensors bit for bit.
+The in-process Preprocessor and the served ``yolov8_preprocess`` hand uint8 RGB pixels to the model, which divides
+them by 255 first (``prepare.onnx_model.with_pixel_input``): that float32 division of their pixels must give those
+tensors bit for bit.
 """
 
 import hashlib
@@ -24,9 +26,11 @@ PHOTO_MAPPINGS = {
 }
 
 
-def sha256_of(tensor: np.ndarray) -> str:
-    """SHA-256 of a float32 tensor's little-endian bytes, as the reference JSON pins it."""
-    return hashlib.sha256(tensor.astype("<f4").tobytes()).hexdigest()
+def sha256_of(pixels: np.ndarray) -> str:
+    """SHA-256 of the little-endian bytes of uint8 ``pixels`` / 255 in float32 (the served model's first two
+    operations, Ultralytics' ``im / 255``), as the reference JSON pins Ultralytics' predict input."""
+    assert pixels.dtype == np.uint8
+    return hashlib.sha256(np.divide(pixels, np.float32(255), dtype=np.float32).astype("<f4").tobytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -57,7 +61,7 @@ def test_letterbox_pads_with_114_and_keeps_content():
 
 
 def test_preprocessed_tensor_is_bitwise_ultralytics(sample_images, reference):
-    """Decode + letterbox + BGR→RGB + /255 give exactly Ultralytics' predict input."""
+    """Decode + letterbox + BGR→RGB, then the model's /255, give exactly Ultralytics' predict input."""
     pre = Preprocessor(640, 640)
     for name, expected in reference["preprocessed"].items():
         tensor, _ = pre.from_bytes(sample_images[name].read_bytes())
@@ -66,14 +70,15 @@ def test_preprocessed_tensor_is_bitwise_ultralytics(sample_images, reference):
 
 
 def test_served_preprocess_output_is_bitwise_ultralytics(grpc_client, sample_images, reference):
-    """yolov8_preprocess on the real server returns Ultralytics' predict input, and the hand-worked LETTERBOX."""
+    """yolov8_preprocess on the real server returns Ultralytics' predict input as uint8 pixels, and the
+    hand-worked LETTERBOX."""
     for name, expected in reference["preprocessed"].items():
         image = grpcclient.InferInput("IMAGE", [1, 1], "BYTES")
         image.set_data_from_numpy(np.array([[sample_images[name].read_bytes()]], dtype=object))
         outputs = [grpcclient.InferRequestedOutput("images"), grpcclient.InferRequestedOutput("LETTERBOX")]
         reply = grpc_client.infer("yolov8_preprocess", [image], outputs=outputs)
         tensor = reply.as_numpy("images")
-        assert (list(tensor.shape), tensor.dtype) == (expected["shape"], np.float32), name
+        assert (list(tensor.shape), tensor.dtype) == (expected["shape"], np.uint8), name
         assert sha256_of(tensor) == expected["sha256"], name
         if name in PHOTO_MAPPINGS:
             np.testing.assert_allclose(reply.as_numpy("LETTERBOX")[0], PHOTO_MAPPINGS[name], rtol=1e-6, err_msg=name)

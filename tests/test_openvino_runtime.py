@@ -156,8 +156,8 @@ def test_auto_falls_back_to_onnxruntime_with_one_line_per_instance(unreadable_by
     with started(options(repo), log) as server:
         client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
-            tensor = grpcclient.InferInput("images", [1, 3, 320, 416], "FP32")
-            tensor.set_data_from_numpy(np.zeros((1, 3, 320, 416), np.float32))
+            tensor = grpcclient.InferInput("pixels", [1, 3, 320, 416], "UINT8")
+            tensor.set_data_from_numpy(np.zeros((1, 3, 320, 416), np.uint8))
             head = client.infer("yolov8_infer", [tensor]).as_numpy("output0")
         finally:
             client.close()

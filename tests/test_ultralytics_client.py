@@ -9,6 +9,7 @@ Preprocessor and Postprocessor stand in for it, as the parity tests show they ma
 import types
 import zipfile
 
+import numpy as np
 import pytest
 from matching import CPU_PARITY, mismatches
 
@@ -39,8 +40,8 @@ def test_ultralytics_client_gets_class_names_and_our_detections(triton, triton_r
     model = triton_remote_model(f"grpc://{triton.grpc_url}/yolov8_infer")
     assert model.metadata["names"] == {0: "Normal", 1: "Fall"}  # not class0 ... class998
     assert (model.metadata["task"], model.metadata["imgsz"]) == ("detect", [640, 640])
-    tensor, mapping = Preprocessor().from_bytes(sample_images["bus.jpg"].read_bytes())
-    (head,) = model(tensor[None])
+    pixels, mapping = Preprocessor().from_bytes(sample_images["bus.jpg"].read_bytes())
+    (head,) = model(np.divide(pixels[None], np.float32(255), dtype=np.float32))  # predict's float32 input, im / 255
     found = Postprocessor(num_classes=len(model.metadata["names"])).detect(head[0], mapping)
     got = [
         {"class_id": int(c), "score": float(s), "box": [float(v) for v in b]}

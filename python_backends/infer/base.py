@@ -14,7 +14,8 @@ class RuntimeUnavailable(RuntimeError):
 class InferenceRuntime(Protocol):
     """Runs a YOLOv8 detection model on a batch.
 
-    ``run`` takes float32 (B, 3, H, W) and returns the head, float32 (B, *head): (4 + num_classes,
+    ``run`` takes uint8 (B, 3, H, W) pixels (float32 in [0, 1] for an export as written: ``model_input``) and
+    returns the head, float32 (B, *head): (4 + num_classes,
     num_anchors) for a raw head, (max_det, 6) for an end-to-end one.
     ``device`` says where ``run`` wants its input: ``"cpu"`` takes and returns NumPy arrays;
     ``"gpu"`` also takes CuPy arrays and then returns one, so the batch never visits host memory.
@@ -40,3 +41,19 @@ def run_in_chunks(run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndar
     """
     heads = [*heads, *(run_batch(images[start : start + max_batch]) for start in range(0, len(images), max_batch))]
     return heads[0] if len(heads) == 1 else np.concatenate(heads)
+
+
+def model_input(images: np.ndarray, dtype: type) -> np.ndarray:
+    """``images`` as the contiguous ``dtype`` array a CPU runtime's model takes: uint8 pixels 0..255 for a
+    prepared model, float32 in [0, 1] for an export as Ultralytics wrote it (other float types are converted).
+    Raises ValueError for pixels of the other kind, which a conversion would silently ruin."""
+    if (np.dtype(dtype) == np.uint8) != (np.asarray(images).dtype == np.uint8):
+        kinds = {True: "uint8 pixels 0..255 (a prepared model)", False: "float32 in [0, 1] (an export)"}
+        raise ValueError(f"the model takes {kinds[np.dtype(dtype) == np.uint8]}, got {np.asarray(images).dtype}")
+    return np.ascontiguousarray(images, dtype=dtype)
+
+
+def pixels_of(images):
+    """float32 (B, 3, H, W) in [0, 1], NumPy or CuPy, → uint8 pixels on the same side: each value the nearest of
+    the 256 levels, so Ultralytics' ``pixels / 255`` gets its pixels back exactly."""
+    return (images * 255).round().clip(0, 255).astype(np.uint8)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from python_backends.infer.base import run_in_chunks, side_by_side_count
+from python_backends.infer.base import model_input, run_in_chunks, side_by_side_count
 
 
 def session_options(intra_op_threads: int = 0, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -46,7 +46,9 @@ class OnnxRuntimeSession:
     takes a core; streams with an image each do not, so images that arrive under load lose less
     to the other stages' work on the same cores.
 
-    A model whose batch dimension is fixed (not prepared) is run one image at a time.
+    ``input_dtype`` is the model's input type: uint8 pixels for a prepared model (it divides by 255 itself),
+    float32 in [0, 1] for an export as Ultralytics wrote it. A model whose batch dimension is fixed (not
+    prepared) is run one image at a time.
     """
 
     name = "onnxruntime"
@@ -56,10 +58,11 @@ class OnnxRuntimeSession:
         self.session = ort.InferenceSession(
             model_path, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
         )
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
+        first_input = self.session.get_inputs()[0]
+        self.input_name = first_input.name
         self.output_name = self.session.get_outputs()[0].name
-        static_batch = model_input.shape[0]
+        self.input_dtype = np.uint8 if first_input.type == "tensor(uint8)" else np.float32
+        static_batch = first_input.shape[0]
         self.max_batch_size = static_batch if isinstance(static_batch, int) else max_batch_size
         self.streams = max(1, streams)
         if self.streams > 1:  # one session with a stream's share of the threads; each stream runs it at once
@@ -77,24 +80,24 @@ class OnnxRuntimeSession:
         A session's first run allocates and plans (178 ms against 45 steady, seen on a 16-core host);
         Triton's model_warmup reaches only the session that the infer stage picks at that moment.
         """
-        zeros = np.zeros((1, *image_shape), np.float32)
+        zeros = np.zeros((1, *image_shape), self.input_dtype)
         for session in (self.session, self.stream_session) if self.streams > 1 else (self.session,):
             self._run(session, zeros)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, *head).
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head).
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one run
         on all threads.
         """
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        images = model_input(images, self.input_dtype)
         side_by_side = side_by_side_count(len(images), self.streams)
         heads = list(self.pool.map(self._one, images[:side_by_side])) if side_by_side else []
         return self._run_batches(self.session, images[side_by_side:], heads)
 
     def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
+        images = model_input(images, self.input_dtype)
         return self._run_batches(self.stream_session if self.streams > 1 else self.session, images, [])
 
     def _run_batches(self, session: ort.InferenceSession, images: np.ndarray, heads: list) -> np.ndarray:
@@ -102,7 +105,7 @@ class OnnxRuntimeSession:
         return run_in_chunks(lambda batch: self._run(session, batch), images, self.max_batch_size, heads)
 
     def _one(self, image: np.ndarray) -> np.ndarray:
-        """float32 (3, H, W) on a stream's session → float32 (1, *head)."""
+        """``input_dtype`` (3, H, W) on a stream's session → float32 (1, *head)."""
         return self._run(self.stream_session, image[None])
 
     def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.infer.base import RuntimeUnavailable, run_in_chunks, side_by_side_count
+from python_backends.infer.base import RuntimeUnavailable, model_input, run_in_chunks, side_by_side_count
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.paths import PROJECT_ROOT
 
@@ -67,7 +67,7 @@ def openvino_reason(exc: Exception) -> str:
 class OpenVinoRuntime:
     """Runs the model with OpenVINO's CPU plugin, all cores for one caller or a stream's share of them.
 
-    The same contract as ``OnnxRuntimeSession``:
+    The same contract as ``OnnxRuntimeSession`` (``input_dtype`` included):
 
     - ``run``: one image, or what is left of a batch, in one inference on ``intra_op_threads`` threads
       (0 = every usable core); with ``streams`` > 1, a batch's images run side by side, ``streams`` at a time.
@@ -112,6 +112,7 @@ class OpenVinoRuntime:
             ) from exc
         static_batch = self.compiled.input(0).get_partial_shape()[0]
         self.max_batch_size = static_batch.get_length() if static_batch.is_static else max_batch_size
+        self.input_dtype = self.compiled.input(0).get_element_type().to_dtype().type
         self.request = self.compiled.create_infer_request()
         self.stream_request = self.streamed.create_infer_request()
         self.side_by_side = ov.AsyncInferQueue(self.streamed, self.streams) if self.streams > 1 else None
@@ -121,27 +122,27 @@ class OpenVinoRuntime:
 
         Triton's model_warmup reaches only the one that the infer stage picks at that moment.
         """
-        zeros = np.zeros((1, *image_shape), np.float32)
+        zeros = np.zeros((1, *image_shape), self.input_dtype)
         for request in (self.request, self.stream_request) if self.streams > 1 else (self.request,):
             request.infer({0: zeros})
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, *head).
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head).
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one inference
         on all threads.
         """
-        images = np.ascontiguousarray(images, dtype=np.float32)
+        images = model_input(images, self.input_dtype)
         side = side_by_side_count(len(images), self.streams)
         heads = [self._side_by_side(images[:side])] if side else []
         return self._run_batches(self.request, images[side:], heads)
 
     def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
-        return self._run_batches(self.stream_request, np.ascontiguousarray(images, dtype=np.float32), [])
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
+        return self._run_batches(self.stream_request, model_input(images, self.input_dtype), [])
 
     def _side_by_side(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W), one image per stream at a time → float32 (B, *head)."""
+        """``input_dtype`` (B, 3, H, W), one image per stream at a time → float32 (B, *head)."""
         heads: list[np.ndarray | None] = [None] * len(images)
 
         def keep(request, index: int) -> None:

@@ -1,8 +1,9 @@
 """GPU preprocessing with CV-CUDA: same letterbox as the CPU path, the result left in GPU memory.
 
 Decode with nvImageCodec on the GPU when it is installed (RGB out), else with OpenCV on the CPU
-(BGR out, uploaded); then resize (linear), pad with 114, BGR→RGB where needed, /255 to float32,
-and NHWC→NCHW. ``cvcuda``, ``nvimgcodec`` and ``cupy`` are imported in the constructor only.
+(BGR out, uploaded); then resize (linear), pad with 114, BGR→RGB where needed, and NHWC→NCHW: uint8
+pixels, as the CPU path's (the served model divides by 255). ``cvcuda``, ``nvimgcodec`` and ``cupy`` are
+imported in the constructor only.
 """
 
 from __future__ import annotations
@@ -74,9 +75,9 @@ def import_nvimgcodec() -> Any | None:
 
 
 class CvCudaPreprocessor:
-    """Encoded bytes → float32 (3, H, W) RGB in [0, 1] on the GPU, letterboxed like ``Preprocessor``.
+    """Encoded bytes → uint8 (3, H, W) RGB pixels on the GPU, letterboxed like ``Preprocessor``.
 
-    ``from_bytes``/``from_bgr`` return (CuPy float32 (3, H, W), NumPy float32 (5,) mapping), finished.
+    ``from_bytes``/``from_bgr`` return (CuPy uint8 (3, H, W), NumPy float32 (5,) mapping), finished.
     The ``*_batch`` forms queue a whole request on this preprocessor's stream; ``stack`` joins its tensors
     there and synchronizes once per request, so the batch can be handed to Triton through DLPack.
     """
@@ -132,12 +133,12 @@ class CvCudaPreprocessor:
         The work is queued, not finished: join the tensors with ``stack``. Raises ImageDecodeError for
         the first item that is not an image (the request fails as a whole).
         """
-        return [self._letterbox_normalize(image, is_rgb) for image, is_rgb in self._decode_all(items)]
+        return [self._letterbox(image, is_rgb) for image, is_rgb in self._decode_all(items)]
 
     def from_bgr_batch(self, frames: Any) -> list[tuple[Any, np.ndarray]]:
         """One request's uint8 (H, W, 3) BGR frames, uploaded and letterboxed; queued like ``from_bytes_batch``."""
         with self._stream:
-            return [self._letterbox_normalize(self._cp.asarray(frame), False) for frame in frames]
+            return [self._letterbox(self._cp.asarray(frame), False) for frame in frames]
 
     def _decode_all(self, items: Any) -> list[tuple[Any, bool]]:
         """[(uint8 (H, W, 3) device array, True when RGB)]; nvImageCodec gives RGB, OpenCV BGR."""
@@ -156,8 +157,8 @@ class CvCudaPreprocessor:
                 raise ImageDecodeError(f"cannot decode image ({len(buf)} bytes): not a supported or complete image")
         return [(self._cp.asarray(image), True) for image in images]
 
-    def _letterbox_normalize(self, image: Any, is_rgb: bool) -> tuple[Any, np.ndarray]:
-        """(float32 (3, H, W) device tensor, float32 (5,) mapping) for a uint8 (h, w, 3) device image."""
+    def _letterbox(self, image: Any, is_rgb: bool) -> tuple[Any, np.ndarray]:
+        """(uint8 (3, H, W) device tensor, float32 (5,) mapping) for a uint8 (h, w, 3) device image."""
         cv, cp = self._cvcuda, self._cp
         self._in_flight.append(image)
         mapping = box_mapping(int(image.shape[0]), int(image.shape[1]), self.input_height, self.input_width)
@@ -178,13 +179,12 @@ class CvCudaPreprocessor:
             )
             if not is_rgb:
                 batch = cv.cvtcolor(batch, cv.ColorConversion.BGR2RGB, stream=self._cv_stream)
-            batch = cv.convertto(batch, np.float32, scale=1.0 / 255.0, offset=0.0, stream=self._cv_stream)
             batch = cv.reformat(batch, "NCHW", stream=self._cv_stream)
             self._in_flight.append(batch)
             return cp.asarray(batch.cuda())[0].copy(), mapping  # own memory, not CV-CUDA's buffer
 
     def stack(self, tensors: list[Any]) -> Any:
-        """float32 (B, 3, H, W) on the GPU from a request's (3, H, W) tensors; one synchronization per request."""
+        """uint8 (B, 3, H, W) on the GPU from a request's (3, H, W) tensors; one synchronization per request."""
         with self._stream:
             batch = self._cp.stack(tensors)
         self._finish()

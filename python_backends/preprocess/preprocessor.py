@@ -1,4 +1,4 @@
-"""CPU preprocessing: encoded bytes → letterboxed, normalized NCHW float32 (OpenCV)."""
+"""CPU preprocessing: encoded bytes → letterboxed NCHW uint8 RGB pixels (OpenCV)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ class Preprocessor:
     """Do what Ultralytics' predict does before the model, one image at a time.
 
     Decode (cv2.imdecode, IMREAD_COLOR), letterbox to the network size (pad 114),
-    BGR→RGB, HWC→CHW, divide by 255. Images over ``max_pixels`` pixels or ``max_bytes``
-    encoded bytes are refused before decoding (see ``decode_image``).
+    BGR→RGB, HWC→CHW. The division by 255 is the served model's first operation
+    (``prepare.onnx_model.with_pixel_input``): the pixels leave as uint8, a quarter of float32's
+    bytes. Images over ``max_pixels`` pixels or ``max_bytes`` encoded bytes are refused before
+    decoding (see ``decode_image``).
     """
 
     def __init__(
@@ -40,16 +42,13 @@ class Preprocessor:
             image: uint8 (H, W, 3) BGR.
 
         Returns:
-            tensor: float32 (3, input_height, input_width), RGB in [0, 1].
+            tensor: uint8 (3, input_height, input_width), RGB pixels.
             mapping: float32 (5,) gain, pad_x, pad_y, width, height (see ``letterbox.box_mapping``).
         """
         height, width = image.shape[:2]
         boxed = letterbox(image, self.input_height, self.input_width, self.pad_value)
-        tensor = np.empty((3, self.input_height, self.input_width), dtype=np.float32)
-        # One contiguous plane per channel, each divided straight into its slot: the same IEEE
-        # float32 division as Ultralytics' ``/ 255``, without strided temporaries.
-        for channel, plane in zip(tensor, cv2.split(cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB))):
-            np.divide(plane, np.float32(255.0), out=channel, dtype=np.float32)
+        tensor = np.empty((3, self.input_height, self.input_width), dtype=np.uint8)
+        cv2.split(boxed, [tensor[2], tensor[1], tensor[0]])  # B, G, R planes straight into their RGB slots
         return tensor, box_mapping(height, width, self.input_height, self.input_width)
 
     def from_bytes(self, data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -66,5 +65,5 @@ class Preprocessor:
 
     @staticmethod
     def stack(tensors: list[np.ndarray]) -> np.ndarray:
-        """float32 (B, 3, H, W) from a request's (3, H, W) tensors; a single tensor is not copied."""
+        """uint8 (B, 3, H, W) from a request's (3, H, W) tensors; a single tensor is not copied."""
         return tensors[0][None] if len(tensors) == 1 else np.stack(tensors)

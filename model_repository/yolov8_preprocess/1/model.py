@@ -1,4 +1,4 @@
-"""Triton Python model: decode + letterbox + normalize. Coordinates ``python_backends.preprocess``."""
+"""Triton Python model: decode + letterbox, uint8 pixels out. Coordinates ``python_backends.preprocess``."""
 
 from pathlib import Path
 
