@@ -1,10 +1,10 @@
 """``make bench``: where every millisecond goes, against the raw engine.
 
     python -m benchmarks.bench [--rounds 3] [--concurrency 1 2 4 8] [--interval-ms 3000] [--block-s 4]
-                               [--runtimes onnxruntime openvino] [--no-int8]
+                               [--runtimes onnxruntime openvino] [--no-int8] [--fixed-cost-requests 200]
 
 Writes benchmarks/results/<timestamp>/ (perf_analyzer CSVs and logs, summary.json, summary.csv,
-stages.png; the report is benchmarks/report.py) and prints a summary in five parts:
+stages.png; the report is benchmarks/report.py) and prints a summary in six parts:
 
 1. Where the time goes: perf_analyzer on the `yolov8` ensemble at each concurrency with its
    composing models, on each stage alone, and ONNX Runtime in-process at batch 1..8.
@@ -21,6 +21,9 @@ stages.png; the report is benchmarks/report.py) and prints a summary in five par
    repository (benchmarks/int8.py); its agreement with FP32 on the sample photos, parts 1, 2 and 4 for a
    server on it (its headline ratios still against in-process ONNX Runtime FP32, with their INT8 targets;
    stages_int8.png shows preprocessing's larger share), and its row in part 3's table.
+6. The fixed cost (``--fixed-cost-requests 0`` leaves it out): what the served pipeline adds at concurrency 1
+   around the stages' own compute, part by part, on the default model and tests/models' YOLO11n, from the
+   traces (benchmarks/fixed_cost.py; ``python -m benchmarks.fixed_cost`` runs it alone).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from benchmarks.engine_baseline import (
     served_cpu_precision,
     served_cpu_runtime,
 )
+from benchmarks.fixed_cost import fixed_costs
 from benchmarks.int8 import CALIBRATION_IMAGES, INT8_PARAMETERS, INT8_ROW, fp32_agreement, int8_repository
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
 from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
@@ -187,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPU runtimes for the in-process/served table (none: skip it)")  # fmt: skip
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
                         help="also quantize the model (prepare --int8, into a copy) and measure INT8")  # fmt: skip
+    parser.add_argument("--fixed-cost-requests", type=int, default=200,
+                        help="requests per model for the fixed cost, half of them traced (0: skip it)")  # fmt: skip
     args = parser.parse_args(argv)
     out = RESULTS / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True)
@@ -213,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                                               out / f"{model}_alone.csv", args.interval_ms)  # fmt: skip
         rounds = paired_rounds(runtime, own, server, payload, args, image_hw)
     del own
+    fixed = fixed_costs(image, args.fixed_cost_requests, out) if args.fixed_cost_requests else {}
     rows = runtime_rows(args.runtimes, args.repository)
     if args.int8:
         print(f"INT8: quantizing on {CALIBRATION_IMAGES} flips and crops of the sample photos ...", flush=True)
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         found = fp32_agreement(int8_repo, SAMPLES, classes)
     del runtime
     table = runtime_table(rows, infer_config, payload, out, args.concurrency, args.block_s)
-    summary = summarize(rounds, ensemble, engine, stages, cpu, served, table)
+    summary = summarize(rounds, ensemble, engine, stages, cpu, served, table) | {"fixed_cost": fixed}
     if args.int8:
         summary["int8"] = summarize(rounds_int8, ensemble_int8, engine, {}, cpu_int8, INT8_ROW, table) | {
             "quantize_s": quantize_s,

@@ -11,6 +11,7 @@ from pathlib import Path
 from benchmarks.ceiling import format_ceilings
 from benchmarks.cpu_usage import IDLE, OTHER, SERVER
 from benchmarks.engine_baseline import REFERENCE
+from benchmarks.fixed_cost import format_fixed_costs
 from benchmarks.int8 import CALIBRATION_IMAGES, INT8_ROW
 from benchmarks.int8 import TARGETS as INT8_TARGETS
 from benchmarks.perf_data import STAGE_MODELS
@@ -132,6 +133,8 @@ def format_summary(summary: dict) -> str:
     lines += ["", *format_ceilings(summary["ceiling"], summary["served_runtime"], REFERENCE)]
     if summary.get("int8"):
         lines += format_int8(summary["int8"])
+    if summary.get("fixed_cost"):
+        lines += ["", *format_fixed_costs(summary["fixed_cost"])]
     return "\n".join(lines)
 
 

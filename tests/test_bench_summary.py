@@ -162,12 +162,12 @@ def test_engine_runtime_follows_the_config_triton_loaded(model_repository, grpc_
     config = grpc_client.get_model_config("yolov8_infer", as_json=True)["config"]
     runtime = engine_runtime(model_repository, config)
     assert runtime.name == "onnxruntime" and runtime.streams == instance_count(config) == 2
-    assert runtime.run(np.zeros((1, 3, 640, 640), np.float32)).shape == (1, 6, 8400)
+    assert runtime.run(np.zeros((1, 3, 640, 640), np.uint8)).shape == (1, 6, 8400)
     chosen = config["parameters"]["cpu_runtime"]["string_value"]  # what prepare measured fastest on this machine
     assert chosen in ("onnxruntime", "openvino")
     served = engine_runtime(model_repository, config, served_cpu_runtime(config))
     assert served.name == chosen and served.streams == 2
-    assert served.run(np.zeros((1, 3, 640, 640), np.float32)).shape == (1, 6, 8400)
+    assert served.run(np.zeros((1, 3, 640, 640), np.uint8)).shape == (1, 6, 8400)
 
 
 def test_the_int8_part_has_its_own_rounds_targets_and_ceiling():
@@ -186,3 +186,51 @@ def test_the_int8_part_has_its_own_rounds_targets_and_ceiling():
         in text
     )
     assert "  overhead ratio     >= 1.077  (openvino-int8 160.0 + preprocess 6.0" in text
+
+
+def _ms(**marks: float) -> dict[str, int]:
+    return {name: round(ms * 1e6) for name, ms in marks.items()}
+
+
+def _stage(queue: float, start: float, input_end: float, output_start: float, end: float) -> dict[str, int]:
+    return _ms(QUEUE_START=queue, COMPUTE_START=start, COMPUTE_INPUT_END=input_end, COMPUTE_OUTPUT_START=output_start,
+               COMPUTE_END=end)  # fmt: skip
+
+
+def test_fixed_cost_parts_add_up_to_the_client_time_minus_the_stages_compute():
+    """One request traced by hand (ms): read 0, the ensemble 0.2-16.7, sent 16.8-17.0; the client took 19 ms, and
+    the stages' own code 2.5, 9.0 and 0.8 ms in-process."""
+    from benchmarks.fixed_cost import format_fixed_costs, summarize
+    from client.trace_stats import RequestTrace
+
+    trace = RequestTrace(
+        _ms(
+            GRPC_WAITREAD_END=0,
+            REQUEST_START=0.2,
+            INFER_RESPONSE_COMPLETE=16.7,
+            GRPC_SEND_START=16.8,
+            GRPC_SEND_END=17.0,
+        ),  # fmt: skip
+        {
+            "yolov8_preprocess": _stage(0.3, 0.4, 0.5, 3.5, 4.0),
+            "yolov8_infer": _stage(4.2, 4.3, 5.0, 15.0, 15.1),
+            "yolov8_postprocess": _stage(15.3, 15.35, 15.4, 16.4, 16.5),
+        },
+    )
+    compute = {"yolov8_preprocess": [2.5], "yolov8_infer": [9.0], "yolov8_postprocess": [0.8]}
+    found = summarize([trace], [19.0], [18.5, 18.0, 19.0], compute)
+    assert found["fixed_cost_ms"] == pytest.approx(19.0 - 12.3)
+    assert found["tracing_ratio"] == round(19.0 / 18.5, 3) and found["server_p50_ms"] == pytest.approx(17.0)
+    parts = found["parts_ms"]
+    assert parts["grpc_client_server"] == pytest.approx(2.0)  # 19 ms at the client, 17 in the server
+    assert parts["grpc_front_end"] == pytest.approx(0.2 + 0.1 + 0.2)  # in, out of the ensemble, and the send
+    assert parts["ensemble_scheduler"] == pytest.approx(0.1 + 0.2 + 0.2 + 0.2)  # before, between, after the stages
+    assert parts["yolov8_infer"] == pytest.approx(
+        {"queue": 0.1, "input_copy": 0.7, "stub_round_trip": 10.0 - 9.0, "output_copy": 0.1}
+    )
+    assert parts["yolov8_postprocess"]["stub_round_trip"] == pytest.approx(0.2)
+    total = sum(v if isinstance(v, float) else sum(v.values()) for v in parts.values())
+    assert total == pytest.approx(found["fixed_cost_ms"])  # nothing left out, nothing counted twice
+    text = "\n".join(format_fixed_costs({"yolo11n": found}))
+    assert "fixed cost: client - stages' compute                6.70" in text
+    assert "  yolov8_infer input_copy                           0.70" in text

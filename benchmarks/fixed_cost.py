@@ -1,0 +1,221 @@
+"""The fixed cost: what the served pipeline adds around the stages' own compute, at concurrency 1, part by part.
+
+    python -m benchmarks.fixed_cost [--requests 200] [--models default yolo11n]
+
+For each model (the default model, and tests/models' YOLO11n: 3 classes, 320x416, seeded random weights, about
+ten times faster), the bench prepares a repository, starts a server with a trace file and sends the 1 MP JPEG
+one request at a time, in blocks that take turns: untraced, then traced at rate 1 (``client.trace.Tracing``).
+In the same turns it runs each stage's own code in-process (``Preprocessor``, the served CPU runtime,
+``Postprocessor``: what each ``execute`` does, without Triton). From the traced requests' p50s:
+
+- ``grpc_client_server``: client time minus server time (the client's request and reply, the transport, and
+  the server's read of the request, which Triton's trace cannot tell from idle time);
+- ``grpc_front_end``: the front end's hand-offs into and out of the ensemble, and the send;
+- ``ensemble_scheduler``: the ensemble's time in no stage's queue or compute (its steps' hand-offs);
+- per stage: ``queue``, ``input_copy`` (compute_input: the inputs into the stub's shared memory),
+  ``stub_round_trip`` (compute_infer minus the stage's in-process compute: the messages to and from the stub,
+  its tensors' wrapping) and ``output_copy`` (compute_output: the outputs out of shared memory).
+
+``fixed_cost_ms`` is the client p50 minus the sum of the stages' in-process p50s; ``tracing_ratio`` the traced
+client p50 over the untraced one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
+from client.api import YoloTritonClient
+from client.report import drive
+from client.stage_stats import STAGES
+from client.trace import Tracing, admin_headers
+from client.trace_stats import BETWEEN, FRONT_END, RequestTrace
+from prepare.prepare_model import prepare
+from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
+from python_backends.postprocess.postprocessor import Postprocessor
+from python_backends.preprocess.preprocessor import Preprocessor
+from python_backends.triton_helpers.config import parameters
+from serving.processes import free_port
+from serving.server import TritonServer
+from serving.triton import ServerOptions
+
+MODELS = ("default", "yolo11n")
+BLOCKS = 4  # untraced and traced blocks, in turns
+WARMUP = 10  # requests before the first block
+MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a test model from its recipe
+DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # tests/models' recipes copy from it
+
+
+def prepared_repository(name: str, folder: Path) -> Path:
+    """``default``: the repository ``make setup`` prepared; else tests/models' ``name`` prepared into ``folder``
+    (as tests/conftest.py's ``family_repository`` does)."""
+    if name == "default":
+        return DEFAULT_REPOSITORY
+    spec = importlib.util.spec_from_file_location("materialize", MATERIALIZE)
+    materialize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(materialize)  # numpy and onnx only
+    model = materialize.write_model(name, folder, {"default": DEFAULT_ONNX})
+    prepare(model, folder / "repository", template=DEFAULT_REPOSITORY)
+    return folder / "repository"
+
+
+def stage_runs(repository: Path, configs: dict[str, dict], payload: bytes) -> dict[str, Callable[[], object]]:
+    """Each stage's own work on ``payload``, as its ``execute`` does it, in-process: stage → a call."""
+    pre_params = parameters(configs["yolov8_preprocess"])
+    pre = Preprocessor(int(pre_params["input_height"]), int(pre_params["input_width"]))
+    pixels, mapping = pre.from_bytes(payload)
+    runtime = engine_runtime(repository, configs["yolov8_infer"], served_cpu_runtime(configs["yolov8_infer"]))
+    head = runtime.run(pixels[None])
+    post_params = parameters(configs["yolov8_postprocess"])
+    post = Postprocessor(
+        num_classes=int(post_params["num_classes"]),
+        max_det=int(post_params["max_det"]),
+        conf_threshold=float(post_params["conf_threshold"]),
+        iou_threshold=float(post_params["iou_threshold"]),
+        head_kind=post_params["head"],
+        task=post_params["task"],
+    )
+    return {
+        "yolov8_preprocess": lambda: pre.stack([t for t, _ in pre.from_bytes_batch([payload])]),
+        "yolov8_infer": lambda: runtime.run(pixels[None]),
+        "yolov8_postprocess": lambda: post.batch(head, mapping[None], [None], [None]),
+    }
+
+
+def timed_ms(call: Callable[[], object], count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def parts(traces: list[RequestTrace], client_p50: float, compute: dict[str, float]) -> dict:
+    """The fixed cost's parts (ms, p50 over ``traces``), as the module's docstring names them."""
+    spans = [t.spans_ms() for t in traces]
+
+    def p50(key: tuple[str, str]) -> float:
+        return round(statistics.median(s[key] for s in spans), 3)
+
+    server = statistics.median(t.server_ms() for t in traces)
+    found: dict = {
+        "grpc_client_server": round(client_p50 - server, 3),
+        "grpc_front_end": p50((FRONT_END, "total")),
+        "ensemble_scheduler": p50((BETWEEN, "total")),
+    }
+    for stage in STAGES:
+        found[stage] = {
+            "queue": p50((stage, "queue")),
+            "input_copy": p50((stage, "compute_input")),
+            "stub_round_trip": round(p50((stage, "compute_infer")) - compute[stage], 3),
+            "output_copy": p50((stage, "compute_output")),
+        }
+    return found
+
+
+def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str) -> dict:
+    """The fixed cost of the server on ``repository`` at concurrency 1 (see the module's docstring)."""
+    options = ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(),
+                            metrics_port=free_port(), trace_file=out / f"trace_{tag}" / "trace.json")  # fmt: skip
+    block = max(1, requests // BLOCKS)
+    with (
+        TritonServer(options, out / f"tritonserver_fixed_{tag}.log") as server,
+        YoloTritonClient(server.grpc_url) as client,
+    ):
+        configs = {s: client.client.get_model_config(s, as_json=True)["config"] for s in STAGES}
+        runs = stage_runs(repository, configs, payload.read_bytes())
+        drive(client, [payload], 1, WARMUP)
+        untraced, traced, traces = [], [], []
+        compute: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        for number in range(BLOCKS):
+            if number % 2 == 0:
+                untraced += drive(client, [payload], 1, block)
+            else:
+                with Tracing(client.client, admin_headers(None), block) as tracing:
+                    tracing.on()
+                    traced += drive(client, [payload], 1, block)
+                traces += tracing.collect()
+            for stage, call in runs.items():
+                compute[stage] += timed_ms(call, max(3, block // 4))
+    input_hw = [int(d) for d in configs["yolov8_infer"]["input"][0]["dims"][1:]]
+    return {"input_hw": input_hw} | summarize(traces, traced, untraced, compute)
+
+
+def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[float],
+              compute: dict[str, list[float]]) -> dict:  # fmt: skip
+    """The figures of one model from its traces, the client times (ms) of the traced and untraced requests
+    and each stage's in-process times (ms); the parts add up to ``fixed_cost_ms``, their p50s nearly so."""
+    compute_p50 = {stage: round(statistics.median(times), 3) for stage, times in compute.items()}
+    client_p50 = statistics.median(traced)
+    return {
+        "requests": len(traced) + len(untraced),
+        "traced": len(traces),
+        "client_p50_ms": round(client_p50, 3),
+        "client_untraced_p50_ms": round(statistics.median(untraced), 3),
+        "tracing_ratio": round(client_p50 / statistics.median(untraced), 3),
+        "server_p50_ms": round(statistics.median(t.server_ms() for t in traces), 3),
+        "stage_compute_ms": compute_p50,
+        "fixed_cost_ms": round(client_p50 - sum(compute_p50.values()), 3),
+        "trace_fixed_cost_p50_ms": round(float(np.median([t.fixed_cost_ms() for t in traces])), 3),
+        "parts_ms": parts(traces, client_p50, compute_p50),
+    }
+
+
+def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] = MODELS) -> dict:
+    """{model: ``measure``'s figures} for each of ``models`` (``default`` or a tests/models name)."""
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="fixed_cost_") as folder:
+        for name in models:
+            print(f"fixed cost: {name}, {requests} requests at concurrency 1 ...", flush=True)
+            repository = prepared_repository(name, Path(folder) / name)
+            found[name] = measure(repository, image, requests, out, name)
+    return found
+
+
+def format_fixed_costs(found: dict) -> list[str]:
+    """The fixed cost's table: one column per model, one row per part (ms, p50)."""
+    names = list(found)
+    rows = [f"{'fixed cost at concurrency 1 (p50 ms)':<44}" + "".join(f"{n:>12}" for n in names)]
+
+    def row(label: str, values: list[float]) -> None:
+        rows.append(f"{label:<44}" + "".join(f"{v:>12.2f}" for v in values))
+
+    row("client time (traced)", [found[n]["client_p50_ms"] for n in names])
+    row("stages' own compute (in-process)", [sum(found[n]["stage_compute_ms"].values()) for n in names])
+    row("fixed cost: client - stages' compute", [found[n]["fixed_cost_ms"] for n in names])
+    for part in ("grpc_client_server", "grpc_front_end", "ensemble_scheduler"):
+        row(f"  {part}", [found[n]["parts_ms"][part] for n in names])
+    for stage in STAGES:
+        for part in ("queue", "input_copy", "stub_round_trip", "output_copy"):
+            row(f"  {stage} {part}", [found[n]["parts_ms"][stage][part] for n in names])
+    row("tracing: traced p50 / untraced p50", [found[n]["tracing_ratio"] for n in names])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.bench import RESULTS, one_megapixel_jpeg
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200, help="requests per model, half of them traced")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="default, or tests/models names")
+    args = parser.parse_args(argv)
+    out = RESULTS / time.strftime("%Y%m%d-%H%M%S-fixed")
+    out.mkdir(parents=True)
+    found = fixed_costs(one_megapixel_jpeg(out), args.requests, out, tuple(args.models))
+    (out / "fixed_cost.json").write_text(json.dumps(found, indent=1))
+    print("\n".join(format_fixed_costs(found)) + f"\n\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
