@@ -34,8 +34,6 @@ import statistics
 import time
 from pathlib import Path
 
-import cv2
-
 from benchmarks.ceiling import ceilings
 from benchmarks.cpu_usage import cpu_ms_per_image, cpu_snapshot
 from benchmarks.engine_baseline import (
@@ -53,26 +51,13 @@ from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
 from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_chart, write_csv
 from benchmarks.runtimes import runtime_rows, runtime_table
+from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
-from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
+from python_backends.paths import DEFAULT_REPOSITORY
 from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
-
-RESULTS = PROJECT_ROOT / "benchmarks" / "results"
-SAMPLES = PROJECT_ROOT / ".cache" / "samples"
-SAMPLE = SAMPLES / "bus.jpg"
-
-
-def one_megapixel_jpeg(out: Path) -> Path:
-    """bus.jpg (810x1080) scaled to 866x1155 (1.0 MP), JPEG quality 90."""
-    image = cv2.imread(str(SAMPLE), cv2.IMREAD_COLOR)
-    path = out / "bus_1mp.jpg"
-    cv2.imwrite(
-        str(path), cv2.resize(image, (866, 1155), interpolation=cv2.INTER_LINEAR), [cv2.IMWRITE_JPEG_QUALITY, 90]
-    )
-    return path
 
 
 def round_summary(latency: PairedLatency, throughput: list[PairedThroughput]) -> dict:

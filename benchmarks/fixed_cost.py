@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
+from benchmarks.sample_image import RESULTS, one_megapixel_jpeg
 from client.api import YoloTritonClient
 from client.report import drive
 from client.stage_stats import STAGES
@@ -203,8 +204,6 @@ def format_fixed_costs(found: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench import RESULTS, one_megapixel_jpeg
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests per model, half of them traced")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="default, or tests/models names")

@@ -4,7 +4,7 @@
 
 It runs what this machine can run and records what it cannot, never a figure it did not measure:
 
-1. CV-CUDA against OpenCV preprocessing: max |difference| of the float32 tensors, with OpenCV decode
+1. CV-CUDA against OpenCV preprocessing: max |difference| of the uint8 pixel tensors, with OpenCV decode
    on both sides (the CV-CUDA ops alone) and with nvImageCodec decode where it is installed.
 2. Detections with CV-CUDA preprocessing against the CPU path, both through ONNX Runtime.
 3. TensorRT FP16 against ONNX Runtime FP32 detections, and the engine cache, where TensorRT is installed.
@@ -103,7 +103,7 @@ def preprocessing_rows(images: list[Path]) -> list[dict]:
             (want, want_map), (got, got_map) = cpu.from_bytes(data), gpu.from_bytes(data)
             got = to_host(got)
             np.testing.assert_array_equal(got_map, want_map)
-            worst = max(worst, float(np.abs(got - want).max()))
+            worst = max(worst, float(np.abs(got.astype(np.int16) - want).max()) / 255)  # uint8 pixels
         judged = not gpu_decode  # another JPEG decoder (nvJPEG): reported, not judged
         rows.append(
             row(
