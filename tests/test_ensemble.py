@@ -117,6 +117,26 @@ def test_bad_threshold_is_refused(grpc_client, sample_images):
         grpc_client.infer("yolov8", [image_input(sample_images["camera.png"].read_bytes()), conf])
 
 
+def test_infer_takes_the_pipelines_pixels_and_ultralytics_float_images_alike(grpc_client, sample_images):
+    """yolov8_infer (default model: YOLOv8s fall detection, 2 classes) gives the same head for bus.jpg's uint8 pixels,
+    as yolov8_preprocess hands them on, and for the float32 pixels / 255 that Ultralytics' own Triton client
+    sends."""
+    pixels = grpc_client.infer("yolov8_preprocess", [image_input(sample_images["bus.jpg"].read_bytes())]).as_numpy(
+        "images"
+    )
+    assert pixels.dtype == np.uint8
+    heads = []
+    for name, array, kind in (
+        ("pixels", pixels, "UINT8"),
+        ("images", np.divide(pixels, np.float32(255), dtype=np.float32), "FP32"),
+    ):
+        tensor = grpcclient.InferInput(name, list(array.shape), kind)
+        tensor.set_data_from_numpy(array)
+        heads.append(grpc_client.infer("yolov8_infer", [tensor]).as_numpy("output0"))
+    np.testing.assert_array_equal(heads[0], heads[1])
+    assert heads[0][0, 4:].max() > 0.25  # the bus photo's people: a real head, not zeros
+
+
 def test_cli_json_schema(triton, sample_images, tmp_path):
     paths = [str(sample_images["zidane.jpg"]), str(sample_images["camera.png"])]
     done = subprocess.run(

@@ -119,8 +119,9 @@ def self_labelled_set(model: Path, out: Path) -> Path:
     _, _, height, width = session.get_inputs()[0].shape
     preprocessor, postprocessor = Preprocessor(height, width), Postprocessor(2)
     for image in sorted((out / "images").iterdir()):
-        tensor, mapping = preprocessor.from_bytes(image.read_bytes())
-        found = postprocessor.detect(session.run(None, {"images": tensor[None]})[0][0], mapping)
+        pixels, mapping = preprocessor.from_bytes(image.read_bytes())
+        export_input = np.divide(pixels[None], np.float32(255), dtype=np.float32)  # the export takes float in [0, 1]
+        found = postprocessor.detect(session.run(None, {"images": export_input})[0][0], mapping)
         size = np.array([mapping[3], mapping[4]] * 2, np.float32)
         boxes = found.boxes / size  # x1, y1, x2, y2 normalised
         rows = [

@@ -21,6 +21,7 @@ from prepare.onnx_model import (
     make_batch_dynamic,
     read_model_info,
     verify_same_outputs,
+    with_pixel_input,
 )
 from prepare.prepare_model import prepare
 from prepare.repository import set_parameter
@@ -43,6 +44,32 @@ def test_batch_rewrite_gives_equal_outputs():
     batched = ort.InferenceSession(dynamic.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = np.concatenate([single.run(None, {"images": images[i : i + 1]})[0] for i in range(3)])
     np.testing.assert_allclose(batched.run(None, {"images": images})[0], expected, rtol=1e-6, atol=1e-6)
+
+
+def test_the_pixel_input_divides_by_255_as_the_float_export_was_fed():
+    """tiny_yolo (2 classes, 64x64): the installed graph on uint8 pixels gives, bit for bit on ONNX Runtime, the
+    export's head on pixels / 255 in float32 (Ultralytics' input); preparing it twice changes nothing."""
+    from python_backends.infer.base import model_input, pixels_of
+
+    export = tiny_yolo()
+    pixels_graph = with_pixel_input(export)
+    assert pixels_graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert with_pixel_input(pixels_graph).SerializeToString() == pixels_graph.SerializeToString()
+    pixels = np.random.default_rng(3).integers(0, 256, (1, 3, 64, 64), dtype=np.uint8)
+    floats = np.divide(pixels, np.float32(255), dtype=np.float32)
+    want = ort.InferenceSession(export.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"images": floats}
+    )[0]
+    got = ort.InferenceSession(pixels_graph.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"images": pixels}
+    )[0]
+    np.testing.assert_array_equal(got, want)
+    levels = np.arange(256, dtype=np.uint8)
+    np.testing.assert_array_equal(pixels_of(np.divide(levels, np.float32(255), dtype=np.float32)), levels)
+    with pytest.raises(ValueError, match=r"takes uint8 pixels 0..255 \(a prepared model\), got float32"):
+        model_input(floats, np.uint8)  # float images would truncate to 0 and 1
+    with pytest.raises(ValueError, match=r"takes float32 in \[0, 1\] \(an export\), got uint8"):
+        model_input(pixels, np.float32)
 
 
 def test_default_model_rewrite_is_verified(default_onnx):

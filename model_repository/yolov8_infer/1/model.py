@@ -20,8 +20,6 @@ from python_backends.triton_helpers.gpu_arrays import concatenate_on, create_cud
 from python_backends.triton_helpers.stub_output import log_line_by_line
 from python_backends.triton_helpers.tensors import input_array, output_tensor
 
-MISSING = "send pixels (uint8 0..255, as yolov8_preprocess does) or images (float32 in [0, 1])"
-
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -43,36 +41,24 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        batches = [request_pixels(r) for r in requests]  # None: a request without either input
-        heads = iter(self._heads([batch for batch in batches if batch is not None]))
-        return [
-            pb_utils.InferenceResponse(output_tensors=[output_tensor("output0", next(heads))])
-            if batch is not None
-            else pb_utils.InferenceResponse(error=pb_utils.TritonError(MISSING, pb_utils.TritonError.INVALID_ARG))
-            for batch in batches
-        ]
-
-    def _heads(self, batches):
-        """Each request's head (float32 (b, *head), host memory), from one run over all of their pixels."""
-        if not batches:
-            return []
+        batches = [request_pixels(r) for r in requests]
         images = concatenate_on(batches, self.runtime.device)  # a batch may mix host and GPU inputs
         with self.activity.working_alone() as alone:
             run = self.runtime.run_in_stream if self.shares_cores and not alone else self.runtime.run
             # to host memory: postprocess runs on the CPU, and a GPU tensor would cost its stub a CUDA context
             head = to_host(run(images)).astype(self.output_dtype, copy=False)
-        heads, start = [], 0
+        responses, start = [], 0
         for batch in batches:
-            heads.append(head[start : start + len(batch)])
-            start += len(batch)
-        return heads
+            stop = start + len(batch)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[output_tensor("output0", head[start:stop])]))
+            start = stop
+        return responses
 
 
 def request_pixels(request):
     """A request's uint8 (b, 3, H, W) pixels, NumPy or CuPy: its ``pixels``, else its ``images`` taken to the
-    nearest pixel levels; None when it has neither."""
+    nearest pixel levels (Triton refuses a request without inputs)."""
     pixels = pb_utils.get_input_tensor_by_name(request, "pixels")
     if pixels is not None:
         return input_array(pixels)
-    images = pb_utils.get_input_tensor_by_name(request, "images")
-    return None if images is None else pixels_of(input_array(images))
+    return pixels_of(input_array(pb_utils.get_input_tensor_by_name(request, "images")))
