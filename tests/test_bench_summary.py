@@ -232,5 +232,5 @@ def test_fixed_cost_parts_add_up_to_the_client_time_minus_the_stages_compute():
     total = sum(v if isinstance(v, float) else sum(v.values()) for v in parts.values())
     assert total == pytest.approx(found["fixed_cost_ms"])  # nothing left out, nothing counted twice
     text = "\n".join(format_fixed_costs({"yolo11n": found}))
-    assert "fixed cost: client - stages' compute                6.70" in text
+    assert "fixed cost: client - stages' own compute            6.70" in text
     assert "  yolov8_infer input_copy                           0.70" in text
