@@ -13,7 +13,7 @@ In the same turns it runs each stage's own code in-process (``Preprocessor``, th
 - ``grpc_front_end``: the front end's hand-offs into and out of the ensemble, and the send;
 - ``ensemble_scheduler``: the ensemble's time in no stage's queue or compute (its steps' hand-offs);
 - per stage: ``queue``, ``input_copy`` (compute_input: the inputs into the stub's shared memory),
-  ``stub_round_trip`` (compute_infer minus the stage's in-process compute, at their 10th percentiles: the
+  ``stub_round_trip`` (compute_infer minus the stage's in-process compute, the fastest of each: the
   messages to and from the stub, its tensors' wrapping and the outputs' copy into shared memory) and
   ``output_copy`` (compute_output: the outputs out of shared memory).
 
@@ -31,8 +31,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
 from benchmarks.sample_image import RESULTS, one_megapixel_jpeg
@@ -53,7 +51,6 @@ from serving.triton import ServerOptions
 MODELS = ("default", "yolo11n")
 BLOCKS = 4  # untraced and traced blocks, in turns
 WARMUP = 10  # requests before the first block
-LOW = 10  # the percentile at which a stage's compute_infer and its in-process time are compared
 MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a test model from its recipe
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # tests/models' recipes copy from it
 
@@ -104,32 +101,26 @@ def timed_ms(call: Callable[[], object], count: int) -> list[float]:
 
 
 def stub_round_trips(traces: list[RequestTrace], compute: dict[str, list[float]]) -> dict[str, float]:
-    """stage → its compute_infer minus its own code's in-process time (ms), both at their ``LOW`` percentile: the
-    messages to and from its stub and the wrapping of its tensors. A shared machine's slow spells only add
-    time, and they come and go within seconds, so low percentiles of two series measured apart compare where
-    their medians would not; a negative difference (noise) counts as 0."""
+    """stage → its compute_infer minus its own code's in-process time (ms), the fastest of each: the messages to
+    and from its stub, the wrapping of its tensors and the outputs' copy into shared memory. A shared machine's
+    slow spells only add time, and they come and go within seconds, so the fastest runs of two series measured
+    apart compare where their medians would not; a negative difference (noise) counts as 0."""
     return {
-        stage: round(
-            max(0.0, percentile([t.spans_ms()[stage, "compute_infer"] for t in traces]) - percentile(times)), 3
-        )
+        stage: round(max(0.0, min(t.spans_ms()[stage, "compute_infer"] for t in traces) - min(times)), 3)
         for stage, times in compute.items()
     }
 
 
-def percentile(values: list[float], q: float = LOW) -> float:
-    return float(np.percentile(values, q))
-
-
-def parts(traces: list[RequestTrace], client_p50: float, round_trips: dict[str, float]) -> dict:
-    """The fixed cost's parts (ms, p50 over ``traces``), as the module's docstring names them."""
+def parts(traces: list[RequestTrace], traced: list[float], round_trips: dict[str, float]) -> dict:
+    """The fixed cost's parts (ms, p50 over ``traces``, paired in order with their client times ``traced``), as
+    the module's docstring names them."""
     spans = [t.spans_ms() for t in traces]
 
     def p50(key: tuple[str, str]) -> float:
         return round(statistics.median(s[key] for s in spans), 3)
 
-    server = statistics.median(t.server_ms() for t in traces)
     found: dict = {
-        "grpc_client_server": round(client_p50 - server, 3),
+        "grpc_client_server": round(statistics.median(c - t.server_ms() for c, t in zip(traced, traces)), 3),
         "grpc_front_end": p50((FRONT_END, "total")),
         "ensemble_scheduler": p50((BETWEEN, "total")),
     }
@@ -177,14 +168,16 @@ def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[fl
     and each stage's in-process times (ms).
 
     ``fixed_cost_ms`` is the client p50 minus the stages' own compute, taken so that the engine's time, which
-    a shared machine's slow spells move by milliseconds, cancels: the client p50 minus the server p50, plus
-    the p50 over requests of each one's server time minus its stages' compute_infer (``trace.fixed_cost_ms``,
-    the same request's engine on both sides), plus the stages' stub round trips (``stub_round_trips``). The
-    parts add up to it but for the ms of the stages' overlap (their p50s nearly).
+    a shared machine's slow spells move by milliseconds, cancels: the p50 over the traced requests of each
+    one's client time minus its own stages' compute_infer, plus the stages' stub round trips
+    (``stub_round_trips``). ``traced`` pairs with ``traces`` in order (concurrency 1, every request traced).
+    The parts add up to it (their p50s nearly).
     """
+    if len(traced) != len(traces):
+        raise ValueError(f"{len(traced)} traced requests but {len(traces)} complete traces: cannot pair them")
     client_p50, server_p50 = statistics.median(traced), statistics.median(t.server_ms() for t in traces)
     round_trips = stub_round_trips(traces, compute)
-    outside = statistics.median(t.fixed_cost_ms() for t in traces)
+    outside = statistics.median(c - t.server_ms() + t.fixed_cost_ms() for c, t in zip(traced, traces))
     return {
         "requests": len(traced) + len(untraced),
         "traced": len(traces),
@@ -193,9 +186,9 @@ def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[fl
         "tracing_ratio": round(client_p50 / statistics.median(untraced), 3),
         "server_p50_ms": round(server_p50, 3),
         "stage_compute_ms": {stage: round(statistics.median(times), 3) for stage, times in compute.items()},
-        "fixed_cost_ms": round(client_p50 - server_p50 + outside + sum(round_trips.values()), 3),
-        "trace_fixed_cost_p50_ms": round(outside, 3),
-        "parts_ms": parts(traces, client_p50, round_trips),
+        "fixed_cost_ms": round(outside + sum(round_trips.values()), 3),
+        "trace_fixed_cost_p50_ms": round(statistics.median(t.fixed_cost_ms() for t in traces), 3),
+        "parts_ms": parts(traces, traced, round_trips),
     }
 
 
