@@ -27,7 +27,7 @@ def import_fastdeploy() -> Any:
 class FastDeployRuntime:
     """``fd.Runtime`` on GPU ``device_id`` with the TensorRT backend, its engine cached in ``cache_file``.
 
-    ``run`` takes float32 (B, 3, H, W) NumPy and returns float32 (B, *head) NumPy.
+    ``run`` takes uint8 (B, 3, H, W) pixels (a prepared model's input) as NumPy and returns float32 (B, *head).
     """
 
     name = "fastdeploy"
@@ -56,7 +56,7 @@ class FastDeployRuntime:
         self.max_batch_size = options.max_batch
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, H, W) → float32 (B, *head)."""
+        """uint8 (B, 3, H, W) pixels → float32 (B, *head)."""
         chunks = [
             self._runtime.infer({self._input_name: np.ascontiguousarray(images[s : s + self.max_batch_size])})[0]
             for s in range(0, len(images), self.max_batch_size)

@@ -63,8 +63,9 @@ def run_batch(count: int, min_batch: int) -> int:
 class TensorRTRuntime:
     """Runs a serialized TensorRT engine.
 
-    ``run`` takes float32 (B, 3, H, W) as NumPy (copied to the GPU) or as a CuPy array (copied
-    device-to-device into the input binding) and returns float32 (B, *head) on the same side.
+    ``run`` takes the engine's input, uint8 (B, 3, H, W) pixels for a prepared model, as NumPy (copied to the
+    GPU) or as a CuPy array (copied device-to-device into the input binding) and returns float32 (B, *head) on
+    the same side.
     Batches above the profile's max run in chunks; below its min, padded with the binding's spare rows.
     """
 
@@ -129,7 +130,7 @@ class TensorRTRuntime:
             raise RuntimeError(f"TensorRT refused input shape {shape} for {self.input.name!r} (outside the profile?)")
 
     def run(self, images: Any) -> Any:
-        """float32 (B, 3, H, W) → float32 (B, *head), host or device like the input."""
+        """uint8 (B, 3, H, W) pixels → float32 (B, *head), host or device like the input."""
         on_device = is_device_array(images)
         chunks = [
             self._run_chunk(images[start : start + self.max_batch_size], on_device)
