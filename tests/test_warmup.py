@@ -157,7 +157,7 @@ def test_warmup_data_and_dims_follow_another_model(tmp_path):
     assert np.fromfile(warmup / LETTERBOX_FILE, np.float32).tolist() == [1, 0, 0, 64, 64]
     for config in ("config.pbtxt", "configs/gpu.pbtxt"):
         for sample in _config(repo / "yolov8_infer" / config).model_warmup:
-            assert list(sample.inputs["images"].dims) == [3, 64, 64], config
+            assert list(sample.inputs["pixels"].dims) == [3, 64, 64], config  # the ensembles' uint8 input
 
 
 def test_setup_prepares_again_when_a_named_warmup_file_is_missing(model_repository, tmp_path):
