@@ -131,8 +131,12 @@ missing_warmup() {  # true when a config names a warm-up data file that prepare 
     done
     return 1
 }
+float_input() {  # true when the installed model takes float images (prepared before it took uint8 pixels)
+    "$PY" -c "import onnx, sys; m = onnx.load(sys.argv[1], load_external_data=False)
+sys.exit(m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8)" model_repository/yolov8_infer/1/model.onnx
+}
 if [ ! -s model_repository/yolov8_infer/1/model.onnx ] || [ "$MODEL_ONNX" -nt model_repository/yolov8_infer/1/model.onnx ] \
-    || missing_warmup; then
+    || missing_warmup || float_input; then
     log "preparing the default model"
     "$PY" -m prepare --onnx "$MODEL_ONNX"
 fi
