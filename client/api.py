@@ -277,6 +277,13 @@ class YoloTritonClient:
                 self._class_names = []
         return self._class_names
 
+    @property
+    def task_outputs(self) -> tuple[str, ...]:
+        """The served task's outputs (of ``TASK_OUTPUTS``) that each request asks for; none for a detector, or
+        when the config can't be read."""
+        _ = self.class_names  # reads the config once
+        return tuple(name for name in self._outputs if name in TASK_OUTPUTS)
+
     def detect(
         self, image: ImageLike, conf: float | None = None, iou: float | None = None, classes: list[int] | None = None
     ) -> DetectionResult:

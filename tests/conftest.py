@@ -26,6 +26,7 @@ LONGEST_FILES = {
     "test_resilience.py": 56,
     "test_int8_heads.py": 52,
     "test_openvino_runtime.py": 43,
+    "test_val_pose.py": 36,
     "test_soak.py": 30,
     "test_kubernetes.py": 28,
     "test_opentelemetry.py": 25,

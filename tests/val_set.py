@@ -1,8 +1,9 @@
-"""The labelled test set of ``python -m client val``, built from the sample photos.
+"""The labelled test sets of ``python -m client val``, built from the sample photos.
 
 tests/data/val_set/ holds data.yaml and the hand-made labels; ``build_val_set`` copies them and writes the
 images next to them: the photos as they are, and derived images made losslessly (PNG) with OpenCV, so the
-reference generator and the tests see the same pixels.
+reference generator and the tests see the same pixels. tests/data/pose_set/ holds a pose data.yaml and its
+labels (tests/data/pose_set/README.md says how they were made); ``build_pose_set`` adds the five photos.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import cv2
 from sample_images import PHOTOS, PROJECT_ROOT, SAMPLES
 
 VAL_SET = PROJECT_ROOT / "tests" / "data" / "val_set"
+POSE_SET = PROJECT_ROOT / "tests" / "data" / "pose_set"
 
 
 def derived_images(samples: Path) -> dict[str, object]:
@@ -42,6 +44,16 @@ def build_val_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
     for name, pixels in derived_images(samples).items():
         if not cv2.imwrite(str(images / name), pixels):
             raise OSError(f"cannot write {images / name}")
+    return out_dir / "data.yaml"
+
+
+def build_pose_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
+    """Write the pose set (data.yaml, images/ with the five photos, labels/) into ``out_dir``; its data.yaml."""
+    shutil.copytree(POSE_SET / "labels", out_dir / "labels")
+    shutil.copy(POSE_SET / "data.yaml", out_dir / "data.yaml")
+    (out_dir / "images").mkdir()
+    for name in PHOTOS:
+        shutil.copy(samples / name, out_dir / "images" / name)
     return out_dir / "data.yaml"
 
 
