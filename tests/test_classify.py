@@ -13,6 +13,7 @@ labelled Fall).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 
@@ -25,7 +26,8 @@ from own_server import image_input, options, started
 from sample_images import SAMPLES
 from tritonclient.utils import InferenceServerException
 
-from client.api import YoloTritonClient
+from client.api import DetectionResult, YoloTritonClient
+from client.async_api import AsyncYoloTritonClient
 from client.cli import main
 from python_backends.paths import PROJECT_ROOT
 
@@ -70,6 +72,15 @@ def test_served_probabilities_and_top_5_match_ultralytics_through_both_ensembles
                 _check(photo, result.classification.probs, result.classification.top5_ids)
                 names = [REFERENCE["names"][c] for c in REFERENCE["photos"][photo]["top5"]]
                 assert [name for name, _ in result.classification.top5] == names
+
+
+def test_the_async_client_gets_the_same_classification(served):
+    async def classify() -> DetectionResult:
+        async with AsyncYoloTritonClient(served.grpc_url) as client:
+            return await client.detect(SAMPLES / "bus.jpg")
+
+    result = asyncio.run(classify())
+    _check("bus.jpg", result.classification.probs, result.classification.top5_ids)
 
 
 def test_a_batch_gets_each_images_own_probabilities_the_padding_and_no_effect_of_the_thresholds(served):

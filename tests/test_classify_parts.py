@@ -23,6 +23,7 @@ from client.api import Classification, DetectionResult, outputs_from_config, par
 from client.cli import format_csv, format_table
 from evaluation.classification import accuracy, load_classification_set
 from evaluation.labels import DatasetError
+from prepare.cli import main
 from prepare.onnx_model import UnsupportedModelError, read_model_info
 from prepare.prepare_model import prepare
 from prepare.repository import STAGES, config_files
@@ -162,6 +163,13 @@ def test_a_classifier_is_read_from_its_metadata_and_output_and_a_wrong_one_is_re
         read_model_info(wrong)
     with pytest.raises(UnsupportedModelError, match=r"model task is 'rank', a task prepare does not know; served: "):
         read_model_info(tiny_classifier(task="rank"))
+
+
+def test_int8_refuses_a_classifier_before_touching_the_repository(tmp_path, capsys):
+    onnx.save(tiny_classifier(), str(tmp_path / "classifier.onnx"))
+    args = ["--onnx", str(tmp_path / "classifier.onnx"), "--repository", str(tmp_path / "repository")]
+    assert main([*args, "--int8", "--calibration", str(tmp_path)]) == 2
+    assert "--int8 quantizes detectors" in capsys.readouterr().err and not (tmp_path / "repository").exists()
 
 
 def test_the_split_is_val_then_validation_valid_and_test_and_images_take_their_folders_name(tmp_path):
