@@ -1,7 +1,7 @@
 """Draw detections on an image: boxes with class name and score, labels kept inside the image.
 
 A pose model's detections get their keypoints and skeleton, an OBB model's their rotated box in place of
-the axis-aligned one (``client.draw_tasks``).
+the axis-aligned one, and a classifier's result its top 5 in the top-left corner (``client.draw_tasks``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from client.api import DetectionResult
-from client.draw_tasks import draw_keypoints, draw_obb
+from client.draw_tasks import draw_keypoints, draw_obb, draw_top5
 
 # Distinct, readable colours (BGR), cycled by class id.
 PALETTE = (
@@ -71,7 +71,7 @@ def layout(height: int, width: int, result: DetectionResult) -> list[Mark]:
 
 
 def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
-    """A copy of ``image`` (uint8 (H, W, 3) BGR) with every detection drawn on it."""
+    """A copy of ``image`` (uint8 (H, W, 3) BGR) with every detection (or a classifier's top 5) drawn on it."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness, scale = style(height, width)
@@ -97,6 +97,8 @@ def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
             max(1, thickness - 1),
             cv2.LINE_AA,
         )
+    if result.classification is not None:
+        draw_top5(out, result.classification, thickness, scale, FONT)
     return out
 
 

@@ -6,7 +6,7 @@ import ipaddress
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -20,6 +20,7 @@ RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 TASK_OUTPUTS = ("det_keypoints", "det_obb")  # a pose model's, an OBB model's: only where the server has them
+CLASSIFY_OUTPUTS = ("probs", "top_classes", "top_scores", "image_size")  # a classifier's, in place of OUTPUTS
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
 NO_CLIENT_CERTIFICATE = (
     "the server closed the TLS handshake: a server with mutual TLS wants a client certificate "
@@ -111,17 +112,41 @@ class Detection:
         return found
 
 
+@dataclass(frozen=True)
+class Classification:
+    """A classifier's answer for one image: ``probs``, each class's probability by class id (Ultralytics'
+    ``probs.data``), and ``top5``, the likeliest classes as (name, score) by descending score (``probs.top5``
+    and ``top5conf``; fewer for a model of fewer classes), their ids in ``top5_ids``."""
+
+    probs: list[float]
+    top5: list[tuple[str, float]]
+    top5_ids: list[int]
+
+    def to_dict(self) -> dict:
+        top5 = [
+            {"class_id": class_id, "class_name": name, "score": score}
+            for class_id, (name, score) in zip(self.top5_ids, self.top5)
+        ]
+        return {"probs": list(self.probs), "top5": top5}
+
+
 @dataclass
 class DetectionResult:
-    """All detections for one image, by descending score (the CLI's JSON schema)."""
+    """All detections for one image, by descending score (the CLI's JSON schema); a classifier's result has
+    no detections and its ``classification``."""
 
     image: str
     width: int
     height: int
     detections: list[Detection] = field(default_factory=list)
+    classification: Classification | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"detections": [d.to_dict() for d in self.detections]}
+        found = {"image": self.image, "width": self.width, "height": self.height}
+        found["detections"] = [d.to_dict() for d in self.detections]
+        if self.classification is not None:
+            found["classification"] = self.classification.to_dict()
+        return found
 
 
 def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
@@ -166,7 +191,15 @@ def build_request(images: list[ImageLike], conf: float | None, iou: float | None
 def parse_results(
     labels: list[str], out: dict[str, np.ndarray], names: list[str], classes: set[int] | None = None
 ) -> list[DetectionResult]:
-    """Turn the ensemble's padded outputs into one DetectionResult per image (optionally only ``classes``)."""
+    """Turn the ensemble's padded outputs into one DetectionResult per image (optionally only ``classes``);
+    a classifier's outputs (``probs``) into results with their ``classification``."""
+    if "probs" in out:
+        return [
+            DetectionResult(
+                label, *(int(v) for v in out["image_size"][i]), classification=_classification(out, i, names)
+            )
+            for i, label in enumerate(labels)
+        ]
     results = []
     for i, label in enumerate(labels):
         width, height = (int(v) for v in out["image_size"][i])
@@ -184,6 +217,13 @@ def parse_results(
     return results
 
 
+def _classification(out: dict[str, np.ndarray], i: int, names: list[str]) -> Classification:
+    """Image ``i``'s Classification from a classifier's outputs; the padding (class -1) is left out."""
+    ids = [int(c) for c in out["top_classes"][i] if c >= 0]
+    top5 = [(names[c] if c < len(names) else str(c), float(score)) for c, score in zip(ids, out["top_scores"][i])]
+    return Classification([float(p) for p in out["probs"][i]], top5, ids)
+
+
 def class_names_from_config(config: dict) -> list[str]:
     """The ``class_names`` JSON parameter that prepare writes into yolov8_postprocess's config."""
     raw = config.get("parameters", {}).get("class_names", {}).get("string_value", "[]")
@@ -191,8 +231,11 @@ def class_names_from_config(config: dict) -> list[str]:
 
 
 def outputs_from_config(config: dict) -> tuple[str, ...]:
-    """The outputs to request: ``OUTPUTS`` and the task's (``TASK_OUTPUTS``) that yolov8_postprocess's config has."""
+    """The outputs to request: ``OUTPUTS`` and the task's (``TASK_OUTPUTS``) that yolov8_postprocess's config has;
+    ``CLASSIFY_OUTPUTS`` for a classifier."""
     served = {output["name"] for output in config.get("output", [])}
+    if "probs" in served:
+        return CLASSIFY_OUTPUTS
     return OUTPUTS + tuple(name for name in TASK_OUTPUTS if name in served)
 
 

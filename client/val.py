@@ -1,8 +1,10 @@
-"""``python -m client val``: COCO mAP of the served ensemble on a labelled dataset (Ultralytics layout).
+"""``python -m client val``: COCO mAP of the served ensemble on a labelled dataset (Ultralytics layout), or a
+served classifier's top-1 and top-5 accuracy on a classification dataset folder.
 
 Every image of the dataset's ``val`` split goes through the ``yolov8`` ensemble with ``detect``'s machinery
 (requests in flight, progress bar, failed images skipped and counted); ``evaluation`` reads the labels and
-scores the detections: box mAP for every model, and keypoint (OKS) mAP too for a pose model on a pose dataset.
+scores the detections (``evaluation.coco``: box mAP for every model, and keypoint (OKS) mAP too for a pose model
+on a pose dataset) or a classifier's top 5 (``evaluation.classification``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from client.api import DetectionResult, YoloTritonClient
 from client.detect_run import DetectRun, progress_bar, tls_options
 from client.sources import ImageItem
+from evaluation.classification import Accuracy, ClassificationSet, accuracy, load_classification_set
 from evaluation.coco import Metrics, Prediction, evaluate_kinds
 from evaluation.dataset import Dataset, DatasetError, load_dataset
 
@@ -97,7 +100,10 @@ def metric_kinds(task_outputs: tuple[str, ...], dataset: Dataset) -> tuple[str, 
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error."""
+    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error. ``--data`` a
+    folder: a classification dataset (``validate_classifier``)."""
+    if Path(args.data).is_dir():
+        return validate_classifier(args)
     try:
         dataset = load_dataset(Path(args.data))
     except DatasetError as exc:
@@ -132,4 +138,52 @@ def validate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     images = next(iter(metrics.values())).images
     print(f"summary: {images} images scored, {run.failed} failed, over {seconds:.1f} s", file=sys.stderr)
+    return 1 if run.failed else 0
+
+
+def format_accuracy(found: Accuracy, dataset: ClassificationSet) -> str:
+    """The split read, then the top-1 and top-5 counts and accuracies."""
+    share = found.to_dict()
+    lines = [f"{found.images} images ({dataset.split.name} split)"]
+    lines += [f"{k:<6} {getattr(found, k):>6}/{found.images} {share[f'{k}_acc']:.4f}" for k in ("top1", "top5")]
+    return "\n".join(lines)
+
+
+def validate_classifier(args: argparse.Namespace) -> int:
+    """``val`` of a served classifier on the folder ``args.data``: 0 when every image was scored, 1 if any image
+    failed, 2 for a dataset error or a served model that is not a classifier."""
+    try:
+        dataset = load_classification_set(Path(args.data))
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    progress = progress_bar(len(dataset.labels), args.quiet, sys.stderr)
+    predictions: dict[Path, list[str]] = {}
+    detections = 0
+
+    def keep(item: ImageItem, result: DetectionResult) -> None:
+        nonlocal detections
+        if result.classification is None:
+            detections += 1
+        else:
+            predictions[item.path] = [name for name, _ in result.classification.top5]
+
+    with YoloTritonClient(args.url, timeout_s=args.timeout, **tls_options(args)) as client:
+        run = DetectRun(args, client)
+        run.run((ImageItem(p) for p in dataset.labels), progress, keep)
+        served = client.class_names
+    progress.close()
+    if detections:
+        print(f"error: {args.data} is a classification dataset but the served model detects", file=sys.stderr)
+        return 2
+    unknown = sorted(set(dataset.names) - set(served))
+    if unknown:
+        print(f"warning: class folders {unknown} are not among the served classes {served}", file=sys.stderr)
+    found = accuracy(dataset, predictions)
+    print(format_accuracy(found, dataset))
+    if args.json:
+        Path(args.json).write_text(json.dumps(found.to_dict(), indent=2) + "\n")
+    seconds = time.perf_counter() - started
+    print(f"summary: {found.images} images scored, {run.failed} failed, over {seconds:.1f} s", file=sys.stderr)
     return 1 if run.failed else 0

@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from prepare.errors import UnsupportedModelError
-from prepare.tasks import read_task
+from prepare.tasks import CLASSIFY, read_task
 from python_backends.postprocess.tasks import extra_channels
 
 ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
@@ -44,11 +44,14 @@ class YoloModelInfo:
     max_det: int = 0  # an end2end head's rows; 0 for a raw head
     max_batch: int | None = None  # the most images one run of the graph handles; None: any, once batch-dynamic
     nms_inside: bool = False  # an end2end head whose graph runs NMS (``args`` nms True), not a top-k
-    task: str = "detect"  # detect | pose | obb
+    task: str = "detect"  # detect | pose | obb | classify
     kpt_shape: tuple[int, int] | None = None  # pose: keypoints per object, values per keypoint (3)
 
     def head_dims(self) -> list[int]:
-        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end."""
+        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end,
+        [classes] for a classifier."""
+        if self.task == CLASSIFY:
+            return [len(self.class_names)]
         if self.head == "end2end":
             return [self.max_det, END2END_COLUMNS]
         return [
@@ -79,7 +82,11 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
     in_dims, out_dims = _dims(model_input), _dims(model_output)
     if len(in_dims) != 4 or in_dims[1] != 3:
         raise UnsupportedModelError(f"input {model_input.name!r} must be rank 4 (batch, 3, H, W), got {in_dims}")
-    if len(out_dims) != 3:
+    if len(out_dims) != (2 if task == CLASSIFY else 3):
+        if task == CLASSIFY:
+            raise UnsupportedModelError(
+                f"output {model_output.name!r} of a classifier must be (batch, classes), got {out_dims}"
+            )
         raise UnsupportedModelError(
             f"output {model_output.name!r} must be rank 3 (batch, 4 + classes, anchors) or (batch, max_det, 6), "
             f"got {out_dims}"
@@ -106,6 +113,12 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         "task": task,
         "kpt_shape": kpt_shape,
     }
+    if task == CLASSIFY:
+        if out_dims[1] != len(class_names):
+            raise UnsupportedModelError(
+                f"output has {out_dims[1]} class probabilities but the metadata names {len(class_names)} classes"
+            )
+        return YoloModelInfo(**common | {"num_anchors": 0})
     exported_end2end = _literal(meta.get("end2end"), False) is True or args.get("nms") is True
     if task != "detect" and exported_end2end:
         raise UnsupportedModelError(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prepare.classify_outputs import DETECTION_OUTPUTS, classify_outputs, set_kind_outputs
 from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
 from prepare.task_outputs import set_task_outputs, task_output_dims
 from prepare.warmup import (
@@ -82,7 +83,9 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     max_det and batch size.
 
     The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``) and
-    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``).
+    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``), a
+    classifier's in place of the detection outputs (``prepare.classify_outputs``), and yolov8_preprocess
+    gets the classify transform for a classifier (``transform``), the letterbox for any other.
     A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
     yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
     at; any other gets ``MAX_BATCH`` and the default profile. ``precision`` (of a TensorRT engine) is
@@ -98,10 +101,12 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     profile = clamp_profile(DEFAULT_PROFILE, max_batch)
     metadata = repr(ultralytics_metadata(info))
     outputs = task_output_dims(info, max_det)
+    kind = classify_outputs(len(info.class_names)) if info.task == "classify" else DETECTION_OUTPUTS
+    transform = "classify" if info.task == "classify" else "letterbox"
     edits = {
         "yolov8_preprocess": lambda c: set_parameters(
             set_dims(c, "images", image),
-            {"input_height": str(info.input_height), "input_width": str(info.input_width)},
+            {"input_height": str(info.input_height), "input_width": str(info.input_width), "transform": transform},
         ),
         "yolov8_infer": lambda c: _batching(
             set_parameter(
@@ -125,11 +130,12 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
                 },
             ),
             max_det,
+            kind,
             info.task,
             outputs,
         ),
-        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
-        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
+        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det, kind, outputs=outputs), max_batch),
+        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det, kind, outputs=outputs), max_batch),
     }
     for stage, edit in edits.items():
         for path in config_files(repository / stage):
@@ -146,11 +152,20 @@ def _batching(config: str, max_batch: int, profile: tuple[int, int, int], precis
     return config
 
 
-def _detections(config: str, max_det: int, task: str | None = None, outputs: dict[str, list[int]] | None = None) -> str:
-    """The detection outputs' rows (``max_det``), the task's outputs, and (yolov8_postprocess) ``task``."""
-    config = set_task_outputs(config, outputs or {})
+def _detections(
+    config: str,
+    max_det: int,
+    kind: dict[str, tuple[str, list[int], str]],
+    task: str | None = None,
+    outputs: dict[str, list[int]] | None = None,
+) -> str:
+    """The detection outputs (``kind``: ``DETECTION_OUTPUTS``) and their rows (``max_det``) or a classifier's
+    outputs, the task's outputs, and (yolov8_postprocess) ``task``."""
+    config = set_kind_outputs(set_task_outputs(config, outputs or {}), kind)
     if task is not None:
         config = set_parameter(config, "task", task)
+    if kind is not DETECTION_OUTPUTS:
+        return config
     config = set_dims(config, "det_boxes", [max_det, 4])
     config = set_dims(config, "det_scores", [max_det])
     config = set_dims(config, "det_classes", [max_det])

@@ -17,7 +17,9 @@ import numpy as np
 from prepare.onnx_model import YoloModelInfo
 
 IMAGE_FILE = "image.bin"  # yolov8_preprocess: IMAGE, TYPE_STRING [1]
-HEAD_FILE = "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors) or end2end (max_det, 6)
+HEAD_FILE = (
+    "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors), end2end (max_det, 6), or (classes,)
+)
 LETTERBOX_FILE = "letterbox.bin"  # yolov8_postprocess: LETTERBOX, float32 (5,)
 _SAMPLE = re.compile(r'\{ name: "batch_\d+", batch_size: \d+, (.*) \}')
 _WARMUP = re.compile(r"model_warmup \[\n(.*?)\n\]", re.S)
@@ -49,8 +51,11 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
 
     Raw: float32 (4 + classes + extra, anchors), for NMS; the task's extra channels (keypoints, angle) are
     0. End2end: float32 (max_det, 6), the boxes in the first rows by descending score, then zero rows, as
-    the model pads.
+    the model pads. Classify: float32 (classes,) probabilities that sum to 1.
     """
+    if info.task == "classify":
+        logits = np.random.default_rng(0).normal(0, 1, len(info.class_names))
+        return (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
     if info.head == "end2end":
         return _warmup_rows(info, min(boxes, info.max_det))
     head = np.zeros(info.head_dims(), np.float32)

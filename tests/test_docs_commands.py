@@ -60,6 +60,7 @@ EXCEPTED = {
     r"\.venv/bin/perf_analyzer ": "a benchmark; tests/test_stage_costs.py runs perf_analyzer",
     r"export TRITON_ADMIN_KEY": "for docker compose",
     r"from ultralytics import": "needs Ultralytics and PyTorch",
+    r"\.venv/bin/yolo-triton val --data cls_set": "needs a served classifier; tests/test_classify.py runs val on it",
 }
 CLIENT = re.compile(r"\.venv/bin/(yolo-triton|python -m client) ")
 PREPARE = re.compile(r"\.venv/bin/(yolo-triton-prepare|python -m prepare) ")
