@@ -48,16 +48,14 @@ class YoloModelInfo:
     kpt_shape: tuple[int, int] | None = None  # pose: keypoints per object, values per keypoint (3)
 
     def head_dims(self) -> list[int]:
-        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end,
-        [classes] for a classifier."""
+        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6 + extra]
+        end2end, where extra is the task's values (extra_channels); [classes] for a classifier."""
         if self.task == CLASSIFY:
             return [len(self.class_names)]
+        extra = extra_channels(self.task, self.kpt_shape[0] if self.kpt_shape else 0)
         if self.head == "end2end":
-            return [self.max_det, END2END_COLUMNS]
-        return [
-            4 + len(self.class_names) + extra_channels(self.task, self.kpt_shape[0] if self.kpt_shape else 0),
-            self.num_anchors,
-        ]
+            return [self.max_det, END2END_COLUMNS + extra]
+        return [4 + len(self.class_names) + extra, self.num_anchors]
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -120,11 +118,6 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
             )
         return YoloModelInfo(**common | {"num_anchors": 0})
     exported_end2end = _literal(meta.get("end2end"), False) is True or args.get("nms") is True
-    if task != "detect" and exported_end2end:
-        raise UnsupportedModelError(
-            f"an end-to-end {task} head (output {out_dims}, end2end or nms=True) is not served yet; {task} is "
-            f"served from YOLOv8/YOLO11 heads (batch, 4 + classes + {task} channels, anchors)"
-        )
     if exported_end2end or out_dims[2] == END2END_COLUMNS:  # Ultralytics' own test: end2end, or 6 columns
         return _end2end_info(common, out_dims, model_output.name, args)
     _check_raw_head(out_dims, task, kpt_shape, len(class_names))
@@ -151,11 +144,16 @@ def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, 
 
 
 def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, args: dict) -> YoloModelInfo:
-    """The info of a (batch, max_det, 6) head; with NMS inside the graph, the batch it handles."""
-    if out_dims[2] != END2END_COLUMNS:
+    """The info of a (batch, max_det, 6 + the task's values) head; with NMS inside the graph, the batch it
+    handles."""
+    task, kpt_shape = common["task"], common["kpt_shape"]
+    columns = END2END_COLUMNS + extra_channels(task, kpt_shape[0] if kpt_shape else 0)
+    if out_dims[2] != columns:
+        keypoints = f" + {kpt_shape[0]} x 3 keypoint values" if kpt_shape else ""
+        values = {"detect": "", "pose": keypoints, "obb": " + 1 angle"}
         raise UnsupportedModelError(
             f"the metadata says end-to-end (end2end or nms) but output {output_name!r} is {out_dims}; "
-            f"expected (batch, max_det, 6)"
+            f"expected (batch, max_det, {columns}): x1, y1, x2, y2, score, class{values[task]}"
         )
     if not isinstance(out_dims[1], int):
         raise UnsupportedModelError(f"output {output_name!r} has a dynamic number of rows ({out_dims[1]!r})")

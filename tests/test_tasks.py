@@ -7,6 +7,9 @@ photos' people; only the task's own branch (keypoints, angle) is a seeded draw. 
 
 - fall_pose: kpt_shape [17, 3], output [1, 57, 6300]; served with ``det_keypoints`` [300, 17, 3].
 - fall_obb: output [1, 7, 6300], the angle last; served with ``det_obb`` [300, 5] and rotated NMS.
+- fall_pose_nms, fall_obb_nms: the same models exported with nms=True, NMS inside the graph: outputs
+  [1, 300, 57] and [1, 300, 7], each row a box (an OBB's cx, cy, w, h), score, class, then the keypoints or
+  the angle, as YOLO26's end-to-end heads are; served from the rows the model chose.
 
 The reference is Ultralytics' predict on the same ONNX (tests/reference/task_models.json, made by
 make_task_reference.py) with the served defaults conf 0.25, iou 0.7, max_det 300.
@@ -27,12 +30,17 @@ from client.api import YoloTritonClient
 from python_backends.paths import PROJECT_ROOT
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "task_models.json").read_text())
-TASK_OUTPUT = {"fall_pose": ("det_keypoints", [300, 17, 3]), "fall_obb": ("det_obb", [300, 5])}
+TASK_OUTPUT = {
+    "fall_pose": ("det_keypoints", [300, 17, 3]),
+    "fall_obb": ("det_obb", [300, 5]),
+    "fall_pose_nms": ("det_keypoints", [300, 17, 3]),
+    "fall_obb_nms": ("det_obb", [300, 5]),
+}
 MAX_POINT_DIFF = 0.5  # pixels: keypoints' x and y, an OBB's cx, cy, w, h
 MAX_VALUE_DIFF = 1e-3  # keypoint scores, and an OBB's angle in radians
 
 
-@pytest.fixture(scope="module", params=["fall_pose", "fall_obb"])
+@pytest.fixture(scope="module", params=list(TASK_OUTPUT))
 def served(request, tmp_path_factory, family_repository):
     """(name, server): the model rebuilt, prepared into its own repository and served."""
     name = request.param
@@ -93,14 +101,19 @@ def test_served_detections_match_ultralytics(served):
 
 
 def test_a_batched_request_and_a_raw_frame_match_ultralytics(served):
-    """Two photos in one request to yolov8, and one decoded BGR frame to yolov8_raw: each its own values."""
+    """Two photos in one request to yolov8 (one each where the graph's NMS runs one image at a time), and one
+    decoded BGR frame to yolov8_raw: each its own values."""
     import cv2
 
     name, server = served
     settings = REFERENCE["settings"]
     expected = list(REFERENCE["models"][name]["results"].items())[:2]
+    photos = [SAMPLES / photo for photo, _ in expected]
     with YoloTritonClient(server.grpc_url) as client:
-        batch = client.detect_batch([SAMPLES / photo for photo, _ in expected], conf=settings["conf"])
+        if client.client.get_model_config("yolov8", as_json=True)["config"]["max_batch_size"] > 1:
+            batch = client.detect_batch(photos, conf=settings["conf"])
+        else:
+            batch = [client.detect(photo, conf=settings["conf"]) for photo in photos]
         frame = client.detect(cv2.imread(str(SAMPLES / expected[1][0])), conf=settings["conf"])
     for got, (photo, want) in zip([*batch, frame], [*expected, expected[1]], strict=True):
         found = [d.to_dict() for d in got.detections]

@@ -19,7 +19,7 @@ from python_backends.postprocess.tasks import (
     scale_rboxes,
 )
 
-HEADS = ("raw", "end2end")  # (4 + classes + extra, anchors) decoded with NMS here | (rows, 6) chosen by the model
+HEADS = ("raw", "end2end")  # (4 + classes + extra, anchors): NMS here | (rows, 6 + extra): rows the model chose
 
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")  # every task's
 
@@ -61,9 +61,9 @@ class Postprocessor:
 
     ``head_kind`` ``raw``: a YOLOv8/YOLO11 head, float32 (4 + num_classes + extra, num_anchors), decoded with
     Ultralytics-style NMS; ``task`` ``pose`` has num_keypoints * 3 extra channels, ``obb`` one (the angle,
-    rotated NMS). ``end2end`` (detect only): float32 (rows, 6) x1, y1, x2, y2, score, class id that the model
-    has chosen itself (YOLO26, YOLOv10, NMS in the graph): kept by score only, the IoU threshold is
-    checked but has no effect.
+    rotated NMS). ``end2end``: float32 (rows, 6 + extra) x1, y1, x2, y2 (obb: cx, cy, w, h), score, class id
+    and the same extra values, rows the model has chosen itself (YOLO26, YOLOv10, NMS in the graph): kept
+    by score only, the IoU threshold is checked but has no effect.
     """
 
     def __init__(
@@ -78,14 +78,15 @@ class Postprocessor:
     ):
         if head_kind not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head_kind!r}")
-        if task not in TASKS or (task != "detect" and head_kind != "raw"):
-            raise ValueError(f"task must be one of {', '.join(TASKS)} (a raw head unless detect), got {task!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
         if (task == "pose") != (num_keypoints > 0):
             raise ValueError(f"num_keypoints is for pose only and must be positive there, got {num_keypoints}")
         self.task = task
         self.num_keypoints = num_keypoints
         self.outputs = OUTPUTS + TASK_OUTPUTS[task]
         self.channels = 4 + num_classes + extra_channels(task, num_keypoints)
+        self.end2end_columns = END2END_COLUMNS + extra_channels(task, num_keypoints)
         self.num_classes = num_classes
         self.max_det = max_det
         self.conf_threshold = check_threshold("conf_threshold", conf_threshold)
@@ -102,7 +103,7 @@ class Postprocessor:
         """Detections for one image in original-image pixels.
 
         Args:
-            head: float32 (4 + num_classes + extra, num_anchors) for a raw head, (rows, 6) for an end2end one.
+            head: float32 (4 + num_classes + extra, num_anchors) for a raw head, (rows, 6 + extra) for an end2end one.
             mapping: float32 (5,) gain, pad_x, pad_y, width, height from preprocessing (LETTERBOX).
             conf_threshold, iou_threshold: per-request values; None uses the defaults.
 
@@ -112,17 +113,20 @@ class Postprocessor:
         conf = self.conf_threshold if conf_threshold is None else check_threshold("conf_threshold", conf_threshold)
         iou = self.iou_threshold if iou_threshold is None else check_threshold("iou_threshold", iou_threshold)
         if self.head_kind == "end2end":
-            if head.ndim != 2 or head.shape[1] != END2END_COLUMNS:
-                raise ValueError(f"end2end head output must be (rows, {END2END_COLUMNS}), got {head.shape}")
+            if head.ndim != 2 or head.shape[1] != self.end2end_columns:
+                columns = self.end2end_columns
+                raise ValueError(f"an end2end {self.task} head must be (rows, {columns}), got {head.shape}")
             found = end2end_detections(head, conf, self.max_det)
-            return Detections(scale_boxes(found.boxes, mapping), found.scores, found.class_ids)
-        if head.ndim != 2 or head.shape[0] != self.channels:
-            raise ValueError(f"a {self.task} head must be ({self.channels}, anchors), got {head.shape}")
-        if self.task == "obb":
-            found = rotated_nms(head, conf, iou, self.max_det, self.num_classes)
+        else:
+            if head.ndim != 2 or head.shape[0] != self.channels:
+                raise ValueError(f"a {self.task} head must be ({self.channels}, anchors), got {head.shape}")
+            if self.task == "obb":
+                found = rotated_nms(head, conf, iou, self.max_det, self.num_classes)
+            else:
+                found = non_max_suppression(head, conf, iou, self.max_det, num_classes=self.num_classes)
+        if self.task == "obb":  # boxes are cx, cy, w, h and extras the angle, from either head
             rboxes = scale_rboxes(np.concatenate([found.boxes, found.extras], axis=1), mapping)
             return Detections(rbox_bounds(rboxes), found.scores, found.class_ids, rboxes)
-        found = non_max_suppression(head, conf, iou, self.max_det, num_classes=self.num_classes)
         extras = found.extras
         if self.task == "pose":
             extras = scale_keypoints(extras.reshape(len(found), self.num_keypoints, KEYPOINT_VALUES), mapping)

@@ -11,6 +11,9 @@ loaded into it, exported to ONNX at imgsz (480, 640):
 - fall_pose: ``yolov8-pose.yaml`` (kpt_shape [17, 3], COCO's keypoints). Output [1, 57, 6300]: cx, cy,
   w, h, 2 class scores, then 17 x (x, y, score).
 - fall_obb: ``yolov8-obb.yaml``. Output [1, 7, 6300]: cx, cy, w, h, 2 class scores, angle in radians.
+- fall_pose_nms, fall_obb_nms: the same two models exported with ``nms=True``: NMS inside the graph, output
+  [1, 300, 6 + extra], each row x1, y1, x2, y2 (cx, cy, w, h for OBB), score, class, then the task's values
+  (17 x (x, y, score); the angle), the layout of YOLO26's end-to-end heads too.
 
 Backbone, neck and the head's box and class branches are the detector's, so boxes and scores follow
 the photos' people and vary. Only the task's own branch (``cv4``: keypoints, or the angle) is new. The
@@ -58,6 +61,7 @@ from models.materialize import recipe_path, sha256_of  # noqa: E402
 BRANCH_STD = 3.0  # std of the task branch's inner Conv outputs (before SiLU)
 OUTPUT_STD = 1.0  # std of the task branch's last Conv outputs
 IMGSZ = [480, 640]
+NMS_WRAPPER = "model."  # nms=True names each parameter model.model.X where the plain export says model.X
 NAMES = ["Normal", "Fall"]
 TASK_MODELS = {
     "fall_pose": {
@@ -69,6 +73,18 @@ TASK_MODELS = {
         "yaml": "v8/yolov8-obb.yaml",
         "description": "yolov8s-obb.yaml, nc=2 (Normal, Fall), the default model's best.pt loaded, angle branch "
         "seeded; ONNX export imgsz=(480, 640): output [1, 7, 6300] (the angle last)",
+    },
+    "fall_pose_nms": {
+        "yaml": "v8/yolov8-pose.yaml",
+        "export": {"nms": True},
+        "description": "fall_pose's model exported with nms=True: output [1, 300, 57] x1, y1, x2, y2, score, "
+        "class, then 17 x (x, y, score)",
+    },
+    "fall_obb_nms": {
+        "yaml": "v8/yolov8-obb.yaml",
+        "export": {"nms": True},
+        "description": "fall_obb's model exported with nms=True: output [1, 300, 7] cx, cy, w, h, score, class, "
+        "angle (rotated NMS in the graph)",
     },
 }
 
@@ -92,7 +108,7 @@ def export_task(name: str, spec: dict, work: Path) -> Path:
     model.model.names = dict(enumerate(NAMES))
     out = work / name
     out.mkdir(exist_ok=True)
-    exported = Path(model.export(format="onnx", imgsz=IMGSZ))
+    exported = Path(model.export(format="onnx", imgsz=IMGSZ, **spec.get("export", {})))
     return Path(shutil.copy(exported, out / f"{name}.onnx"))
 
 
@@ -103,10 +119,11 @@ def task_entries(model: onnx.ModelProto) -> list[dict]:
     batch = letterboxed(CALIBRATION_PHOTO, IMGSZ)
     made = {}
     for tensor in parameters(model):
-        source = default.get(tensor.name)
+        source_name = tensor.name.removeprefix(NMS_WRAPPER)  # an nms=True export wraps the model once more
+        source = default.get(source_name)
         if source is not None and list(source.dims) == list(tensor.dims):
             array = numpy_helper.to_array(source).astype(np.float32)
-            copy = {"source": "default", "from": tensor.name}
+            copy = {"source": "default", "from": source_name}
             made[tensor.name] = {"name": tensor.name, "shape": list(tensor.dims), "dtype": "float32", "copy": copy,
                                  "sha256": sha256_of(array)}  # fmt: skip
             set_tensor(tensor, array)

@@ -1,4 +1,5 @@
-"""Generate tests/reference/task_models.json: Ultralytics' predict on the pose and OBB models of tests/models/.
+"""Generate tests/reference/task_models.json: Ultralytics' predict on the pose and OBB models of tests/models/ (grid
+heads, and the same models exported with nms=True).
 
 Run once, in the environment that made the models (see tests/models/make_task_models.py; the project
 never depends on Ultralytics):
@@ -26,7 +27,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent)]  # tests/ and the che
 from models.materialize import load_recipe, write_model  # noqa: E402
 from sample_images import PHOTOS, PROJECT_ROOT, SAMPLES  # noqa: E402
 
-MODELS = {"fall_pose": "pose", "fall_obb": "obb"}
+MODELS = {"fall_pose": "pose", "fall_obb": "obb", "fall_pose_nms": "pose", "fall_obb_nms": "obb"}
 SOURCES = {"default": PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"}
 SETTINGS = {"conf": 0.25, "iou": 0.7, "max_det": 300}  # the served pipeline's defaults
 
