@@ -1,0 +1,141 @@
+"""Instance masks of a segmentation head at the original image's size, and their COCO RLE.
+
+The masks are Ultralytics' ``predict(retina_masks=True)`` masks (``ops.process_mask_native``): each
+detection's logits ``coefficients @ prototypes`` are upsampled bilinearly (align_corners=False) by the
+smallest factor f in {1, 2, 4} that puts the letterbox's padding on whole pixels, the padding is cut off,
+the rest is resized bilinearly to the original image, thresholded at 0 (sigmoid 0.5) and cut to the box
+(pixel columns x1 <= x < x2, rows y1 <= y < y2). Bilinear resizing is separable, so both resizes and the
+crop are one (rows, prototype rows) and one (columns, prototype columns) weight matrix per image, and each
+mask is computed only inside its box, from the prototypes under it: ``rows @ logits @ columns.T``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per anchor, prototypes per image
+PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
+
+
+def bilinear_weights(source: int, target: int, positions: np.ndarray) -> np.ndarray:
+    """float32 (len(positions), source): the weights of a bilinear resize ``source`` → ``target`` pixels
+    (PyTorch's ``interpolate(mode="bilinear", align_corners=False)`` along one axis) for the target pixels
+    ``positions``."""
+    where = np.maximum((positions.astype(np.float64) + 0.5) * (source / target) - 0.5, 0.0)
+    first = np.minimum(where.astype(np.int64), source - 1)
+    second = np.minimum(first + 1, source - 1)
+    step = (where - first).astype(np.float32)
+    weights = np.zeros((len(positions), source), np.float32)
+    rows = np.arange(len(positions))
+    np.add.at(weights, (rows, first), 1 - step)
+    np.add.at(weights, (rows, second), step)
+    return weights
+
+
+def upsample_factor(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> int:
+    """1, 2 or 4: the smallest upsampling of the prototypes that puts the letterbox's padding on whole pixels."""
+    (mh, mw), (h, w) = proto_hw, image_hw
+    gain = min(PROTO_STRIDE * mh / h, PROTO_STRIDE * mw / w)
+    pad = (PROTO_STRIDE * mh - max(round(h * gain), 1)) | (PROTO_STRIDE * mw - max(round(w * gain), 1))
+    return 4 // math.gcd(4, pad | pad // 2)
+
+
+def axis_weights(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (h, mh) and (w, mw): each original-image row's and column's weights over the prototypes' rows
+    and columns: upsample by ``upsample_factor``, cut the padding, resize to the image (``scale_masks``)."""
+    (mh, mw), (h, w) = proto_hw, image_hw
+    f = upsample_factor(proto_hw, image_hw)
+    gain = min(f * mh / h, f * mw / w)
+    pad_w, pad_h = (f * mw - max(round(w * gain), 1)) / 2, (f * mh - max(round(h * gain), 1)) / 2
+    top, left = round(pad_h - 0.1), round(pad_w - 0.1)
+    bottom, right = top + max(round(h * gain), 1), left + max(round(w * gain), 1)
+    weights = []
+    for proto, start, stop, size in ((mh, top, bottom, h), (mw, left, right, w)):
+        upsampled = bilinear_weights(proto, f * proto, np.arange(start, stop))  # (content, proto)
+        weights.append(bilinear_weights(stop - start, size, np.arange(size)) @ upsampled)
+    return weights[0], weights[1]
+
+
+def box_span(low: float, high: float, size: int) -> tuple[int, int]:
+    """The pixels p with low <= p < high, clipped to [0, size): (first, stop)."""
+    return min(max(math.ceil(low), 0), size), min(max(math.ceil(high), 0), size)
+
+
+def box_masks(
+    prototypes: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int]
+) -> list[tuple[int, int, np.ndarray]]:
+    """Each detection's mask inside its box.
+
+    Args:
+        prototypes: float32 (32, mh, mw), the head's second output for this image.
+        coefficients: float32 (N, 32), the detections' mask coefficients.
+        boxes: float32 (N, 4) x1, y1, x2, y2 in original-image pixels.
+        image_hw: the original image's height and width.
+
+    Returns:
+        N (top, left, mask): mask bool (rows, columns) of the box's pixels, at (top, left) in the image.
+    """
+    channels, mh, mw = prototypes.shape
+    row_weights, column_weights = axis_weights((mh, mw), image_hw)
+    found = []
+    for coefficient, (x1, y1, x2, y2) in zip(coefficients, boxes):
+        (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
+        if bottom <= top or right <= left:
+            found.append((top, left, np.zeros((max(bottom - top, 0), max(right - left, 0)), bool)))
+            continue
+        rows, columns = row_weights[top:bottom], column_weights[left:right]
+        (r0, r1), (c0, c1) = _support(rows), _support(columns)
+        logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
+        found.append((top, left, (rows[:, r0:r1] @ logits @ columns[:, c0:c1].T) > 0))
+    return found
+
+
+def _support(weights: np.ndarray) -> tuple[int, int]:
+    """The prototype rows (or columns) that weights (n, m) use: (first, stop)."""
+    used = np.flatnonzero(weights.any(axis=0))
+    return int(used[0]), int(used[-1]) + 1
+
+
+def rle_counts(top: int, left: int, mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """int64 run lengths of a box's ``mask`` placed at (top, left) in an image of ``image_hw``, in COCO's order:
+    column by column, zeros first (a mask that starts with a set pixel starts with a zero-length run)."""
+    height, width = image_hw
+    padded = np.zeros((mask.shape[1], mask.shape[0] + 2), np.int8)  # one column of the box per row, zero-ended
+    padded[:, 1:-1] = mask.T
+    changes = np.flatnonzero(np.diff(padded.reshape(-1)))  # a change between flat k and k + 1 is at pixel k
+    column, row = np.divmod(changes + 1, mask.shape[0] + 2)
+    flips = (left + column) * height + top + row - 1  # where the value flips, in the image's column-major order
+    # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
+    flips, times = np.unique(flips, return_counts=True)
+    flips = flips[(times % 2 == 1) & (flips < height * width)]
+    return np.diff(np.concatenate([[0], flips, [height * width]]))
+
+
+def rle_string(counts: np.ndarray) -> bytes:
+    """COCO's compressed RLE ``counts`` (pycocotools' ``rleToString``): from the fourth run on, each run less the
+    one two before; every value in 5-bit groups, least significant first, ``0x20`` where more follow, plus 48."""
+    values = counts.astype(np.int64)
+    values[3:] -= counts[1:-2]
+    groups = []
+    alive = np.arange(len(values))
+    while len(alive):
+        group = values[alive] & 0x1F
+        values[alive] >>= 5
+        more = np.where(group & 0x10, values[alive] != -1, values[alive] != 0)
+        groups.append((alive, (group | np.where(more, 0x20, 0)) + 48))
+        alive = alive[more]
+    lengths = np.zeros(len(values), np.int64)
+    for alive, _ in groups:
+        lengths[alive] += 1
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    out = np.zeros(int(lengths.sum()), np.uint8)
+    for index, (alive, group) in enumerate(groups):
+        out[starts[alive] + index] = group
+    return out.tobytes()
+
+
+def encode_masks(found: list[tuple[int, int, np.ndarray]], image_hw: tuple[int, int]) -> list[bytes]:
+    """Each box mask of ``box_masks`` as the COCO compressed RLE of its full-image mask (height x width)."""
+    return [rle_string(rle_counts(top, left, mask, image_hw)) for top, left, mask in found]
