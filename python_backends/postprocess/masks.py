@@ -19,19 +19,22 @@ MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per ancho
 PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
 
 
-def bilinear_weights(source: int, target: int, positions: np.ndarray) -> np.ndarray:
-    """float32 (len(positions), source): the weights of a bilinear resize ``source`` → ``target`` pixels
-    (PyTorch's ``interpolate(mode="bilinear", align_corners=False)`` along one axis) for the target pixels
-    ``positions``."""
+def bilinear_taps(source: int, target: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bilinear resize ``source`` → ``target`` pixels along one axis (PyTorch's ``interpolate(mode="bilinear",
+    align_corners=False)``) at the target pixels ``positions``: each one's two source pixels, int64 (n,) each,
+    and the second one's weight, float32 (n,)."""
     where = np.maximum((positions.astype(np.float64) + 0.5) * (source / target) - 0.5, 0.0)
     first = np.minimum(where.astype(np.int64), source - 1)
-    second = np.minimum(first + 1, source - 1)
-    step = (where - first).astype(np.float32)
-    weights = np.zeros((len(positions), source), np.float32)
-    rows = np.arange(len(positions))
-    np.add.at(weights, (rows, first), 1 - step)
-    np.add.at(weights, (rows, second), step)
-    return weights
+    return first, np.minimum(first + 1, source - 1), (where - first).astype(np.float32)
+
+
+def bilinear_weights(source: int, target: int, positions: np.ndarray) -> np.ndarray:
+    """float32 (len(positions), source): ``bilinear_taps`` as a matrix, each row a target pixel's weights."""
+    first, second, step = bilinear_taps(source, target, positions)
+    rows = np.arange(len(positions)) * source
+    cells = np.concatenate([rows + first, rows + second])
+    weights = np.bincount(cells, np.concatenate([1 - step, step]), minlength=len(positions) * source)
+    return weights.astype(np.float32).reshape(len(positions), source)
 
 
 def upsample_factor(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> int:
@@ -54,7 +57,8 @@ def axis_weights(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[
     weights = []
     for proto, start, stop, size in ((mh, top, bottom, h), (mw, left, right, w)):
         upsampled = bilinear_weights(proto, f * proto, np.arange(start, stop))  # (content, proto)
-        weights.append(bilinear_weights(stop - start, size, np.arange(size)) @ upsampled)
+        first, second, step = bilinear_taps(stop - start, size, np.arange(size))
+        weights.append((1 - step)[:, None] * upsampled[first] + step[:, None] * upsampled[second])
     return weights[0], weights[1]
 
 
@@ -75,7 +79,8 @@ def box_masks(
         image_hw: the original image's height and width.
 
     Returns:
-        N (top, left, mask): mask bool (rows, columns) of the box's pixels, at (top, left) in the image.
+        N (top, left, mask): mask bool (rows, columns) of the box's pixels, at (top, left) in the image;
+        column-major (``mask.T`` is contiguous), the order of COCO's RLE.
     """
     channels, mh, mw = prototypes.shape
     row_weights, column_weights = axis_weights((mh, mw), image_hw)
@@ -88,7 +93,7 @@ def box_masks(
         rows, columns = row_weights[top:bottom], column_weights[left:right]
         (r0, r1), (c0, c1) = _support(rows), _support(columns)
         logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
-        found.append((top, left, (rows[:, r0:r1] @ logits @ columns[:, c0:c1].T) > 0))
+        found.append((top, left, ((columns[:, c0:c1] @ (rows[:, r0:r1] @ logits).T) > 0).T))
     return found
 
 
@@ -99,16 +104,23 @@ def _support(weights: np.ndarray) -> tuple[int, int]:
 
 
 def rle_counts(top: int, left: int, mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """int64 run lengths of a box's ``mask`` placed at (top, left) in an image of ``image_hw``, in COCO's order:
-    column by column, zeros first (a mask that starts with a set pixel starts with a zero-length run)."""
+    """int64 run lengths of a box's ``mask`` (bool (rows, columns)) placed at (top, left) in an image of
+    ``image_hw``, in COCO's order: column by column, zeros first (a mask that starts with a set pixel starts with
+    a zero-length run)."""
     height, width = image_hw
-    padded = np.zeros((mask.shape[1], mask.shape[0] + 2), np.int8)  # one column of the box per row, zero-ended
-    padded[:, 1:-1] = mask.T
-    changes = np.flatnonzero(np.diff(padded.reshape(-1)))  # a change between flat k and k + 1 is at pixel k
-    column, row = np.divmod(changes + 1, mask.shape[0] + 2)
-    flips = (left + column) * height + top + row - 1  # where the value flips, in the image's column-major order
+    if not mask.size:
+        return np.array([height * width])
+    by_column = np.ascontiguousarray(mask.T)  # (columns, rows): a view of box_masks' column-major masks
+    rows = by_column.shape[1]
+    inside = np.flatnonzero(by_column[:, 1:] != by_column[:, :-1])  # a flip before row k + 1 of a column
+    starts, ends = np.flatnonzero(by_column[:, 0]), np.flatnonzero(by_column[:, -1])  # set at a column's ends
+    column = np.concatenate([inside // (rows - 1) if rows > 1 else inside, starts, ends])
+    row = np.concatenate(
+        [inside % (rows - 1) + 1 if rows > 1 else inside, np.zeros_like(starts), np.full_like(ends, rows)]
+    )
+    flips = (left + column) * height + top + row  # where the value flips, in the image's column-major order
     # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-    flips, times = np.unique(flips, return_counts=True)
+    flips, times = np.unique(flips, return_counts=True)  # sorted
     flips = flips[(times % 2 == 1) & (flips < height * width)]
     return np.diff(np.concatenate([[0], flips, [height * width]]))
 
