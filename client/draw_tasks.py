@@ -1,4 +1,5 @@
-"""Draw what a pose or OBB model adds to a detection: its rotated box, its keypoints and skeleton."""
+"""Draw what a pose, OBB or segment model adds to a detection: its keypoints and skeleton, its rotated box,
+its mask."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import numpy as np
 
 from client.api import Detection
 
+MASK_OPACITY = 0.5  # a mask's colour over the photo
 KEYPOINT_MIN_SCORE = 0.25  # keypoints scored lower are not drawn (Ultralytics' plotting default)
 # COCO's 17-point skeleton as pairs of keypoint indices (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles); drawn for a model with 17 keypoints.
@@ -36,3 +38,11 @@ def draw_keypoints(image: np.ndarray, det: Detection, colour: tuple[int, int, in
                 cv2.line(image, points[first], points[second], colour, max(1, thickness - 1), cv2.LINE_AA)
     for point in filter(None, points):
         cv2.circle(image, point, thickness + 2, colour, -1, cv2.LINE_AA)
+
+
+def draw_mask(image: np.ndarray, det: Detection, colour: tuple[int, int, int]) -> None:
+    """Tint ``det.mask``'s pixels of ``image`` (uint8 (H, W, 3) BGR) with ``colour``, in place."""
+    mask = det.mask
+    if mask.shape != image.shape[:2]:  # a mask of another image: nothing of it belongs here
+        return
+    image[mask] = (image[mask] * (1 - MASK_OPACITY) + np.array(colour) * MASK_OPACITY).astype(np.uint8)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
-from prepare.task_outputs import set_task_outputs, task_output_dims
+from prepare.task_outputs import set_prototypes, set_task_outputs, task_output_dims
 from prepare.warmup import (
     profile_batch_sizes,
     set_warmup_batch_sizes,
@@ -82,7 +82,8 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     max_det and batch size.
 
     The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``) and
-    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``).
+    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``), and a
+    segment model's prototypes go from yolov8_infer to it beside the head.
     A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
     yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
     at; any other gets ``MAX_BATCH`` and the default profile. ``precision`` (of a TensorRT engine) is
@@ -98,6 +99,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     profile = clamp_profile(DEFAULT_PROFILE, max_batch)
     metadata = repr(ultralytics_metadata(info))
     outputs = task_output_dims(info, max_det)
+    prototypes = info.prototype_dims()
     edits = {
         "yolov8_preprocess": lambda c: set_parameters(
             set_dims(c, "images", image),
@@ -105,7 +107,11 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
         ),
         "yolov8_infer": lambda c: _batching(
             set_parameter(
-                set_warmup_dims(set_dims(set_dims(c, "images", image), "output0", head), "images", image),
+                set_warmup_dims(
+                    set_prototypes(set_dims(set_dims(c, "images", image), "output0", head), prototypes, "output"),
+                    "images",
+                    image,
+                ),
                 "metadata",
                 metadata,
             ),
@@ -115,7 +121,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
         ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameters(
-                set_warmup_dims(set_dims(c, "output0", head), "output0", head),
+                set_warmup_dims(set_prototypes(set_dims(c, "output0", head), prototypes, "input"), "output0", head),
                 {
                     "num_classes": str(len(info.class_names)),
                     "class_names": json.dumps(list(info.class_names)),
@@ -128,8 +134,12 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
             info.task,
             outputs,
         ),
-        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
-        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
+        "yolov8": lambda c: set_max_batch_size(
+            _detections(set_prototypes(c, prototypes), max_det, outputs=outputs), max_batch
+        ),
+        "yolov8_raw": lambda c: set_max_batch_size(
+            _detections(set_prototypes(c, prototypes), max_det, outputs=outputs), max_batch
+        ),
     }
     for stage, edit in edits.items():
         for path in config_files(repository / stage):

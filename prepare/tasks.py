@@ -1,7 +1,8 @@
 """The Ultralytics tasks prepare serves, read from an export's metadata (``task``, ``kpt_shape``).
 
 A YOLOv8/YOLO11 grid head is (batch, 4 + classes + extra, anchors): ``extra`` channels follow the class
-scores, K x (x, y, score) keypoints for ``pose`` and one angle in radians for ``obb``.
+scores, K x (x, y, score) keypoints for ``pose``, one angle in radians for ``obb`` and 32 mask coefficients
+for ``segment``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from prepare.errors import UnsupportedModelError
 from python_backends.postprocess.tasks import KEYPOINT_VALUES
 from python_backends.postprocess.tasks import TASKS as SERVED_TASKS
 
-NOT_SERVED_YET = {"segment": "a segmentation model", "classify": "a classification model"}
+NOT_SERVED_YET = {"classify": "a classification model"}
 
 
 def read_task(meta: dict[str, str]) -> tuple[str, tuple[int, int] | None]:
