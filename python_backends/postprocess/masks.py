@@ -11,6 +11,7 @@ mask is computed only inside its box, from the prototypes under it: ``rows @ log
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,9 +46,11 @@ def upsample_factor(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> int
     return 4 // math.gcd(4, pad | pad // 2)
 
 
+@functools.lru_cache(maxsize=16)  # a camera's frames share one size
 def axis_weights(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """float32 (h, mh) and (w, mw): each original-image row's and column's weights over the prototypes' rows
-    and columns: upsample by ``upsample_factor``, cut the padding, resize to the image (``scale_masks``)."""
+    and columns: upsample by ``upsample_factor``, cut the padding, resize to the image (``scale_masks``).
+    Cached: the arrays are shared, read them only."""
     (mh, mw), (h, w) = proto_hw, image_hw
     f = upsample_factor(proto_hw, image_hw)
     gain = min(f * mh / h, f * mw / w)
@@ -125,11 +128,14 @@ def rle_counts(top: int, left: int, mask: np.ndarray, image_hw: tuple[int, int])
     return np.diff(np.concatenate([[0], flips, [height * width]]))
 
 
-def rle_string(counts: np.ndarray) -> bytes:
-    """COCO's compressed RLE ``counts`` (pycocotools' ``rleToString``): from the fourth run on, each run less the
-    one two before; every value in 5-bit groups, least significant first, ``0x20`` where more follow, plus 48."""
-    values = counts.astype(np.int64)
-    values[3:] -= counts[1:-2]
+def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
+    from the fourth run on, each run less the one two before; every value in 5-bit groups, least significant
+    first, ``0x20`` where more follow, plus 48."""
+    values = [counts.astype(np.int64) for counts in runs]
+    for counts, value in zip(runs, values):
+        value[3:] -= counts[1:-2]
+    values = np.concatenate(values) if values else np.zeros(0, np.int64)
     groups = []
     alive = np.arange(len(values))
     while len(alive):
@@ -141,13 +147,20 @@ def rle_string(counts: np.ndarray) -> bytes:
     lengths = np.zeros(len(values), np.int64)
     for alive, _ in groups:
         lengths[alive] += 1
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    out = np.zeros(int(lengths.sum()), np.uint8)
+    ends = np.cumsum(lengths)
+    text = np.zeros(int(ends[-1]) if len(ends) else 0, np.uint8)
     for index, (alive, group) in enumerate(groups):
-        out[starts[alive] + index] = group
-    return out.tobytes()
+        text[ends[alive] - lengths[alive] + index] = group
+    cuts = np.concatenate([[0], ends[np.cumsum([len(counts) for counts in runs]) - 1]]) if runs else [0]
+    encoded = text.tobytes()
+    return [encoded[first:stop] for first, stop in zip(cuts[:-1], cuts[1:])]
+
+
+def rle_string(counts: np.ndarray) -> bytes:
+    """``rle_strings`` of one run-length list."""
+    return rle_strings([counts])[0]
 
 
 def encode_masks(found: list[tuple[int, int, np.ndarray]], image_hw: tuple[int, int]) -> list[bytes]:
     """Each box mask of ``box_masks`` as the COCO compressed RLE of its full-image mask (height x width)."""
-    return [rle_string(rle_counts(top, left, mask, image_hw)) for top, left, mask in found]
+    return rle_strings([rle_counts(top, left, mask, image_hw) for top, left, mask in found])
