@@ -3,10 +3,11 @@
     python -m benchmarks.segment_masks MODEL.onnx [--photo PHOTO] [--conf 0.25] [--repeat 30]
 
 MODEL.onnx is a segment export (output0 and the prototypes output1). Without ``--photo`` the photo is a
-1920x1080 mosaic of the sample photos (.cache/samples): 4 x 2 tiles, bus and zidane in turn. The model runs once
-(ONNX Runtime); then yolov8_postprocess's library (``Postprocessor``, task segment: NMS, masks, RLE) runs
-``--repeat`` times on its outputs, and the median wall and CPU time are printed with the detections it found and the bytes of
-the outputs one image's answer carries (det_masks as Triton sends BYTES: a 4-byte length per element).
+1920x1080 mosaic of the sample photos (.cache/samples): 4 x 2 tiles, bus and zidane in turn. The model runs
+once (ONNX Runtime); then yolov8_postprocess's library (``Postprocessor``, task segment: NMS, masks, RLE)
+runs ``--repeat`` times on its outputs, and the median wall and CPU time are printed with the detections it
+found and the bytes of the outputs one image's answer carries (det_masks as Triton sends BYTES: a 4-byte
+length per element).
 """
 
 from __future__ import annotations
