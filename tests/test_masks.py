@@ -14,16 +14,25 @@ import pytest
 from faster_coco_eval.core import mask as coco_mask
 
 from python_backends.postprocess.masks import (
+    BoxMask,
     bilinear_weights,
     box_masks,
     encode_masks,
     rle_counts,
     rle_string,
+    rle_strings,
     upsample_factor,
 )
 from python_backends.postprocess.postprocessor import Postprocessor
 
 PROTO_HW = (120, 160)  # a 480x640 input's prototypes
+
+
+def _box(top: int, left: int, mask: np.ndarray) -> BoxMask:
+    """bool (rows, columns) ``mask`` at (top, left), laid out as box_masks lays its masks out."""
+    by_column = np.zeros((mask.shape[1], mask.shape[0] + 2), bool)
+    by_column[:, 1:-1] = mask.T
+    return BoxMask(top, left, by_column)
 
 
 def _coco(mask: np.ndarray) -> bytes:
@@ -63,9 +72,9 @@ def test_box_masks_equal_the_whole_image_upsampled_thresholded_and_cropped(image
     corners = np.sort(rng.uniform(-20, np.array(image_hw[::-1]) + 20, (6, 2, 2)), axis=1)  # some past the edges
     boxes = np.concatenate([corners[:, 0], corners[:, 1]], axis=1).clip(0, [*image_hw[::-1]] * 2).astype(np.float32)
     want = _whole_image_masks(prototypes, coefficients, boxes, image_hw)
-    for (top, left, mask), expected in zip(box_masks(prototypes, coefficients, boxes, image_hw), want):
+    for box, expected in zip(box_masks(prototypes, coefficients, boxes, image_hw), want):
         got = np.zeros(image_hw, bool)
-        got[top : top + mask.shape[0], left : left + mask.shape[1]] = mask
+        got[box.top : box.top + box.mask.shape[0], box.left : box.left + box.mask.shape[1]] = box.mask
         assert (got != expected).sum() <= max(5, expected.sum() // 2000)  # float rounding on the edge only
         assert expected.sum() > 0
 
@@ -79,31 +88,35 @@ def test_the_upsampling_puts_the_padding_on_whole_pixels():
 
 def test_rle_is_pycocotools_encoding_of_the_full_image_mask():
     rng = np.random.default_rng(0)
-    for _ in range(300):
+    for _ in range(500):
         height, width = rng.integers(1, 30, 2)
         top, left = rng.integers(0, height), rng.integers(0, width)
         mask = rng.random((rng.integers(0, height - top + 1), rng.integers(0, width - left + 1))) < rng.random()
         full = np.zeros((height, width), bool)
         full[top : top + mask.shape[0], left : left + mask.shape[1]] = mask
-        assert rle_string(rle_counts(top, left, mask, (height, width))) == _coco(full)
+        assert rle_string(rle_counts(_box(top, left, mask), (height, width))) == _coco(full)
 
 
 def test_rle_edges_a_run_across_columns_the_last_pixel_and_long_runs():
     across = np.zeros((4, 3), bool)
     across[2:, 0] = across[:2, 1] = True  # one run from column 0's bottom into column 1's top
-    assert rle_counts(0, 0, across, (4, 3)).tolist() == [2, 4, 6]
-    assert rle_string(rle_counts(0, 0, across, (4, 3))) == _coco(across)
+    assert rle_counts(_box(0, 0, across), (4, 3)).tolist() == [2, 4, 6]
+    assert rle_string(rle_counts(_box(0, 0, across), (4, 3))) == _coco(across)
     corner = np.ones((1, 1), bool)  # the image's last pixel
-    assert rle_counts(5, 5, corner, (6, 6)).tolist() == [35, 1]
+    assert rle_counts(_box(5, 5, corner), (6, 6)).tolist() == [35, 1]
     big = np.zeros((1080, 1920), bool)
     big[100:900, 300:1700] = True  # runs of a million pixels: several 5-bit groups each
-    assert rle_string(rle_counts(100, 300, big[100:900, 300:1700], big.shape)) == _coco(big)
-    assert rle_string(rle_counts(0, 0, np.zeros((0, 0), bool), (3, 2))) == _coco(np.zeros((3, 2), bool))
+    assert rle_string(rle_counts(_box(100, 300, big[100:900, 300:1700]), big.shape)) == _coco(big)
+    assert rle_string(rle_counts(_box(0, 0, np.zeros((0, 0), bool)), (3, 2))) == _coco(np.zeros((3, 2), bool))
+    corner_image = np.zeros((6, 6), bool)
+    corner_image[5, 5] = True
+    both = [rle_counts(_box(0, 0, across), (4, 3)), rle_counts(_box(5, 5, corner), (6, 6))]
+    assert rle_strings(both) == [_coco(across), _coco(corner_image)]  # encoded at once, cut apart
 
 
 def test_encode_masks_round_trips_through_coco_decode():
     mask = np.random.default_rng(1).random((50, 70)) < 0.3
-    (rle,) = encode_masks([(10, 20, mask)], (100, 120))
+    (rle,) = encode_masks([_box(10, 20, mask)], (100, 120))
     decoded = coco_mask.decode({"size": [100, 120], "counts": rle}).astype(bool)
     assert decoded[10:60, 20:90].tolist() == mask.tolist() and decoded.sum() == mask.sum()
 

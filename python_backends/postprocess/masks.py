@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -65,6 +66,23 @@ def axis_weights(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[
     return weights[0], weights[1]
 
 
+class BoxMask(NamedTuple):
+    """One detection's mask inside its box, at (top, left) in the image.
+
+    ``by_column``: bool (columns, rows + 2), the box's pixels column by column (COCO's order) between a zero
+    above and a zero below each column, so that runs are found in one pass (``rle_counts``).
+    """
+
+    top: int
+    left: int
+    by_column: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        """bool (rows, columns): the box's pixels (a view)."""
+        return self.by_column[:, 1:-1].T
+
+
 def box_span(low: float, high: float, size: int) -> tuple[int, int]:
     """The pixels p with low <= p < high, clipped to [0, size): (first, stop)."""
     return min(max(math.ceil(low), 0), size), min(max(math.ceil(high), 0), size)
@@ -72,7 +90,7 @@ def box_span(low: float, high: float, size: int) -> tuple[int, int]:
 
 def box_masks(
     prototypes: np.ndarray, coefficients: np.ndarray, boxes: np.ndarray, image_hw: tuple[int, int]
-) -> list[tuple[int, int, np.ndarray]]:
+) -> list[BoxMask]:
     """Each detection's mask inside its box.
 
     Args:
@@ -82,21 +100,20 @@ def box_masks(
         image_hw: the original image's height and width.
 
     Returns:
-        N (top, left, mask): mask bool (rows, columns) of the box's pixels, at (top, left) in the image;
-        column-major (``mask.T`` is contiguous), the order of COCO's RLE.
+        N BoxMask, in the order of ``boxes``.
     """
     channels, mh, mw = prototypes.shape
     row_weights, column_weights = axis_weights((mh, mw), image_hw)
     found = []
     for coefficient, (x1, y1, x2, y2) in zip(coefficients, boxes):
         (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
-        if bottom <= top or right <= left:
-            found.append((top, left, np.zeros((max(bottom - top, 0), max(right - left, 0)), bool)))
-            continue
-        rows, columns = row_weights[top:bottom], column_weights[left:right]
-        (r0, r1), (c0, c1) = _support(rows), _support(columns)
-        logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
-        found.append((top, left, ((columns[:, c0:c1] @ (rows[:, r0:r1] @ logits).T) > 0).T))
+        by_column = np.zeros((right - left, bottom - top + 2), bool)
+        if len(by_column) and bottom > top:
+            rows, columns = row_weights[top:bottom], column_weights[left:right]
+            (r0, r1), (c0, c1) = _support(rows), _support(columns)
+            logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
+            np.greater(columns[:, c0:c1] @ (rows[:, r0:r1] @ logits).T, 0, out=by_column[:, 1:-1])
+        found.append(BoxMask(top, left, by_column))
     return found
 
 
@@ -106,54 +123,41 @@ def _support(weights: np.ndarray) -> tuple[int, int]:
     return int(used[0]), int(used[-1]) + 1
 
 
-def rle_counts(top: int, left: int, mask: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
-    """int64 run lengths of a box's ``mask`` (bool (rows, columns)) placed at (top, left) in an image of
-    ``image_hw``, in COCO's order: column by column, zeros first (a mask that starts with a set pixel starts with
-    a zero-length run)."""
+def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
+    """int64 run lengths of ``box``'s mask in an image of ``image_hw``, in COCO's order: column by column, zeros
+    first (a mask that starts with a set pixel starts with a zero-length run)."""
     height, width = image_hw
-    if not mask.size:
-        return np.array([height * width])
-    by_column = np.ascontiguousarray(mask.T)  # (columns, rows): a view of box_masks' column-major masks
-    rows = by_column.shape[1]
-    inside = np.flatnonzero(by_column[:, 1:] != by_column[:, :-1])  # a flip before row k + 1 of a column
-    starts, ends = np.flatnonzero(by_column[:, 0]), np.flatnonzero(by_column[:, -1])  # set at a column's ends
-    column = np.concatenate([inside // (rows - 1) if rows > 1 else inside, starts, ends])
-    row = np.concatenate(
-        [inside % (rows - 1) + 1 if rows > 1 else inside, np.zeros_like(starts), np.full_like(ends, rows)]
-    )
-    flips = (left + column) * height + top + row  # where the value flips, in the image's column-major order
-    # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-    flips, times = np.unique(flips, return_counts=True)  # sorted
-    flips = flips[(times % 2 == 1) & (flips < height * width)]
+    top, left, by_column = box
+    flat = by_column.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
+    column, row = np.divmod(changes, by_column.shape[1])
+    flips = (left + column) * height + top + row - 1  # in the image's column-major order, ascending
+    if by_column.shape[1] - 2 == height and len(flips):
+        # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
+        twice = np.flatnonzero(flips[1:] == flips[:-1])
+        flips = np.delete(flips, np.concatenate([twice, twice + 1]))
+    flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
     return np.diff(np.concatenate([[0], flips, [height * width]]))
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
     """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
-    from the fourth run on, each run less the one two before; every value in 5-bit groups, least significant
-    first, ``0x20`` where more follow, plus 48."""
+    from the fourth run on, each run less the one two before; every value in the fewest 5-bit groups that hold
+    it in two's complement, least significant first, ``0x20`` on all but the last, plus 48."""
     values = [counts.astype(np.int64) for counts in runs]
     for counts, value in zip(runs, values):
         value[3:] -= counts[1:-2]
     values = np.concatenate(values) if values else np.zeros(0, np.int64)
-    groups = []
-    alive = np.arange(len(values))
-    while len(alive):
-        group = values[alive] & 0x1F
-        values[alive] >>= 5
-        more = np.where(group & 0x10, values[alive] != -1, values[alive] != 0)
-        groups.append((alive, (group | np.where(more, 0x20, 0)) + 48))
-        alive = alive[more]
-    lengths = np.zeros(len(values), np.int64)
-    for alive, _ in groups:
-        lengths[alive] += 1
-    ends = np.cumsum(lengths)
-    text = np.zeros(int(ends[-1]) if len(ends) else 0, np.uint8)
-    for index, (alive, group) in enumerate(groups):
-        text[ends[alive] - lengths[alive] + index] = group
-    cuts = np.concatenate([[0], ends[np.cumsum([len(counts) for counts in runs]) - 1]]) if runs else [0]
-    encoded = text.tobytes()
-    return [encoded[first:stop] for first, stop in zip(cuts[:-1], cuts[1:])]
+    magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
+    groups = (np.frexp(magnitude.astype(np.float64))[1] + 5) // 5  # bit length + the sign bit, in 5-bit groups
+    width = int(groups.max(initial=1))
+    chars = np.empty((len(values), width), np.uint8)
+    for k in range(width):
+        chars[:, k] = ((values >> (5 * k)) & 0x1F) + np.where(k < groups - 1, 0x20 + 48, 48)
+    text = chars[np.arange(width) < groups[:, None]].tobytes()
+    ends = np.cumsum(groups)
+    cuts = [0, *ends[np.cumsum([len(counts) for counts in runs]) - 1].tolist()]
+    return [text[first:stop] for first, stop in zip(cuts[:-1], cuts[1:])]
 
 
 def rle_string(counts: np.ndarray) -> bytes:
@@ -161,6 +165,6 @@ def rle_string(counts: np.ndarray) -> bytes:
     return rle_strings([counts])[0]
 
 
-def encode_masks(found: list[tuple[int, int, np.ndarray]], image_hw: tuple[int, int]) -> list[bytes]:
+def encode_masks(found: list[BoxMask], image_hw: tuple[int, int]) -> list[bytes]:
     """Each box mask of ``box_masks`` as the COCO compressed RLE of its full-image mask (height x width)."""
-    return rle_strings([rle_counts(top, left, mask, image_hw) for top, left, mask in found])
+    return rle_strings([rle_counts(box, image_hw) for box in found])

@@ -193,7 +193,7 @@ def _with_masks(found: Detections, prototypes: np.ndarray, mapping: np.ndarray) 
     mask dropped. ``prototypes``: float32 (32, H/4, W/4); ``mapping``: LETTERBOX, its width and height the image's."""
     width, height = (int(v) for v in np.rint(mapping[3:5]))
     masks = box_masks(prototypes, found.extras, found.boxes, (height, width))
-    kept = np.array([mask.any() for _, _, mask in masks], bool)
+    kept = np.array([box.by_column.any() for box in masks], bool)
     rles = np.empty(int(kept.sum()), object)
     rles[:] = encode_masks([m for m, keep in zip(masks, kept) if keep], (height, width))
     return Detections(found.boxes[kept], found.scores[kept], found.class_ids[kept], rles)
