@@ -142,5 +142,7 @@ def test_the_postprocessor_answers_rle_rows_and_drops_a_detection_whose_mask_is_
     mask = coco_mask.decode({"size": [480, 640], "counts": out["det_masks"][0, 0]}).astype(bool)
     assert mask.sum() == 40 * 60 and mask[70:130, 80:120].all()
     assert out["det_masks"].shape == (1, 5) and out["det_masks"][0, 1:].tolist() == [b""] * 4
+    nothing = post.batch(head[None], mapping, [None], [None], np.zeros_like(prototypes))  # every mask empty
+    assert nothing["num_dets"].tolist() == [[0]] and nothing["det_masks"][0].tolist() == [b""] * 5
     with pytest.raises(ValueError, match="prototypes"):
         post.batch(head[None], mapping, [None], [None])

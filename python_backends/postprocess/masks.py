@@ -144,10 +144,12 @@ def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
     """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
     from the fourth run on, each run less the one two before; every value in the fewest 5-bit groups that hold
     it in two's complement, least significant first, ``0x20`` on all but the last, plus 48."""
+    if not runs:
+        return []
     values = [counts.astype(np.int64) for counts in runs]
     for counts, value in zip(runs, values):
         value[3:] -= counts[1:-2]
-    values = np.concatenate(values) if values else np.zeros(0, np.int64)
+    values = np.concatenate(values)
     magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
     groups = (np.frexp(magnitude.astype(np.float64))[1] + 5) // 5  # bit length + the sign bit, in 5-bit groups
     width = int(groups.max(initial=1))
