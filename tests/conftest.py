@@ -28,7 +28,7 @@ LONGEST_FILES = {
     "test_openvino_runtime.py": 43,
     "test_soak.py": 30,
     "test_kubernetes.py": 28,
-    "test_tasks.py": 28,
+    "test_tasks.py": 45,
     "test_bad_input.py": 26,
     "test_model_families.py": 25,
     "test_queue_policy.py": 20,
