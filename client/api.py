@@ -19,7 +19,8 @@ ENSEMBLE = "yolov8"
 RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
-TASK_OUTPUTS = ("det_keypoints", "det_obb")  # a pose model's, an OBB model's: only where the server has them
+# a pose model's, an OBB model's, a segment model's: only where the server has them
+TASK_OUTPUTS = ("det_keypoints", "det_obb", "det_masks")
 CLASSIFY_OUTPUTS = ("probs", "top_classes", "top_scores", "image_size")  # a classifier's, in place of OUTPUTS
 RETRYABLE = ("StatusCode.UNAVAILABLE",)
 NO_CLIENT_CERTIFICATE = (
@@ -92,7 +93,9 @@ class Detection:
     """One object: box x1, y1, x2, y2 in original-image pixels (an OBB's axis-aligned bounds).
 
     A pose model's detection has ``keypoints``: K x [x, y, score], x and y in original-image pixels; an
-    OBB model's has ``obb``: cx, cy, w, h in original-image pixels and the angle in radians. None otherwise.
+    OBB model's has ``obb``: cx, cy, w, h in original-image pixels and the angle in radians; a segment
+    model's has ``rle``: its mask at the original image's size as COCO compressed RLE, {"size": [height,
+    width], "counts": str}, which ``mask`` and ``polygon`` decode when asked. None otherwise.
     """
 
     box: tuple[float, float, float, float]
@@ -101,14 +104,41 @@ class Detection:
     class_name: str
     keypoints: list[list[float]] | None = None
     obb: tuple[float, float, float, float, float] | None = None
+    rle: dict | None = None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """A segment model's mask: bool (height, width) of the original image, decoded from ``rle`` on each call."""
+        if self.rle is None:
+            return None
+        from faster_coco_eval.core import mask as coco_mask
+
+        return coco_mask.decode({"size": self.rle["size"], "counts": self.rle["counts"].encode()}).astype(bool)
+
+    @property
+    def polygon(self) -> list[tuple[float, float]] | None:
+        """A segment model's mask outline: the x, y pixel points of its largest contour (the one of most points,
+        Ultralytics' ``masks2segments(strategy="largest")``); [] for an empty mask."""
+        mask = self.mask
+        if mask is None:
+            return None
+        import cv2
+
+        contours = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if not contours:
+            return []
+        largest = max(contours, key=len).reshape(-1, 2)
+        return [(float(x), float(y)) for x, y in largest]
 
     def to_dict(self) -> dict:
-        """The detection as JSON-ready values; keypoints and obb only where the model gives them."""
+        """The detection as JSON-ready values; keypoints, obb and mask (COCO RLE) only where the model gives them."""
         found = {"box": list(self.box), "score": self.score, "class_id": self.class_id, "class_name": self.class_name}
         if self.keypoints is not None:
             found["keypoints"] = [list(point) for point in self.keypoints]
         if self.obb is not None:
             found["obb"] = list(self.obb)
+        if self.rle is not None:
+            found["mask"] = dict(self.rle)
         return found
 
 
@@ -212,7 +242,8 @@ def parse_results(
             box = tuple(float(v) for v in out["det_boxes"][i, k])
             keypoints = out["det_keypoints"][i, k].tolist() if "det_keypoints" in out else None
             obb = tuple(out["det_obb"][i, k].tolist()) if "det_obb" in out else None
-            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb))
+            rle = {"size": [height, width], "counts": _text(out["det_masks"][i, k])} if "det_masks" in out else None
+            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb, rle))
         results.append(DetectionResult(label, width, height, detections))
     return results
 
@@ -222,6 +253,11 @@ def _classification(out: dict[str, np.ndarray], i: int, names: list[str]) -> Cla
     ids = [int(c) for c in out["top_classes"][i] if c >= 0]
     top5 = [(names[c] if c < len(names) else str(c), float(score)) for c, score in zip(ids, out["top_scores"][i])]
     return Classification([float(p) for p in out["probs"][i]], top5, ids)
+
+
+def _text(value: bytes | str) -> str:
+    """A BYTES output element as text (tritonclient gives bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def class_names_from_config(config: dict) -> list[str]:

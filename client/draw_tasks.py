@@ -1,5 +1,5 @@
-"""Draw what a pose or OBB model adds to a detection (its rotated box, its keypoints and skeleton), and a
-classifier's top 5."""
+"""Draw what a pose, OBB or segment model adds to a detection (its keypoints and skeleton, its rotated box,
+its mask), and a classifier's top 5."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 
 from client.api import Classification, Detection
 
+MASK_OPACITY = 0.5  # a mask's colour over the photo
 KEYPOINT_MIN_SCORE = 0.25  # keypoints scored lower are not drawn (Ultralytics' plotting default)
 # COCO's 17-point skeleton as pairs of keypoint indices (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles); drawn for a model with 17 keypoints.
@@ -56,3 +57,11 @@ def draw_top5(
         cv2.rectangle(image, (0, top), (width + 6, bottom), (0, 0, 0), -1)
         cv2.putText(image, line, (3, bottom - baseline - 2), font, scale, (255, 255, 255), weight, cv2.LINE_AA)
         top = bottom
+
+
+def draw_mask(image: np.ndarray, det: Detection, colour: tuple[int, int, int]) -> None:
+    """Tint ``det.mask``'s pixels of ``image`` (uint8 (H, W, 3) BGR) with ``colour``, in place."""
+    mask = det.mask
+    if mask.shape != image.shape[:2]:  # a mask of another image: nothing of it belongs here
+        return
+    image[mask] = (image[mask] * (1 - MASK_OPACITY) + np.array(colour) * MASK_OPACITY).astype(np.uint8)

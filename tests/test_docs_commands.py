@@ -5,7 +5,8 @@ that ``EXCEPTED`` lists with the reason.
 What the docs take for granted is made real in that folder: ``.venv``, ``.cache`` and ``tests`` are the
 checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` a small detector of
 dynamic height and width, as a ``dynamic=True`` export is (tests/tiny_models.py), ``model.onnx`` tests/models'
-YOLO11n export, ``yolov8s-pose.onnx`` and ``yolov8s-obb.onnx`` its fall_pose and fall_obb, ``photos/``,
+YOLO11n export, ``yolov8s-pose.onnx``, ``yolov8s-obb.onnx`` and ``yolov8s-seg.onnx`` its fall_pose, fall_obb
+and fall_seg, ``photos/``,
 ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short video, ``DATA.yaml`` the labelled test set,
 ``datasets/fall`` and ``fall.v2i.yolov8`` the same set in Ultralytics' and Roboflow's layouts.
 
@@ -139,7 +140,8 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     shutil.copy(
         write_model("yolo11n", tmp_path_factory.mktemp("yolo11n"), {"default": default_onnx}), folder / "model.onnx"
     )
-    for name, export in (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx")):
+    exports = (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx"), ("fall_seg", "yolov8s-seg.onnx"))
+    for name, export in exports:
         shutil.copy(write_model(name, tmp_path_factory.mktemp(name), {"default": default_onnx}), folder / export)
     (folder / "photos").mkdir()
     for name in ("bus.jpg", "zidane.jpg"):
