@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from client.api import DetectionResult, YoloTritonClient
-from client.detect_run import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, client_options, progress_bar
+from client.errors import SharedMemoryRefused
 from client.sources import ImageItem
 from evaluation.coco import Metrics, Prediction, evaluate
 from evaluation.dataset import Dataset, DatasetError, load_dataset
@@ -57,7 +58,8 @@ def warn_if_names_differ(served: list[str], dataset: Dataset) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error."""
+    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error or refused shared
+    memory."""
     try:
         dataset = load_dataset(Path(args.data))
     except DatasetError as exc:
@@ -70,11 +72,16 @@ def validate(args: argparse.Namespace) -> int:
     def keep(item: ImageItem, result: DetectionResult) -> None:
         predictions[item.path] = prediction(result)
 
-    with YoloTritonClient(args.url, timeout_s=args.timeout, **tls_options(args)) as client:
-        run = DetectRun(args, client)
-        run.run((ImageItem(p) for p in dataset.images), progress, keep)
-        warn_if_names_differ(client.class_names, dataset)
-    progress.close()
+    try:
+        with YoloTritonClient(args.url, timeout_s=args.timeout, **client_options(args)) as client:
+            run = DetectRun(args, client)
+            run.run((ImageItem(p) for p in dataset.images), progress, keep)
+            warn_if_names_differ(client.class_names, dataset)
+    except SharedMemoryRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
     metrics = evaluate(dataset, predictions)
     print(format_metrics(metrics))
     if args.json:
