@@ -16,6 +16,7 @@ import os
 import secrets
 import struct
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -27,6 +28,7 @@ from client.errors import SharedMemoryRefused
 from python_backends.defaults import CLIENT_SHM_PREFIX
 
 MIB = 1024 * 1024
+UNREGISTER_WAIT_S = 5.0  # for Triton to release the last requests that read the region
 REFUSED = (
     "the server refuses client shared memory: start it with --allow-client-shm (python -m serving "
     "--allow-client-shm; Triton 26.04+: tritonserver --allow-client-shm=true, shared-memory not restricted)"
@@ -53,11 +55,23 @@ def _release(control: grpcclient.InferenceServerClient, name: str, state: dict) 
     if handle is None:
         return
     try:
-        control.unregister_system_shared_memory(name)
-    except InferenceServerException:
-        pass  # the server is gone or restarted: its mapping went with it
+        _unregister(control, name)
     finally:
         shm.destroy_shared_memory_region(handle)
+
+
+def _unregister(control: grpcclient.InferenceServerClient, name: str, wait_s: float = UNREGISTER_WAIT_S) -> None:
+    """Unregister ``name``; while Triton still holds a request that used it (its reply has come, its release has
+    not), Triton refuses with "currently in use", and this tries again for up to ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            control.unregister_system_shared_memory(name)
+            return
+        except InferenceServerException as exc:
+            if "currently in use" not in str(exc.message()) or time.monotonic() > deadline:
+                return  # the server is gone or restarted (its mapping went with it), or it keeps the mapping
+        time.sleep(0.005)
 
 
 class SharedFrames:
@@ -87,6 +101,7 @@ class SharedFrames:
         with self._changed:
             self._closed = True
             self._finalizer()
+            self._changed.notify_all()  # a request waiting to grow the region fails
 
     def acquire(self, byte_size: int, block: bool = True) -> int | None:
         """The offset of a free slot of at least ``byte_size`` bytes, the region grown first where needed.
@@ -108,8 +123,10 @@ class SharedFrames:
                 self._changed.wait()
             self._resizing = True
             try:
-                while len(self._free) < self.slots:  # requests in flight still read their slots
+                while len(self._free) < self.slots and not self._closed:  # requests in flight read their slots
                     self._changed.wait()
+                if self._closed:
+                    raise RuntimeError(f"shared memory {self.key} is closed")
                 fits = byte_size <= self.slot_bytes
                 self._resize(self.slots + 1 if fits else max(self.slots, 1), max(self.slot_bytes, _rounded(byte_size)))
             finally:
