@@ -317,9 +317,16 @@ class YoloTritonClient:
         outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
         request = build_request(list(images), conf, iou, frames=self.frames)
         try:
-            reply = self._with_retries(
-                lambda: self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
-            )
+
+            def call():
+                return self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
+
+            try:
+                reply = self._with_retries(call)
+            except DetectionError as exc:
+                if request.slot is None or not self.frames.register_again(exc.message):
+                    raise
+                reply = self._with_retries(call)  # the server had lost the region (a restart): once more
         finally:
             if request.slot is not None:
                 self.frames.release(request.slot)

@@ -83,21 +83,29 @@ class AsyncYoloTritonClient:
         outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
         request = await self._request(image, conf, iou)
         try:
-            for attempt in range(self.retries + 1):
-                try:
-                    reply = await self.client.infer(
-                        request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s
-                    )
-                    break
-                except InferenceServerException as exc:
-                    if str(exc.status()) not in RETRYABLE or attempt == self.retries:
-                        raise DetectionError.from_triton(exc, self.tls_without_certificate) from None
-                    await asyncio.sleep(self.backoff_s * 2**attempt)
+            try:
+                reply = await self._infer(request, outputs)
+            except DetectionError as exc:
+                if request.slot is None or not self.frames.register_again(exc.message):
+                    raise
+                reply = await self._infer(request, outputs)  # the server had lost the region (a restart): once more
         finally:
             if request.slot is not None:
                 self.frames.release(request.slot)
         out = {name: reply.as_numpy(name) for name in self._outputs}
         return parse_results(request.labels, out, names, self.classes)[0]
+
+    async def _infer(self, request: PreparedRequest, outputs: list):
+        """The reply to ``request``, UNAVAILABLE retried with backoff; DetectionError otherwise."""
+        for attempt in range(self.retries + 1):
+            try:
+                return await self.client.infer(
+                    request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s
+                )
+            except InferenceServerException as exc:
+                if str(exc.status()) not in RETRYABLE or attempt == self.retries:
+                    raise DetectionError.from_triton(exc, self.tls_without_certificate) from None
+                await asyncio.sleep(self.backoff_s * 2**attempt)
 
     async def _request(self, image: ImageLike, conf: float | None, iou: float | None) -> PreparedRequest:
         """The request for ``image``; through shared memory, a slot taken at once or else waited for in a thread."""

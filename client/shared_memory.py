@@ -134,6 +134,21 @@ class SharedFrames:
                 self._changed.notify_all()
             return self._free.pop()
 
+    def register_again(self, message: str) -> bool:
+        """Register the region again where a request's error ``message`` says the server doesn't know it (it
+        restarted, or someone unregistered it); True when so, and the request may be sent again."""
+        if f"Unable to find shared memory region: '{self.name}'" not in message:
+            return False
+        with self._changed:
+            if self._state["handle"] is None:
+                return False
+            try:
+                self.control.register_system_shared_memory(self.name, self.key, self.slots * self.slot_bytes)
+            except InferenceServerException as exc:
+                if "already in manager" not in str(exc.message()):  # another request registered it first
+                    raise refusal(exc) from None
+        return True
+
     def release(self, offset: int) -> None:
         """Give back the slot at ``offset`` once its request has its reply."""
         with self._changed:

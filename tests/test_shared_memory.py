@@ -197,3 +197,14 @@ def test_a_bad_region_fails_its_own_request_only(open_server, stranger, frames):
 
         assert summary(yolo.detect(bus)) == expected  # this client's region is untouched, and still works
         assert registered(open_server) == {"stranger": 2**20, yolo.frames.name: yolo.frames.slot_bytes}
+
+
+def test_a_client_registers_its_region_again_when_the_server_lost_it(open_server, stranger, frames):
+    """A restarted server knows no region: the client's request that hears so registers its region again and is
+    sent once more (here another client unregisters it, as a restart would forget it)."""
+    with YoloTritonClient(open_server.grpc_url, shared_memory=True) as yolo:
+        expected = summary(yolo.detect(frames["camera.png"]))
+        stranger.unregister_system_shared_memory(yolo.frames.name)
+        assert yolo.frames.name not in registered(open_server)
+        assert summary(yolo.detect(frames["camera.png"])) == expected
+        assert registered(open_server)[yolo.frames.name] == yolo.frames.slot_bytes
