@@ -15,10 +15,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
-from client.errors import NO_CLIENT_CERTIFICATE, RETRYABLE, DetectionError
+from client.errors import RETRYABLE, DetectionError
 from client.shared_memory import SharedFrames
-
-__all__ = ["NO_CLIENT_CERTIFICATE", "RETRYABLE", "DetectionError"]  # also imported from here
 
 ENSEMBLE = "yolov8"
 RAW_ENSEMBLE = "yolov8_raw"
