@@ -15,6 +15,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
+from client.errors import RETRYABLE, DetectionError
+from client.shared_memory import SharedFrames
+
 ENSEMBLE = "yolov8"
 RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
@@ -22,12 +25,6 @@ OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
 # a pose model's, an OBB model's, a segment model's: only where the server has them
 TASK_OUTPUTS = ("det_keypoints", "det_obb", "det_masks")
 CLASSIFY_OUTPUTS = ("probs", "top_classes", "top_scores", "image_size")  # a classifier's, in place of OUTPUTS
-RETRYABLE = ("StatusCode.UNAVAILABLE",)
-NO_CLIENT_CERTIFICATE = (
-    "the server closed the TLS handshake: a server with mutual TLS wants a client certificate "
-    "(--tls-cert and --tls-key; certificate_chain and private_key in the API)"
-)
-
 ImageLike = Union[str, Path, bytes, np.ndarray]
 
 
@@ -69,23 +66,6 @@ def grpc_target(url: str) -> tuple[str, list[tuple] | None]:
         ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
         ("grpc.lb_policy_name", "round_robin"),
     ]
-
-
-class DetectionError(RuntimeError):
-    """The server refused or failed a request; ``status`` is the gRPC code, ``message`` the server's words."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-    @classmethod
-    def from_triton(cls, exc: InferenceServerException, tls_without_certificate: bool = False) -> DetectionError:
-        """The error of ``exc``; over TLS without a client certificate, a handshake the server closed says why."""
-        status, message = str(exc.status()), str(exc.message())
-        if tls_without_certificate and status in RETRYABLE and message.endswith("Socket closed"):
-            message += f"; {NO_CLIENT_CERTIFICATE}"
-        return cls(status, message)
 
 
 @dataclass(frozen=True)
@@ -188,34 +168,61 @@ def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """One inference request: the model to call, its inputs, and a label per batch element."""
+    """One inference request: the model to call, its inputs, a label per batch element, and the shared-memory
+    slot its images are in (None: on the wire)."""
 
     model: str
     inputs: list
     labels: list[str]
+    slot: int | None = None
 
 
-def build_request(images: list[ImageLike], conf: float | None, iou: float | None, grpc=grpcclient) -> PreparedRequest:
-    """Encoded images (paths/bytes) go to ``yolov8``; uint8 BGR arrays of one shape go to ``yolov8_raw``."""
+def image_parts(images: list[ImageLike]) -> tuple[str, str, list[int], list, list[str]]:
+    """(model, datatype, shape, parts, labels) of a request's ``IMAGE``: uint8 BGR arrays of one shape go to
+    ``yolov8_raw`` (UINT8 [N, H, W, 3], parts the arrays), encoded images (paths/bytes) to ``yolov8`` (BYTES
+    [N, 1], parts the encoded bytes)."""
     if all(isinstance(image, np.ndarray) for image in images):
-        frames = np.stack(images)
-        tensor = grpc.InferInput("IMAGE", list(frames.shape), "UINT8")
-        tensor.set_data_from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))
-        model, labels = RAW_ENSEMBLE, ["<array>"] * len(images)
-    elif any(isinstance(image, np.ndarray) for image in images):
+        frames = [np.asarray(image, dtype=np.uint8) for image in images]
+        if len({frame.shape for frame in frames}) > 1:
+            raise ValueError("arrays in one batch must share one shape")
+        return RAW_ENSEMBLE, "UINT8", [len(frames), *frames[0].shape], frames, ["<array>"] * len(frames)
+    if any(isinstance(image, np.ndarray) for image in images):
         raise ValueError("a batch holds either encoded images or arrays, not both")
+    labels, payloads = (list(x) for x in zip(*(read_image_bytes(image) for image in images)))
+    return ENSEMBLE, "BYTES", [len(payloads), 1], payloads, labels
+
+
+def build_request(
+    images: list[ImageLike],
+    conf: float | None,
+    iou: float | None,
+    grpc=grpcclient,
+    frames: SharedFrames | None = None,
+    block: bool = True,
+) -> PreparedRequest | None:
+    """Encoded images (paths/bytes) go to ``yolov8``; uint8 BGR arrays of one shape go to ``yolov8_raw``.
+
+    With ``frames``, the images go through the client's shared memory, in a slot that the caller releases once it
+    has the reply (None where ``block`` is False and no slot is free); else on the wire.
+    """
+    model, datatype, shape, parts, labels = image_parts(images)
+    slot = None
+    if frames is None:
+        tensor = grpc.InferInput("IMAGE", shape, datatype)
+        data = np.stack(parts) if datatype == "UINT8" else np.array(parts, dtype=object).reshape(shape)
+        tensor.set_data_from_numpy(data)
     else:
-        labels, payloads = (list(x) for x in zip(*(read_image_bytes(image) for image in images)))
-        tensor = grpc.InferInput("IMAGE", [len(payloads), 1], "BYTES")
-        tensor.set_data_from_numpy(np.array(payloads, dtype=object).reshape(-1, 1))
-        model = ENSEMBLE
+        put = frames.put(parts, shape, datatype, block)
+        if put is None:
+            return None
+        tensor, slot = put
     inputs = [tensor]
     for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
         if value is not None:
             threshold = grpc.InferInput(name, [len(images), 1], "FP32")
             threshold.set_data_from_numpy(np.full((len(images), 1), value, dtype=np.float32))
             inputs.append(threshold)
-    return PreparedRequest(model, inputs, labels)
+    return PreparedRequest(model, inputs, labels, slot)
 
 
 def parse_results(
@@ -275,6 +282,13 @@ def outputs_from_config(config: dict) -> tuple[str, ...]:
     return OUTPUTS + tuple(name for name in TASK_OUTPUTS if name in served)
 
 
+def shared_memory_target(url: str, shared_memory: bool) -> bool:
+    """``shared_memory``, refused for several servers: a region is registered with one server, on this host."""
+    if shared_memory and grpc_target(url)[1] is not None:
+        raise ValueError(f"--url {url!r}: shared memory needs one server, on this host")
+    return shared_memory
+
+
 class YoloTritonClient:
     """Send images to the ensemble over gRPC and get typed detections back.
 
@@ -286,6 +300,8 @@ class YoloTritonClient:
             INVALID_ARGUMENT and other errors are raised at once.
         ssl, root_certificates, private_key, certificate_chain: TLS, and the client certificate for mutual TLS.
         classes: keep only these class ids (None: all).
+        shared_memory: send the images through a system shared-memory region of this client instead of gRPC
+            (one server, on this host, started with --allow-client-shm): see ``client.shared_memory``.
     """
 
     def __init__(
@@ -299,6 +315,7 @@ class YoloTritonClient:
         private_key: str | None = None,
         certificate_chain: str | None = None,
         classes: list[int] | None = None,
+        shared_memory: bool = False,
     ):
         self.url = url
         self.timeout_s = timeout_s
@@ -318,8 +335,11 @@ class YoloTritonClient:
         self.last_attempts = 0  # attempts made by the latest call: 1 unless UNAVAILABLE was retried
         self._class_names: list[str] | None = None
         self._outputs: tuple[str, ...] = OUTPUTS
+        self.frames = SharedFrames(self.client) if shared_memory_target(url, shared_memory) else None
 
     def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
         self.client.close()
 
     def __enter__(self) -> YoloTritonClient:
@@ -377,12 +397,23 @@ class YoloTritonClient:
         classes: list[int] | None = None,
     ) -> list[DetectionResult]:
         """Detect objects in several images with one request; arrays must share one shape."""
-        request = build_request(list(images), conf, iou)
         names = self.class_names
         outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
-        reply = self._with_retries(
-            lambda: self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
-        )
+        request = build_request(list(images), conf, iou, frames=self.frames)
+        try:
+
+            def call():
+                return self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
+
+            try:
+                reply = self._with_retries(call)
+            except DetectionError as exc:
+                if request.slot is None or not self.frames.register_again(exc.message):
+                    raise
+                reply = self._with_retries(call)  # the server had lost the region (a restart): once more
+        finally:
+            if request.slot is not None:
+                self.frames.release(request.slot)
         wanted = self.classes if classes is None else set(classes)
         return parse_results(request.labels, {n: reply.as_numpy(n) for n in self._outputs}, names, wanted)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 
 from client.api import DetectionResult, YoloTritonClient
-from client.detect_run import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, client_options, progress_bar
+from client.errors import SharedMemoryRefused
 from client.sources import ImageItem, expand
 from client.val import validate
 from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, VAL_CONF_THRESHOLD
@@ -84,12 +85,17 @@ def run_detect(args: argparse.Namespace) -> int:
     progress = progress_bar(total, args.quiet, sys.stderr)
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
-    with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **tls_options(args)) as client:
-        run = DetectRun(args, client)
-        run.run((ImageItem(p) for p in images), progress, run.save_image)
-        for video in videos:
-            run.run_video(video, progress)
-    progress.close()
+    try:
+        with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **client_options(args)) as yolo:
+            run = DetectRun(args, yolo)
+            run.run((ImageItem(p) for p in images), progress, run.save_image)
+            for video in videos:
+                run.run_video(video, progress)
+    except SharedMemoryRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
     if args.json:
         text = json.dumps([r.to_dict() for r in run.results], indent=2) + "\n"
     elif args.csv:
@@ -185,13 +191,18 @@ def positive(text: str) -> int:
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:
-    """Options of every command that sends images: concurrency, deadline, progress bar and TLS."""
+    """Options of every command that sends images: concurrency, deadline, progress bar, TLS and shared memory."""
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
     parser.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
+    parser.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="images through system shared memory: one server on this host, started with --allow-client-shm",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from client.api import DetectionResult, YoloTritonClient
-from client.detect_run import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, client_options, progress_bar
+from client.errors import SharedMemoryRefused
 from client.sources import ImageItem
 from evaluation.classification import Accuracy, ClassificationSet, accuracy, load_classification_set
 from evaluation.coco import Metrics, Prediction, evaluate_kinds
@@ -100,8 +101,8 @@ def metric_kinds(task_outputs: tuple[str, ...], dataset: Dataset) -> tuple[str, 
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error. ``--data`` a
-    folder: a classification dataset (``validate_classifier``)."""
+    """Run ``val``: 0 when every image was scored, 1 if any image failed, 2 for a dataset error or refused shared
+    memory. ``--data`` a folder: a classification dataset (``validate_classifier``)."""
     if Path(args.data).is_dir():
         return validate_classifier(args)
     try:
@@ -116,12 +117,17 @@ def validate(args: argparse.Namespace) -> int:
     def keep(item: ImageItem, result: DetectionResult) -> None:
         results[item.path] = result
 
-    with YoloTritonClient(args.url, timeout_s=args.timeout, **tls_options(args)) as client:
-        kinds = metric_kinds(client.task_outputs, dataset)
-        run = DetectRun(args, client)
-        run.run((ImageItem(p) for p in dataset.images), progress, keep)
-        warn_if_names_differ(client.class_names, dataset)
-    progress.close()
+    try:
+        with YoloTritonClient(args.url, timeout_s=args.timeout, **client_options(args)) as client:
+            kinds = metric_kinds(client.task_outputs, dataset)
+            run = DetectRun(args, client)
+            run.run((ImageItem(p) for p in dataset.images), progress, keep)
+            warn_if_names_differ(client.class_names, dataset)
+    except SharedMemoryRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
     keypoints = dataset.kpt_shape[0] if "pose" in kinds else None
     served = {len(d.keypoints) for r in results.values() for d in r.detections if d.keypoints is not None}
     if keypoints is not None and served - {keypoints}:
@@ -169,11 +175,16 @@ def validate_classifier(args: argparse.Namespace) -> int:
         else:
             predictions[item.path] = [name for name, _ in result.classification.top5]
 
-    with YoloTritonClient(args.url, timeout_s=args.timeout, **tls_options(args)) as client:
-        run = DetectRun(args, client)
-        run.run((ImageItem(p) for p in dataset.labels), progress, keep)
-        served = client.class_names
-    progress.close()
+    try:
+        with YoloTritonClient(args.url, timeout_s=args.timeout, **client_options(args)) as client:
+            run = DetectRun(args, client)
+            run.run((ImageItem(p) for p in dataset.labels), progress, keep)
+            served = client.class_names
+    except SharedMemoryRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
     if detections:
         print(f"error: {args.data} is a classification dataset but the served model detects", file=sys.stderr)
         return 2

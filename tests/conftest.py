@@ -28,6 +28,7 @@ LONGEST_FILES = {
     "test_openvino_runtime.py": 43,
     "test_val_pose.py": 36,
     "test_soak.py": 30,
+    "test_shared_memory.py": 30,
     "test_kubernetes.py": 28,
     "test_tasks.py": 45,
     "test_opentelemetry.py": 25,

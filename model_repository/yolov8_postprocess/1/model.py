@@ -65,9 +65,9 @@ class TritonPythonModel:
         confs = _optional(request, "CONF_THRESHOLD", len(heads))
         ious = _optional(request, "IOU_THRESHOLD", len(heads))
         prototypes = pb_utils.get_input_tensor_by_name(request, "output1")  # a segment model's
-        prototypes = None if prototypes is None else to_host(input_array(prototypes))
+        segment = {} if prototypes is None else {"prototypes": to_host(input_array(prototypes))}
         try:
-            outputs = self.postprocessor.batch(heads, mappings, confs, ious, prototypes)
+            outputs = self.postprocessor.batch(heads, mappings, confs, ious, **segment)
         except ThresholdError as exc:
             return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
         tensors = [pb_utils.Tensor(name, outputs[name].astype(self.dtypes[name], copy=False)) for name in outputs]
