@@ -1,6 +1,6 @@
 """Each Ultralytics task served, against Ultralytics' own ``predict`` in-process on the same ONNX.
 
-    python -m benchmarks.tasks [--models default fall_pose fall_obb] [--ultralytics-python PYTHON]
+    python -m benchmarks.tasks [--models default fall_pose fall_obb fall_seg fall_cls] [--ultralytics-python PYTHON]
                                [--rounds 5] [--requests 20] [--image PATH] [--seconds 8]
 
 For each model (``default``: the prepared repository; any other name: tests/models' model of that name,
@@ -157,7 +157,7 @@ def table(rows: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=["default", "fall_pose", "fall_obb"])
+    parser.add_argument("--models", nargs="+", default=["default", "fall_pose", "fall_obb", "fall_seg", "fall_cls"])
     parser.add_argument("--ultralytics-python", default=os.environ.get("ULTRALYTICS_PYTHON"))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20)
