@@ -3,8 +3,9 @@ served classifier's top-1 and top-5 accuracy on a classification dataset folder.
 
 Every image of the dataset's ``val`` split goes through the ``yolov8`` ensemble with ``detect``'s machinery
 (requests in flight, progress bar, failed images skipped and counted); ``evaluation`` reads the labels and
-scores the detections (``evaluation.coco``: box mAP for every model, and keypoint (OKS) mAP too for a pose model
-on a pose dataset) or a classifier's top 5 (``evaluation.classification``).
+scores the detections (``evaluation.coco``: box mAP for every model, keypoint (OKS) mAP too for a pose model on a
+pose dataset, mask mAP too for a segment model on a segment dataset) or a classifier's top 5
+(``evaluation.classification``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from evaluation.classification import Accuracy, ClassificationSet, accuracy, loa
 from evaluation.coco import Metrics, Prediction, evaluate_kinds
 from evaluation.dataset import Dataset, DatasetError, load_dataset
 
-KIND_OF_OUTPUT = {"det_keypoints": "pose"}  # a served task output → the metrics it adds to box mAP
+KIND_OF_OUTPUT = {"det_keypoints": "pose", "det_masks": "mask"}  # a served task output → the metrics it adds
 
 
-def prediction(result: DetectionResult, keypoints: int | None = None) -> Prediction:
+def prediction(result: DetectionResult, keypoints: int | None = None, masks: bool = False) -> Prediction:
     """The detections of one served result as arrays (boxes float32 (N, 4), scores float32 (N,), classes int (N,),
-    with ``keypoints`` K: float32 (N, K, 3)) and the size the server decoded the image at."""
+    with ``keypoints`` K: float32 (N, K, 3); with ``masks``: N COCO RLEs {"size": [height, width], "counts": str}
+    at the original size) and the size the server decoded the image at."""
     detections = result.detections
     points = None
     if keypoints is not None:
@@ -41,6 +43,7 @@ def prediction(result: DetectionResult, keypoints: int | None = None) -> Predict
         classes=np.array([d.class_id for d in detections], np.int64),
         size=(result.width, result.height),
         keypoints=points,
+        masks=[d.rle for d in detections] if masks else None,
     )
 
 
@@ -75,7 +78,7 @@ def format_metrics(metrics: dict[str, Metrics]) -> str:
 
 def metrics_json(metrics: dict[str, Metrics]) -> dict:
     """A detector's: {"map50_95", "map50", "images", "per_class"}; with more kinds: {"images", kind: {"map50_95",
-    "map50", "per_class"} for each kind ("box", "pose")}."""
+    "map50", "per_class"} for each kind ("box", "pose" or "mask")}."""
     if list(metrics) == ["box"]:
         return metrics["box"].to_dict()
     out = {"images": next(iter(metrics.values())).images}
@@ -92,10 +95,14 @@ def warn_if_names_differ(served: list[str], dataset: Dataset) -> None:
 
 
 def metric_kinds(task_outputs: tuple[str, ...], dataset: Dataset) -> tuple[str, ...]:
-    """The metrics to report: box always; pose for a pose model on a pose dataset (a warning on another)."""
+    """The metrics to report: box always; pose for a pose model on a pose dataset, mask for a segment model on a
+    segment dataset (``Dataset.segments``: a polygon label line); box alone, with a warning, on another."""
     kinds = ("box", *(KIND_OF_OUTPUT[o] for o in task_outputs if o in KIND_OF_OUTPUT))
     if "pose" in kinds and dataset.kpt_shape is None:
         print("warning: a pose model on a dataset without kpt_shape: box mAP only", file=sys.stderr)
+        return ("box",)
+    if "mask" in kinds and not dataset.segments:
+        print("warning: a segment model on a dataset without polygon labels: box mAP only", file=sys.stderr)
         return ("box",)
     return kinds
 
@@ -136,7 +143,8 @@ def validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    predictions = {path: prediction(result, keypoints) for path, result in results.items()}
+    masks = "mask" in kinds
+    predictions = {path: prediction(result, keypoints, masks) for path, result in results.items()}
     metrics = evaluate_kinds(dataset, predictions, kinds)
     print(format_metrics(metrics))
     if args.json:

@@ -64,6 +64,12 @@ class Dataset:
         return {image: labels.boxes for image, labels in self.files.items()}
 
     @property
+    def segments(self) -> bool:
+        """Whether this is a segment dataset: a label line of any image is a polygon (more than 5 numbers, in a
+        dataset without ``kpt_shape``); its box lines are scored as their rectangles."""
+        return any(labels.segments for labels in self.files.values())
+
+    @property
     def oks_sigmas(self) -> tuple[float, ...] | None:
         """The OKS sigma of each keypoint, as Ultralytics' pose validator takes it: ``kpt_oks_sigmas`` if given,
         else COCO's for ``kpt_shape`` [17, 3], else 1/K each; None for a dataset without keypoints."""

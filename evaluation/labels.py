@@ -33,12 +33,14 @@ class Labels:
 
     ``boxes``: float32 (N, 5) class, cx, cy, w, h. ``keypoints``: float32 (N, K, 3) x, y, v (v > 0: labelled)
     in a pose dataset, else None. ``polygons``: N float32 (P, 2) outlines x, y: a polygon line's points, a box
-    line's four corners.
+    line's four corners. ``segments``: whether any line is a polygon (more than 5 numbers, outside a pose
+    dataset).
     """
 
     boxes: np.ndarray
     keypoints: np.ndarray | None
     polygons: list[np.ndarray]
+    segments: bool = False
 
 
 def label_path(image: Path) -> Path:
@@ -66,7 +68,7 @@ def read_labels(path: Path, num_classes: int, kpt_shape: tuple[int, int] | None 
             points = np.concatenate([points, labelled[..., None].astype(np.float32)], axis=-1)
         return Labels(boxes, points, [corners(box) for box, _ in rows])
     polygons = [np.array(rest, np.float32).reshape(-1, 2) if rest else corners(box) for box, rest in rows]
-    return Labels(boxes, None, polygons)
+    return Labels(boxes, None, polygons, any(rest for _, rest in rows))
 
 
 def row_of(

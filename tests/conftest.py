@@ -27,6 +27,7 @@ LONGEST_FILES = {
     "test_int8_heads.py": 52,
     "test_openvino_runtime.py": 43,
     "test_val_pose.py": 36,
+    "test_val_seg.py": 30,
     "test_soak.py": 30,
     "test_shared_memory.py": 30,
     "test_kubernetes.py": 28,
