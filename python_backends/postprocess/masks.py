@@ -126,40 +126,79 @@ def _support(weights: np.ndarray) -> tuple[int, int]:
 def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     """int64 run lengths of ``box``'s mask in an image of ``image_hw``, in COCO's order: column by column, zeros
     first (a mask that starts with a set pixel starts with a zero-length run)."""
+    return run_lengths([box], image_hw)[0]
+
+
+def run_lengths(found: list[BoxMask], image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``rle_counts`` of every mask, found in one pass over all of them: their run lengths one after another,
+    int64 (R,), and how many each mask has, int64 (N,)."""
     height, width = image_hw
-    top, left, by_column = box
-    flat = by_column.reshape(-1)
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
-    column, row = np.divmod(changes, by_column.shape[1])
-    flips = (left + column) * height + top + row - 1  # in the image's column-major order, ascending
-    if by_column.shape[1] - 2 == height and len(flips):
-        # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-        twice = np.flatnonzero(flips[1:] == flips[:-1])
-        flips = np.delete(flips, np.concatenate([twice, twice + 1]))
-    flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
-    return np.diff(np.concatenate([[0], flips, [height * width]]))
+    sizes = np.array([box.by_column.size for box in found], np.int64)
+    tall = np.array([box.by_column.shape[1] for box in found], np.int64)
+    corner = np.array([box.left * height + box.top - 1 for box in found], np.int64)  # where row 0 lands, less 1
+    offsets = np.cumsum(sizes) - sizes
+    differ = np.zeros(int(sizes.sum()), bool)  # each mask's first and last pixels are 0: no flip between masks
+    for box, offset, size in zip(found, offsets.tolist(), sizes.tolist()):
+        flat = box.by_column.reshape(-1)
+        np.not_equal(flat[1:], flat[:-1], out=differ[offset + 1 : offset + size])
+    changes = np.flatnonzero(differ)  # where each flip lands, in order
+    owner = np.repeat(np.arange(len(found)), np.diff(np.searchsorted(changes, [*offsets, len(differ)])))
+    local, tall = changes - offsets[owner], tall[owner]
+    column = (local / tall).astype(np.int64)  # exact: local and tall are far below 2^52, tall far above 1
+    flips = column * (height - tall) + local + corner[owner]  # in the image's column-major order, ascending
+    # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
+    twice = np.flatnonzero((flips[1:] == flips[:-1]) & (owner[1:] == owner[:-1]))
+    keep = flips < height * width  # a run to the image's last pixel ends there, not past it
+    keep[twice], keep[twice + 1] = False, False
+    flips, owner = flips[keep], owner[keep]
+    per_mask = np.bincount(owner, minlength=len(found)) + 1  # runs: one that ends at each flip, and the last one
+    ends = np.cumsum(per_mask)
+    boundaries = np.zeros(ends[-1] if len(found) else 0, np.int64)  # each run's end: the flips, then the image's
+    boundaries[np.arange(len(flips)) + owner] = flips
+    boundaries[ends - 1] = height * width
+    runs = np.diff(boundaries, prepend=0)
+    runs[ends[:-1]] = boundaries[ends[:-1]]  # a mask's first run starts at 0
+    return runs, per_mask
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
-    from the fourth run on, each run less the one two before; every value in the fewest 5-bit groups that hold
-    it in two's complement, least significant first, ``0x20`` on all but the last, plus 48."""
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``)."""
     if not runs:
         return []
-    values = [counts.astype(np.int64) for counts in runs]
-    for counts, value in zip(runs, values):
-        value[3:] -= counts[1:-2]
-    values = np.concatenate(values)
+    return coco_strings(np.concatenate(runs).astype(np.int64), np.array([len(counts) for counts in runs]))
+
+
+def coco_strings(runs: np.ndarray, per_mask: np.ndarray) -> list[bytes]:
+    """COCO's compressed RLE ``counts`` of each mask, all encoded at once: from the fourth run on, each run less
+    the one two before; every value in the fewest 5-bit groups that hold it in two's complement, least
+    significant first, ``0x20`` on all but the last, plus 48.
+
+    Args:
+        runs: int64 (R,) the masks' run lengths one after another (``run_lengths``).
+        per_mask: int (N,) how many runs each mask has, each at least 1.
+    """
+    ends = np.cumsum(per_mask)
+    values = runs.copy()
+    values[3:] -= runs[1:-2]
+    first = (ends - per_mask)[:, None] + np.arange(3)  # each mask's first three runs go as they are
+    first = first[first < ends[:, None]]
+    values[first] = runs[first]
     magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
-    groups = (np.frexp(magnitude.astype(np.float64))[1] + 5) // 5  # bit length + the sign bit, in 5-bit groups
-    width = int(groups.max(initial=1))
-    chars = np.empty((len(values), width), np.uint8)
-    for k in range(width):
-        chars[:, k] = ((values >> (5 * k)) & 0x1F) + np.where(k < groups - 1, 0x20 + 48, 48)
-    text = chars[np.arange(width) < groups[:, None]].tobytes()
-    ends = np.cumsum(groups)
-    cuts = [0, *ends[np.cumsum([len(counts) for counts in runs]) - 1].tolist()]
-    return [text[first:stop] for first, stop in zip(cuts[:-1], cuts[1:])]
+    groups = np.ones(len(values), np.int64)
+    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
+    while (more := magnitude >= limit).any():
+        groups += more
+        limit <<= 5
+    char_ends = np.cumsum(groups)
+    text = np.empty(int(char_ends[-1]), np.uint8)
+    at, left = char_ends - groups, groups
+    while len(at):
+        more = left > 1
+        text[at] = (values & 0x1F).astype(np.uint8) + np.where(more, np.uint8(0x20 + 48), np.uint8(48))
+        values, at, left = values[more] >> 5, at[more] + 1, left[more] - 1
+    text = text.tobytes()
+    cuts = [0, *char_ends[ends - 1].tolist()]
+    return [text[start:stop] for start, stop in zip(cuts[:-1], cuts[1:])]
 
 
 def rle_string(counts: np.ndarray) -> bytes:
@@ -169,4 +208,6 @@ def rle_string(counts: np.ndarray) -> bytes:
 
 def encode_masks(found: list[BoxMask], image_hw: tuple[int, int]) -> list[bytes]:
     """Each box mask of ``box_masks`` as the COCO compressed RLE of its full-image mask (height x width)."""
-    return rle_strings([rle_counts(box, image_hw) for box in found])
+    if not found:
+        return []
+    return coco_strings(*run_lengths(found, image_hw))
