@@ -19,6 +19,7 @@ import numpy as np
 
 MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per anchor, prototypes per image
 PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
+BATCH_RUNS = 8192  # runs encoded at once: 64 KiB int64 arrays, reused by the allocator rather than mapped anew
 
 
 def bilinear_taps(source: int, target: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,85 +105,76 @@ def box_masks(
     """
     channels, mh, mw = prototypes.shape
     row_weights, column_weights = axis_weights((mh, mw), image_hw)
+    (row_first, row_stop), (column_first, column_stop) = axis_spans((mh, mw), image_hw)
+    logits = (coefficients @ prototypes.reshape(channels, -1)).reshape(-1, mh, mw)
     found = []
-    for coefficient, (x1, y1, x2, y2) in zip(coefficients, boxes):
+    for logit, (x1, y1, x2, y2) in zip(logits, boxes):
         (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
-        by_column = np.zeros((right - left, bottom - top + 2), bool)
-        if len(by_column) and bottom > top:
-            rows, columns = row_weights[top:bottom], column_weights[left:right]
-            (r0, r1), (c0, c1) = _support(rows), _support(columns)
-            logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
-            np.greater(columns[:, c0:c1] @ (rows[:, r0:r1] @ logits).T, 0, out=by_column[:, 1:-1])
+        if right > left and bottom > top:
+            r0, r1 = row_first[top:bottom].min(), row_stop[top:bottom].max()
+            c0, c1 = column_first[left:right].min(), column_stop[left:right].max()
+            by_row = np.zeros((bottom - top + 2, c1 - c0), np.float32)  # a zero row above and below the box
+            np.matmul(row_weights[top:bottom, r0:r1], logit[r0:r1, c0:c1], out=by_row[1:-1])
+            by_column = column_weights[left:right, c0:c1] @ by_row.T > 0  # contiguous, zero above and below
+        else:
+            by_column = np.zeros((right - left, bottom - top + 2), bool)
         found.append(BoxMask(top, left, by_column))
     return found
 
 
-def _support(weights: np.ndarray) -> tuple[int, int]:
-    """The prototype rows (or columns) that weights (n, m) use: (first, stop)."""
-    used = np.flatnonzero(weights.any(axis=0))
-    return int(used[0]), int(used[-1]) + 1
+@functools.lru_cache(maxsize=16)
+def axis_spans(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The prototype rows, then columns, that each original-image row (column) of ``axis_weights`` uses: int64
+    (h,) first and (h,) stop, then (w,) first and (w,) stop. Cached: read them only."""
+    spans = []
+    for weights in axis_weights(proto_hw, image_hw):
+        used = weights != 0
+        spans.append((used.argmax(axis=1), weights.shape[1] - used[:, ::-1].argmax(axis=1)))
+    return tuple(spans)
 
 
 def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     """int64 run lengths of ``box``'s mask in an image of ``image_hw``, in COCO's order: column by column, zeros
     first (a mask that starts with a set pixel starts with a zero-length run)."""
-    return run_lengths([box], image_hw)[0]
-
-
-def run_lengths(found: list[BoxMask], image_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``rle_counts`` of every mask, found in one pass over all of them: their run lengths one after another,
-    int64 (R,), and how many each mask has, int64 (N,)."""
     height, width = image_hw
-    sizes = np.array([box.by_column.size for box in found], np.int64)
-    tall = np.array([box.by_column.shape[1] for box in found], np.int64)
-    corner = np.array([box.left * height + box.top - 1 for box in found], np.int64)  # where row 0 lands, less 1
-    offsets = np.cumsum(sizes) - sizes
-    differ = np.zeros(int(sizes.sum()), bool)  # each mask's first and last pixels are 0: no flip between masks
-    for box, offset, size in zip(found, offsets.tolist(), sizes.tolist()):
-        flat = box.by_column.reshape(-1)
-        np.not_equal(flat[1:], flat[:-1], out=differ[offset + 1 : offset + size])
-    changes = np.flatnonzero(differ)  # where each flip lands, in order
-    owner = np.repeat(np.arange(len(found)), np.diff(np.searchsorted(changes, [*offsets, len(differ)])))
-    local, tall = changes - offsets[owner], tall[owner]
-    column = (local / tall).astype(np.int64)  # exact: local and tall are far below 2^52, tall far above 1
-    flips = column * (height - tall) + local + corner[owner]  # in the image's column-major order, ascending
-    # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-    twice = np.flatnonzero((flips[1:] == flips[:-1]) & (owner[1:] == owner[:-1]))
-    keep = flips < height * width  # a run to the image's last pixel ends there, not past it
-    keep[twice], keep[twice + 1] = False, False
-    flips, owner = flips[keep], owner[keep]
-    per_mask = np.bincount(owner, minlength=len(found)) + 1  # runs: one that ends at each flip, and the last one
-    ends = np.cumsum(per_mask)
-    boundaries = np.zeros(ends[-1] if len(found) else 0, np.int64)  # each run's end: the flips, then the image's
-    boundaries[np.arange(len(flips)) + owner] = flips
-    boundaries[ends - 1] = height * width
-    runs = np.diff(boundaries, prepend=0)
-    runs[ends[:-1]] = boundaries[ends[:-1]]  # a mask's first run starts at 0
-    return runs, per_mask
+    top, left, by_column = box
+    flat = by_column.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
+    column = changes // by_column.shape[1]
+    flips = column * (height - by_column.shape[1]) + changes + (left * height + top - 1)  # in the image's order
+    if by_column.shape[1] - 2 == height and len(flips):
+        # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
+        twice = np.flatnonzero(flips[1:] == flips[:-1])
+        flips = np.delete(flips, np.concatenate([twice, twice + 1]))
+    flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
+    return np.diff(flips, prepend=0, append=height * width)
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``)."""
-    if not runs:
-        return []
-    return coco_strings(np.concatenate(runs).astype(np.int64), np.array([len(counts) for counts in runs]))
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), encoded a batch of
+    lists at a time: a batch holds up to ``BATCH_RUNS`` runs (or one longer list), so that its arrays stay small."""
+    strings, batch, held = [], [], 0
+    for counts in runs:
+        if batch and held + len(counts) > BATCH_RUNS:
+            strings += _coco_strings(batch)
+            batch, held = [], 0
+        batch.append(counts)
+        held += len(counts)
+    return strings + _coco_strings(batch) if batch else strings
 
 
-def coco_strings(runs: np.ndarray, per_mask: np.ndarray) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each mask, all encoded at once: from the fourth run on, each run less
-    the one two before; every value in the fewest 5-bit groups that hold it in two's complement, least
-    significant first, ``0x20`` on all but the last, plus 48.
-
-    Args:
-        runs: int64 (R,) the masks' run lengths one after another (``run_lengths``).
-        per_mask: int (N,) how many runs each mask has, each at least 1.
-    """
+def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
+    """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
+    each run less the one two before; every value in the fewest 5-bit groups that hold it in two's complement,
+    least significant first, ``0x20`` on all but the last, plus 48."""
+    per_mask = np.array([len(counts) for counts in runs])
     ends = np.cumsum(per_mask)
-    values = runs.copy()
-    values[3:] -= runs[1:-2]
-    first = (ends - per_mask)[:, None] + np.arange(3)  # each mask's first three runs go as they are
+    counts = np.concatenate(runs).astype(np.int64)
+    values = counts.copy()
+    values[3:] -= counts[1:-2]
+    first = (ends - per_mask)[:, None] + np.arange(3)  # each list's first three runs go as they are
     first = first[first < ends[:, None]]
-    values[first] = runs[first]
+    values[first] = counts[first]
     magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
     groups = np.ones(len(values), np.int64)
     limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
@@ -192,7 +184,7 @@ def coco_strings(runs: np.ndarray, per_mask: np.ndarray) -> list[bytes]:
     char_ends = np.cumsum(groups)
     text = np.empty(int(char_ends[-1]), np.uint8)
     at, left = char_ends - groups, groups
-    while len(at):
+    while len(at):  # the k-th 5-bit group of every value that has one
         more = left > 1
         text[at] = (values & 0x1F).astype(np.uint8) + np.where(more, np.uint8(0x20 + 48), np.uint8(48))
         values, at, left = values[more] >> 5, at[more] + 1, left[more] - 1
@@ -208,6 +200,4 @@ def rle_string(counts: np.ndarray) -> bytes:
 
 def encode_masks(found: list[BoxMask], image_hw: tuple[int, int]) -> list[bytes]:
     """Each box mask of ``box_masks`` as the COCO compressed RLE of its full-image mask (height x width)."""
-    if not found:
-        return []
-    return coco_strings(*run_lengths(found, image_hw))
+    return rle_strings([rle_counts(box, image_hw) for box in found])
