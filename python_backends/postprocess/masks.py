@@ -19,6 +19,7 @@ import numpy as np
 
 MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per anchor, prototypes per image
 PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
+BATCH_RUNS = 8192  # runs encoded at once: 64 KiB int64 arrays, reused by the allocator rather than mapped anew
 
 
 def bilinear_taps(source: int, target: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -104,23 +105,32 @@ def box_masks(
     """
     channels, mh, mw = prototypes.shape
     row_weights, column_weights = axis_weights((mh, mw), image_hw)
+    (row_first, row_stop), (column_first, column_stop) = axis_spans((mh, mw), image_hw)
+    logits = (coefficients @ prototypes.reshape(channels, -1)).reshape(-1, mh, mw)
     found = []
-    for coefficient, (x1, y1, x2, y2) in zip(coefficients, boxes):
+    for logit, (x1, y1, x2, y2) in zip(logits, boxes):
         (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
-        by_column = np.zeros((right - left, bottom - top + 2), bool)
-        if len(by_column) and bottom > top:
-            rows, columns = row_weights[top:bottom], column_weights[left:right]
-            (r0, r1), (c0, c1) = _support(rows), _support(columns)
-            logits = (coefficient @ prototypes[:, r0:r1, c0:c1].reshape(channels, -1)).reshape(r1 - r0, c1 - c0)
-            np.greater(columns[:, c0:c1] @ (rows[:, r0:r1] @ logits).T, 0, out=by_column[:, 1:-1])
+        if right > left and bottom > top:
+            r0, r1 = row_first[top:bottom].min(), row_stop[top:bottom].max()
+            c0, c1 = column_first[left:right].min(), column_stop[left:right].max()
+            by_row = np.zeros((bottom - top + 2, c1 - c0), np.float32)  # a zero row above and below the box
+            np.matmul(row_weights[top:bottom, r0:r1], logit[r0:r1, c0:c1], out=by_row[1:-1])
+            by_column = column_weights[left:right, c0:c1] @ by_row.T > 0  # contiguous, zero above and below
+        else:
+            by_column = np.zeros((right - left, bottom - top + 2), bool)
         found.append(BoxMask(top, left, by_column))
     return found
 
 
-def _support(weights: np.ndarray) -> tuple[int, int]:
-    """The prototype rows (or columns) that weights (n, m) use: (first, stop)."""
-    used = np.flatnonzero(weights.any(axis=0))
-    return int(used[0]), int(used[-1]) + 1
+@functools.lru_cache(maxsize=16)
+def axis_spans(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The prototype rows, then columns, that each original-image row (column) of ``axis_weights`` uses: int64
+    (h,) first and (h,) stop, then (w,) first and (w,) stop. Cached: read them only."""
+    spans = []
+    for weights in axis_weights(proto_hw, image_hw):
+        used = weights != 0
+        spans.append((used.argmax(axis=1), weights.shape[1] - used[:, ::-1].argmax(axis=1)))
+    return tuple(spans)
 
 
 def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
@@ -130,36 +140,57 @@ def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     top, left, by_column = box
     flat = by_column.reshape(-1)
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
-    column, row = np.divmod(changes, by_column.shape[1])
-    flips = (left + column) * height + top + row - 1  # in the image's column-major order, ascending
+    column = changes // by_column.shape[1]
+    flips = column * (height - by_column.shape[1]) + changes + (left * height + top - 1)  # in the image's order
     if by_column.shape[1] - 2 == height and len(flips):
         # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
         twice = np.flatnonzero(flips[1:] == flips[:-1])
         flips = np.delete(flips, np.concatenate([twice, twice + 1]))
     flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
-    return np.diff(np.concatenate([[0], flips, [height * width]]))
+    return np.diff(flips, prepend=0, append=height * width)
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
-    from the fourth run on, each run less the one two before; every value in the fewest 5-bit groups that hold
-    it in two's complement, least significant first, ``0x20`` on all but the last, plus 48."""
-    if not runs:
-        return []
-    values = [counts.astype(np.int64) for counts in runs]
-    for counts, value in zip(runs, values):
-        value[3:] -= counts[1:-2]
-    values = np.concatenate(values)
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), encoded a batch of
+    lists at a time: a batch holds up to ``BATCH_RUNS`` runs (or one longer list), so that its arrays stay small."""
+    strings, batch, held = [], [], 0
+    for counts in runs:
+        if batch and held + len(counts) > BATCH_RUNS:
+            strings += _coco_strings(batch)
+            batch, held = [], 0
+        batch.append(counts)
+        held += len(counts)
+    return strings + _coco_strings(batch) if batch else strings
+
+
+def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
+    """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
+    each run less the one two before; every value in the fewest 5-bit groups that hold it in two's complement,
+    least significant first, ``0x20`` on all but the last, plus 48."""
+    per_mask = np.array([len(counts) for counts in runs])
+    ends = np.cumsum(per_mask)
+    counts = np.concatenate(runs).astype(np.int64)
+    values = counts.copy()
+    values[3:] -= counts[1:-2]
+    first = (ends - per_mask)[:, None] + np.arange(3)  # each list's first three runs go as they are
+    first = first[first < ends[:, None]]
+    values[first] = counts[first]
     magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
-    groups = (np.frexp(magnitude.astype(np.float64))[1] + 5) // 5  # bit length + the sign bit, in 5-bit groups
-    width = int(groups.max(initial=1))
-    chars = np.empty((len(values), width), np.uint8)
-    for k in range(width):
-        chars[:, k] = ((values >> (5 * k)) & 0x1F) + np.where(k < groups - 1, 0x20 + 48, 48)
-    text = chars[np.arange(width) < groups[:, None]].tobytes()
-    ends = np.cumsum(groups)
-    cuts = [0, *ends[np.cumsum([len(counts) for counts in runs]) - 1].tolist()]
-    return [text[first:stop] for first, stop in zip(cuts[:-1], cuts[1:])]
+    groups = np.ones(len(values), np.int64)
+    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
+    while (more := magnitude >= limit).any():
+        groups += more
+        limit <<= 5
+    char_ends = np.cumsum(groups)
+    text = np.empty(int(char_ends[-1]), np.uint8)
+    at, left = char_ends - groups, groups
+    while len(at):  # the k-th 5-bit group of every value that has one
+        more = left > 1
+        text[at] = (values & 0x1F).astype(np.uint8) + np.where(more, np.uint8(0x20 + 48), np.uint8(48))
+        values, at, left = values[more] >> 5, at[more] + 1, left[more] - 1
+    text = text.tobytes()
+    cuts = [0, *char_ends[ends - 1].tolist()]
+    return [text[start:stop] for start, stop in zip(cuts[:-1], cuts[1:])]
 
 
 def rle_string(counts: np.ndarray) -> bytes:
