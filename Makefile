@@ -5,7 +5,7 @@ DURATION ?= 300
 REPLICAS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup serve demo test lint format clean bench soak gpu-check cluster cluster-bench
+.PHONY: help setup serve demo test lint format clean bench bench-tasks soak gpu-check cluster cluster-bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):[^#]*## /\1\t/' | awk -F'\t' '{ printf "  make %-14s %s\n", $$1, $$2 }'
@@ -36,8 +36,11 @@ clean:  ## remove the environment, caches and the installed model (ONNX, INT8 mo
 	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_infer/1/*.xml \
 		model_repository/yolov8_infer/1/*.bin model_repository/yolov8_postprocess/labels.txt model_repository/*/warmup
 
-bench: setup  ## the engine in-process, perf_analyzer on the yolov8 ensemble, perf_analyzer on each stage alone, paired rounds for the headline ratios, each CPU runtime in-process and served, what the cores allow, INT8; writes benchmarks/results/<time>/
+bench: setup  ## the engine in-process, perf_analyzer on the yolov8 ensemble, perf_analyzer on each stage alone, paired rounds for the headline ratios, each CPU runtime in-process and served, what the cores allow, how a 1080p frame travels, INT8; writes benchmarks/results/<time>/
 	$(PY) -m benchmarks.bench $(ARGS)
+
+bench-tasks: setup  ## each task's test model served, against Ultralytics' predict in-process when ULTRALYTICS_PYTHON names a Python with Ultralytics; writes benchmarks/results/<time>/tasks.json
+	$(PY) -m benchmarks.tasks $(ARGS)
 
 soak: setup  ## supervised server on loopback: mixed good/bad clients, a killed client, kill -9 of a stub; DURATION=seconds
 	$(PY) -m tools.soak --duration $(DURATION)

@@ -17,7 +17,9 @@ stages.png; the report is benchmarks/report.py) and prints a summary in six part
    after the server reported ready.
 4. What the machine allows: the best each headline ratio could be if the server cost nothing around the
    engine (benchmarks/ceiling.py).
-5. INT8 (``--no-int8`` leaves it out): the model quantized as ``prepare --int8`` does, into a copy of the
+5. How a 1080p frame travels at concurrency 1: over gRPC, through the client's shared memory, and as a JPEG
+   over gRPC, in paired rounds (benchmarks/transport.py; ``python -m benchmarks.transport`` runs it alone).
+6. INT8 (``--no-int8`` leaves it out): the model quantized as ``prepare --int8`` does, into a copy of the
    repository (benchmarks/int8.py); its agreement with FP32 on the sample photos, parts 1, 2 and 4 for a
    server on it (its headline ratios still against in-process ONNX Runtime FP32, with their INT8 targets;
    stages_int8.png shows preprocessing's larger share), and its row in part 3's table.
@@ -52,6 +54,7 @@ from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
 from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_chart, write_csv
 from benchmarks.runtimes import runtime_rows, runtime_table
 from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
+from benchmarks.transport import transport
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
 from python_backends.paths import DEFAULT_REPOSITORY
@@ -161,7 +164,14 @@ def paired_rounds(runtime, own, server: TritonServer, payload: bytes, args: argp
 
 
 def server_options(repository: Path) -> ServerOptions:
-    return ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
+    """Free ports; clients may use shared memory (the transport section)."""
+    return ServerOptions(
+        repository=repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        allow_client_shm=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             stages[model] = run_perf_analyzer(model, server.grpc_url, stage_path(inputs, model), 1,
                                               out / f"{model}_alone.csv", args.interval_ms)  # fmt: skip
         rounds = paired_rounds(runtime, own, server, payload, args, image_hw)
+        moved = transport(server.grpc_url, args.rounds, args.pairs)
     del own
     fixed = fixed_costs(image, args.fixed_cost_requests, out) if args.fixed_cost_requests else {}
     rows = runtime_rows(args.runtimes, args.repository)
@@ -219,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         found = fp32_agreement(int8_repo, SAMPLES, classes)
     del runtime
     table = runtime_table(rows, infer_config, payload, out, args.concurrency, args.block_s)
-    summary = summarize(rounds, ensemble, engine, stages, cpu, served, table) | {"fixed_cost": fixed}
+    summary = summarize(rounds, ensemble, engine, stages, cpu, served, table) | {
+        "fixed_cost": fixed,
+        "transport": moved,
+    }
     if args.int8:
         summary["int8"] = summarize(rounds_int8, ensemble_int8, engine, {}, cpu_int8, INT8_ROW, table) | {
             "quantize_s": quantize_s,

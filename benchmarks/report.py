@@ -16,6 +16,7 @@ from benchmarks.int8 import CALIBRATION_IMAGES, INT8_ROW
 from benchmarks.int8 import TARGETS as INT8_TARGETS
 from benchmarks.perf_data import STAGE_MODELS
 from benchmarks.runtimes import FIRST_REQUEST_TARGET
+from benchmarks.transport import format_transport
 
 FASTDEPLOY_RATIO = 2.05  # 118 ms from Python / 57.7 ms engine statistics
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -131,6 +132,8 @@ def format_summary(summary: dict) -> str:
             )
     lines += format_rounds(summary)
     lines += ["", *format_ceilings(summary["ceiling"], summary["served_runtime"], REFERENCE)]
+    if summary.get("transport"):
+        lines += format_transport(summary["transport"])
     if summary.get("int8"):
         lines += format_int8(summary["int8"])
     if summary.get("fixed_cost"):

@@ -5,6 +5,6 @@ Needs numpy, OpenCV and tritonclient; of the project it imports only ``evaluatio
 server's code.
 """
 
-from client.api import Detection, DetectionResult, YoloTritonClient
+from client.api import Classification, Detection, DetectionResult, YoloTritonClient
 
-__all__ = ["Detection", "DetectionResult", "YoloTritonClient"]
+__all__ = ["Classification", "Detection", "DetectionResult", "YoloTritonClient"]

@@ -1,7 +1,8 @@
 """Draw detections on an image: boxes with class name and score, labels kept inside the image.
 
 A pose model's detections get their keypoints and skeleton, an OBB model's their rotated box in place of
-the axis-aligned one (``client.draw_tasks``).
+the axis-aligned one, a segment model's their mask tinted in their colour, and a classifier's result its top 5
+in the top-left corner (``client.draw_tasks``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 from client.api import DetectionResult
-from client.draw_tasks import draw_keypoints, draw_obb
+from client.draw_tasks import draw_keypoints, draw_mask, draw_obb, draw_top5
 
 # Distinct, readable colours (BGR), cycled by class id.
 PALETTE = (
@@ -71,12 +72,14 @@ def layout(height: int, width: int, result: DetectionResult) -> list[Mark]:
 
 
 def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
-    """A copy of ``image`` (uint8 (H, W, 3) BGR) with every detection drawn on it."""
+    """A copy of ``image`` (uint8 (H, W, 3) BGR) with every detection (or a classifier's top 5) drawn on it."""
     out = image.copy()
     height, width = out.shape[:2]
     thickness, scale = style(height, width)
     for det, mark in zip(result.detections, layout(height, width, result)):  # a mark per detection
         x1, y1, x2, y2 = mark.box
+        if det.rle is not None:
+            draw_mask(out, det, mark.colour)
         if det.obb is not None:
             draw_obb(out, det, mark.colour, thickness)
         else:
@@ -97,6 +100,8 @@ def annotate(image: np.ndarray, result: DetectionResult) -> np.ndarray:
             max(1, thickness - 1),
             cv2.LINE_AA,
         )
+    if result.classification is not None:
+        draw_top5(out, result.classification, thickness, scale, FONT)
     return out
 
 

@@ -6,7 +6,7 @@ import ipaddress
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
@@ -15,17 +15,16 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 from tritonclient.utils import InferenceServerException
 
+from client.errors import RETRYABLE, DetectionError
+from client.shared_memory import SharedFrames
+
 ENSEMBLE = "yolov8"
 RAW_ENSEMBLE = "yolov8_raw"
 POSTPROCESS = "yolov8_postprocess"
 OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes", "image_size")
-TASK_OUTPUTS = ("det_keypoints", "det_obb")  # a pose model's, an OBB model's: only where the server has them
-RETRYABLE = ("StatusCode.UNAVAILABLE",)
-NO_CLIENT_CERTIFICATE = (
-    "the server closed the TLS handshake: a server with mutual TLS wants a client certificate "
-    "(--tls-cert and --tls-key; certificate_chain and private_key in the API)"
-)
-
+# a pose model's, an OBB model's, a segment model's: only where the server has them
+TASK_OUTPUTS = ("det_keypoints", "det_obb", "det_masks")
+CLASSIFY_OUTPUTS = ("probs", "top_classes", "top_scores", "image_size")  # a classifier's, in place of OUTPUTS
 ImageLike = Union[str, Path, bytes, np.ndarray]
 
 
@@ -69,29 +68,14 @@ def grpc_target(url: str) -> tuple[str, list[tuple] | None]:
     ]
 
 
-class DetectionError(RuntimeError):
-    """The server refused or failed a request; ``status`` is the gRPC code, ``message`` the server's words."""
-
-    def __init__(self, status: str, message: str):
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
-
-    @classmethod
-    def from_triton(cls, exc: InferenceServerException, tls_without_certificate: bool = False) -> DetectionError:
-        """The error of ``exc``; over TLS without a client certificate, a handshake the server closed says why."""
-        status, message = str(exc.status()), str(exc.message())
-        if tls_without_certificate and status in RETRYABLE and message.endswith("Socket closed"):
-            message += f"; {NO_CLIENT_CERTIFICATE}"
-        return cls(status, message)
-
-
 @dataclass(frozen=True)
 class Detection:
     """One object: box x1, y1, x2, y2 in original-image pixels (an OBB's axis-aligned bounds).
 
     A pose model's detection has ``keypoints``: K x [x, y, score], x and y in original-image pixels; an
-    OBB model's has ``obb``: cx, cy, w, h in original-image pixels and the angle in radians. None otherwise.
+    OBB model's has ``obb``: cx, cy, w, h in original-image pixels and the angle in radians; a segment
+    model's has ``rle``: its mask at the original image's size as COCO compressed RLE, {"size": [height,
+    width], "counts": str}, which ``mask`` and ``polygon`` decode when asked. None otherwise.
     """
 
     box: tuple[float, float, float, float]
@@ -100,28 +84,79 @@ class Detection:
     class_name: str
     keypoints: list[list[float]] | None = None
     obb: tuple[float, float, float, float, float] | None = None
+    rle: dict | None = None
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """A segment model's mask: bool (height, width) of the original image, decoded from ``rle`` on each call."""
+        if self.rle is None:
+            return None
+        from faster_coco_eval.core import mask as coco_mask
+
+        return coco_mask.decode({"size": self.rle["size"], "counts": self.rle["counts"].encode()}).astype(bool)
+
+    @property
+    def polygon(self) -> list[tuple[float, float]] | None:
+        """A segment model's mask outline: the x, y pixel points of its largest contour (the one of most points,
+        Ultralytics' ``masks2segments(strategy="largest")``); [] for an empty mask."""
+        mask = self.mask
+        if mask is None:
+            return None
+        import cv2
+
+        contours = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)[0]
+        if not contours:
+            return []
+        largest = max(contours, key=len).reshape(-1, 2)
+        return [(float(x), float(y)) for x, y in largest]
 
     def to_dict(self) -> dict:
-        """The detection as JSON-ready values; keypoints and obb only where the model gives them."""
+        """The detection as JSON-ready values; keypoints, obb and mask (COCO RLE) only where the model gives them."""
         found = {"box": list(self.box), "score": self.score, "class_id": self.class_id, "class_name": self.class_name}
         if self.keypoints is not None:
             found["keypoints"] = [list(point) for point in self.keypoints]
         if self.obb is not None:
             found["obb"] = list(self.obb)
+        if self.rle is not None:
+            found["mask"] = dict(self.rle)
         return found
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A classifier's answer for one image: ``probs``, each class's probability by class id (Ultralytics'
+    ``probs.data``), and ``top5``, the likeliest classes as (name, score) by descending score (``probs.top5``
+    and ``top5conf``; fewer for a model of fewer classes), their ids in ``top5_ids``."""
+
+    probs: list[float]
+    top5: list[tuple[str, float]]
+    top5_ids: list[int]
+
+    def to_dict(self) -> dict:
+        top5 = [
+            {"class_id": class_id, "class_name": name, "score": score}
+            for class_id, (name, score) in zip(self.top5_ids, self.top5)
+        ]
+        return {"probs": list(self.probs), "top5": top5}
 
 
 @dataclass
 class DetectionResult:
-    """All detections for one image, by descending score (the CLI's JSON schema)."""
+    """All detections for one image, by descending score (the CLI's JSON schema); a classifier's result has
+    no detections and its ``classification``."""
 
     image: str
     width: int
     height: int
     detections: list[Detection] = field(default_factory=list)
+    classification: Classification | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"detections": [d.to_dict() for d in self.detections]}
+        found = {"image": self.image, "width": self.width, "height": self.height}
+        found["detections"] = [d.to_dict() for d in self.detections]
+        if self.classification is not None:
+            found["classification"] = self.classification.to_dict()
+        return found
 
 
 def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
@@ -133,40 +168,75 @@ def read_image_bytes(image: str | Path | bytes) -> tuple[str, bytes]:
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """One inference request: the model to call, its inputs, and a label per batch element."""
+    """One inference request: the model to call, its inputs, a label per batch element, and the shared-memory
+    slot its images are in (None: on the wire)."""
 
     model: str
     inputs: list
     labels: list[str]
+    slot: int | None = None
 
 
-def build_request(images: list[ImageLike], conf: float | None, iou: float | None, grpc=grpcclient) -> PreparedRequest:
-    """Encoded images (paths/bytes) go to ``yolov8``; uint8 BGR arrays of one shape go to ``yolov8_raw``."""
+def image_parts(images: list[ImageLike]) -> tuple[str, str, list[int], list, list[str]]:
+    """(model, datatype, shape, parts, labels) of a request's ``IMAGE``: uint8 BGR arrays of one shape go to
+    ``yolov8_raw`` (UINT8 [N, H, W, 3], parts the arrays), encoded images (paths/bytes) to ``yolov8`` (BYTES
+    [N, 1], parts the encoded bytes)."""
     if all(isinstance(image, np.ndarray) for image in images):
-        frames = np.stack(images)
-        tensor = grpc.InferInput("IMAGE", list(frames.shape), "UINT8")
-        tensor.set_data_from_numpy(np.ascontiguousarray(frames, dtype=np.uint8))
-        model, labels = RAW_ENSEMBLE, ["<array>"] * len(images)
-    elif any(isinstance(image, np.ndarray) for image in images):
+        frames = [np.asarray(image, dtype=np.uint8) for image in images]
+        if len({frame.shape for frame in frames}) > 1:
+            raise ValueError("arrays in one batch must share one shape")
+        return RAW_ENSEMBLE, "UINT8", [len(frames), *frames[0].shape], frames, ["<array>"] * len(frames)
+    if any(isinstance(image, np.ndarray) for image in images):
         raise ValueError("a batch holds either encoded images or arrays, not both")
+    labels, payloads = (list(x) for x in zip(*(read_image_bytes(image) for image in images)))
+    return ENSEMBLE, "BYTES", [len(payloads), 1], payloads, labels
+
+
+def build_request(
+    images: list[ImageLike],
+    conf: float | None,
+    iou: float | None,
+    grpc=grpcclient,
+    frames: SharedFrames | None = None,
+    block: bool = True,
+) -> PreparedRequest | None:
+    """Encoded images (paths/bytes) go to ``yolov8``; uint8 BGR arrays of one shape go to ``yolov8_raw``.
+
+    With ``frames``, the images go through the client's shared memory, in a slot that the caller releases once it
+    has the reply (None where ``block`` is False and no slot is free); else on the wire.
+    """
+    model, datatype, shape, parts, labels = image_parts(images)
+    slot = None
+    if frames is None:
+        tensor = grpc.InferInput("IMAGE", shape, datatype)
+        data = np.stack(parts) if datatype == "UINT8" else np.array(parts, dtype=object).reshape(shape)
+        tensor.set_data_from_numpy(data)
     else:
-        labels, payloads = (list(x) for x in zip(*(read_image_bytes(image) for image in images)))
-        tensor = grpc.InferInput("IMAGE", [len(payloads), 1], "BYTES")
-        tensor.set_data_from_numpy(np.array(payloads, dtype=object).reshape(-1, 1))
-        model = ENSEMBLE
+        put = frames.put(parts, shape, datatype, block)
+        if put is None:
+            return None
+        tensor, slot = put
     inputs = [tensor]
     for name, value in (("CONF_THRESHOLD", conf), ("IOU_THRESHOLD", iou)):
         if value is not None:
             threshold = grpc.InferInput(name, [len(images), 1], "FP32")
             threshold.set_data_from_numpy(np.full((len(images), 1), value, dtype=np.float32))
             inputs.append(threshold)
-    return PreparedRequest(model, inputs, labels)
+    return PreparedRequest(model, inputs, labels, slot)
 
 
 def parse_results(
     labels: list[str], out: dict[str, np.ndarray], names: list[str], classes: set[int] | None = None
 ) -> list[DetectionResult]:
-    """Turn the ensemble's padded outputs into one DetectionResult per image (optionally only ``classes``)."""
+    """Turn the ensemble's padded outputs into one DetectionResult per image (optionally only ``classes``);
+    a classifier's outputs (``probs``) into results with their ``classification``."""
+    if "probs" in out:
+        return [
+            DetectionResult(
+                label, *(int(v) for v in out["image_size"][i]), classification=_classification(out, i, names)
+            )
+            for i, label in enumerate(labels)
+        ]
     results = []
     for i, label in enumerate(labels):
         width, height = (int(v) for v in out["image_size"][i])
@@ -179,9 +249,22 @@ def parse_results(
             box = tuple(float(v) for v in out["det_boxes"][i, k])
             keypoints = out["det_keypoints"][i, k].tolist() if "det_keypoints" in out else None
             obb = tuple(out["det_obb"][i, k].tolist()) if "det_obb" in out else None
-            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb))
+            rle = {"size": [height, width], "counts": _text(out["det_masks"][i, k])} if "det_masks" in out else None
+            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb, rle))
         results.append(DetectionResult(label, width, height, detections))
     return results
+
+
+def _classification(out: dict[str, np.ndarray], i: int, names: list[str]) -> Classification:
+    """Image ``i``'s Classification from a classifier's outputs; the padding (class -1) is left out."""
+    ids = [int(c) for c in out["top_classes"][i] if c >= 0]
+    top5 = [(names[c] if c < len(names) else str(c), float(score)) for c, score in zip(ids, out["top_scores"][i])]
+    return Classification([float(p) for p in out["probs"][i]], top5, ids)
+
+
+def _text(value: bytes | str) -> str:
+    """A BYTES output element as text (tritonclient gives bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def class_names_from_config(config: dict) -> list[str]:
@@ -191,9 +274,19 @@ def class_names_from_config(config: dict) -> list[str]:
 
 
 def outputs_from_config(config: dict) -> tuple[str, ...]:
-    """The outputs to request: ``OUTPUTS`` and the task's (``TASK_OUTPUTS``) that yolov8_postprocess's config has."""
+    """The outputs to request: ``OUTPUTS`` and the task's (``TASK_OUTPUTS``) that yolov8_postprocess's config has;
+    ``CLASSIFY_OUTPUTS`` for a classifier."""
     served = {output["name"] for output in config.get("output", [])}
+    if "probs" in served:
+        return CLASSIFY_OUTPUTS
     return OUTPUTS + tuple(name for name in TASK_OUTPUTS if name in served)
+
+
+def shared_memory_target(url: str, shared_memory: bool) -> bool:
+    """``shared_memory``, refused for several servers: a region is registered with one server, on this host."""
+    if shared_memory and grpc_target(url)[1] is not None:
+        raise ValueError(f"--url {url!r}: shared memory needs one server, on this host")
+    return shared_memory
 
 
 class YoloTritonClient:
@@ -207,6 +300,8 @@ class YoloTritonClient:
             INVALID_ARGUMENT and other errors are raised at once.
         ssl, root_certificates, private_key, certificate_chain: TLS, and the client certificate for mutual TLS.
         classes: keep only these class ids (None: all).
+        shared_memory: send the images through a system shared-memory region of this client instead of gRPC
+            (one server, on this host, started with --allow-client-shm): see ``client.shared_memory``.
     """
 
     def __init__(
@@ -220,6 +315,7 @@ class YoloTritonClient:
         private_key: str | None = None,
         certificate_chain: str | None = None,
         classes: list[int] | None = None,
+        shared_memory: bool = False,
     ):
         self.url = url
         self.timeout_s = timeout_s
@@ -239,8 +335,11 @@ class YoloTritonClient:
         self.last_attempts = 0  # attempts made by the latest call: 1 unless UNAVAILABLE was retried
         self._class_names: list[str] | None = None
         self._outputs: tuple[str, ...] = OUTPUTS
+        self.frames = SharedFrames(self.client) if shared_memory_target(url, shared_memory) else None
 
     def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
         self.client.close()
 
     def __enter__(self) -> YoloTritonClient:
@@ -277,6 +376,13 @@ class YoloTritonClient:
                 self._class_names = []
         return self._class_names
 
+    @property
+    def task_outputs(self) -> tuple[str, ...]:
+        """The served task's outputs (of ``TASK_OUTPUTS``) that each request asks for; none for a detector, or
+        when the config can't be read."""
+        _ = self.class_names  # reads the config once
+        return tuple(name for name in self._outputs if name in TASK_OUTPUTS)
+
     def detect(
         self, image: ImageLike, conf: float | None = None, iou: float | None = None, classes: list[int] | None = None
     ) -> DetectionResult:
@@ -291,12 +397,23 @@ class YoloTritonClient:
         classes: list[int] | None = None,
     ) -> list[DetectionResult]:
         """Detect objects in several images with one request; arrays must share one shape."""
-        request = build_request(list(images), conf, iou)
         names = self.class_names
         outputs = [grpcclient.InferRequestedOutput(name) for name in self._outputs]
-        reply = self._with_retries(
-            lambda: self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
-        )
+        request = build_request(list(images), conf, iou, frames=self.frames)
+        try:
+
+            def call():
+                return self.client.infer(request.model, request.inputs, outputs=outputs, client_timeout=self.timeout_s)
+
+            try:
+                reply = self._with_retries(call)
+            except DetectionError as exc:
+                if request.slot is None or not self.frames.register_again(exc.message):
+                    raise
+                reply = self._with_retries(call)  # the server had lost the region (a restart): once more
+        finally:
+            if request.slot is not None:
+                self.frames.release(request.slot)
         wanted = self.classes if classes is None else set(classes)
         return parse_results(request.labels, {n: reply.as_numpy(n) for n in self._outputs}, names, wanted)
 

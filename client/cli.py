@@ -14,19 +14,26 @@ from pathlib import Path
 import cv2
 
 from client.api import DetectionResult, YoloTritonClient
-from client.detect_run import DetectRun, progress_bar, tls_options
+from client.detect_run import DetectRun, client_options, progress_bar
+from client.errors import SharedMemoryRefused
 from client.sources import ImageItem, expand
 from client.val import validate
 from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, VAL_CONF_THRESHOLD
 
 URL_HELP = "Triton gRPC address; several: host1:8001,host2:8001 or dns:///name:8001, round robin (default %(default)s)"
 CSV_FIELDS = ("image", "width", "height", "class_id", "class_name", "score", "x1", "y1", "x2", "y2")
+CLASSIFY_CSV_FIELDS = ("image", "width", "height", "top1_class_id", "top1_class_name", "top1_score",
+                       "top5_class_ids", "top5_class_names", "top5_scores")  # fmt: skip
 
 
 def format_table(results: list[DetectionResult]) -> str:
-    """A readable table, one block per image."""
+    """A readable table, one block per image: its detections, or a classifier's top 5."""
     lines = []
     for result in results:
+        if result.classification is not None:
+            lines.append(f"{result.image}  ({result.width}x{result.height}, top 5)")
+            lines += [f"  {name:<16} {score:6.3f}" for name, score in result.classification.top5]
+            continue
         lines.append(f"{result.image}  ({result.width}x{result.height}, {len(result.detections)} detections)")
         for d in result.detections:
             x1, y1, x2, y2 = d.box
@@ -35,7 +42,10 @@ def format_table(results: list[DetectionResult]) -> str:
 
 
 def format_csv(results: list[DetectionResult]) -> str:
-    """One row per detection (an image without detections gets one row with empty detection fields)."""
+    """One row per detection (an image without detections gets one row with empty detection fields); a
+    classifier's results one row per image (``format_classify_csv``)."""
+    if results and results[0].classification is not None:
+        return format_classify_csv(results)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_FIELDS)
@@ -43,6 +53,20 @@ def format_csv(results: list[DetectionResult]) -> str:
         rows = [[d.class_id, d.class_name, f"{d.score:.5f}", *(f"{v:.2f}" for v in d.box)] for d in r.detections]
         for row in rows or [[""] * 7]:
             writer.writerow([r.image, r.width, r.height, *row])
+    return buffer.getvalue()
+
+
+def format_classify_csv(results: list[DetectionResult]) -> str:
+    """One row per image: its top-1 class and score, and its top 5's ids, names and scores joined by ';'."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CLASSIFY_CSV_FIELDS)
+    for r in results:
+        found = r.classification
+        names, scores = [n for n, _ in found.top5], [f"{s:.5f}" for _, s in found.top5]
+        top1 = [found.top5_ids[0], names[0], scores[0]]
+        top5 = [";".join(map(str, found.top5_ids)), ";".join(names), ";".join(scores)]
+        writer.writerow([r.image, r.width, r.height, *top1, *top5])
     return buffer.getvalue()
 
 
@@ -61,12 +85,17 @@ def run_detect(args: argparse.Namespace) -> int:
     progress = progress_bar(total, args.quiet, sys.stderr)
     if args.save:
         Path(args.save).mkdir(parents=True, exist_ok=True)
-    with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **tls_options(args)) as client:
-        run = DetectRun(args, client)
-        run.run((ImageItem(p) for p in images), progress, run.save_image)
-        for video in videos:
-            run.run_video(video, progress)
-    progress.close()
+    try:
+        with YoloTritonClient(args.url, timeout_s=args.timeout, classes=args.classes, **client_options(args)) as yolo:
+            run = DetectRun(args, yolo)
+            run.run((ImageItem(p) for p in images), progress, run.save_image)
+            for video in videos:
+                run.run_video(video, progress)
+    except SharedMemoryRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
     if args.json:
         text = json.dumps([r.to_dict() for r in run.results], indent=2) + "\n"
     elif args.csv:
@@ -83,10 +112,12 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def print_summary(run: DetectRun, seconds: float) -> None:
     per_class = Counter(d.class_name for r in run.results for d in r.detections)
-    classes = ", ".join(f"{name} {count}" for name, count in per_class.most_common()) or "none"
+    top1 = Counter(r.classification.top5[0][0] for r in run.results if r.classification is not None)
+    kind = "top-1" if top1 else "detections"
+    classes = ", ".join(f"{name} {count}" for name, count in (top1 or per_class).most_common()) or "none"
     rate = len(run.results) / seconds if seconds > 0 else 0.0
     print(
-        f"summary: {len(run.results)} images, {run.failed} failed, detections: {classes}; "
+        f"summary: {len(run.results)} images, {run.failed} failed, {kind}: {classes}; "
         f"{rate:.2f} images/s over {seconds:.1f} s",
         file=sys.stderr,
     )
@@ -105,14 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--classes", type=int, nargs="+", default=None, help="keep only these class ids")
     output = detect.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="a JSON list, one object per image")
-    output.add_argument("--csv", action="store_true", help="CSV, one row per detection")
+    output.add_argument("--csv", action="store_true", help="CSV, one row per detection (a classifier: per image)")
     detect.add_argument("--output", "-o", default=None, help="write results to this file instead of stdout")
     detect.add_argument("--save", default=None, metavar="DIR", help="write annotated images/videos here")
     add_request_options(detect)
     detect.set_defaults(func=run_detect)
 
-    val = commands.add_parser("val", help="COCO mAP of the served model on a labelled dataset (Ultralytics layout)")
-    val.add_argument("--data", required=True, metavar="DATA.yaml", help="Ultralytics dataset file: path, val, names")
+    val = commands.add_parser(
+        "val", help="COCO mAP (or a classifier's top-1/top-5 accuracy) on a labelled dataset (Ultralytics layout)"
+    )
+    val.add_argument(
+        "--data",
+        required=True,
+        metavar="DATA.yaml",
+        help="Ultralytics dataset file: path, val, names; or a classification folder: root/{val,test}/<class>/*.jpg",
+    )
     val.add_argument("--url", default="127.0.0.1:8001", help=URL_HELP)
     val.add_argument(
         "--conf", type=float, default=VAL_CONF_THRESHOLD, help="confidence threshold (default %(default)s)"
@@ -153,13 +191,18 @@ def positive(text: str) -> int:
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:
-    """Options of every command that sends images: concurrency, deadline, progress bar and TLS."""
+    """Options of every command that sends images: concurrency, deadline, progress bar, TLS and shared memory."""
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--tls-root-cert", default=None, help="CA certificate: use TLS")
     parser.add_argument("--tls-cert", default=None, help="client certificate (mutual TLS)")
     parser.add_argument("--tls-key", default=None, help="client private key (mutual TLS)")
+    parser.add_argument(
+        "--shared-memory",
+        action="store_true",
+        help="images through system shared memory: one server on this host, started with --allow-client-shm",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:

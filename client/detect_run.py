@@ -1,8 +1,8 @@
 """Sending many images through the served ensemble, shared by ``detect`` and ``val``.
 
 ``DetectRun`` keeps a window of requests in flight, reports each result in input order, and skips, names
-and counts the images (and frames) that fail; ``progress_bar`` and ``tls_options`` turn the command-line
-options every sending command has into a tqdm bar and ``YoloTritonClient``'s TLS arguments.
+and counts the images (and frames) that fail; ``progress_bar`` and ``client_options`` turn the command-line
+options every sending command has into a tqdm bar and ``YoloTritonClient``'s TLS and shared-memory arguments.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import cv2
 from tqdm import tqdm
 
 from client.annotate import annotate, read_image
-from client.api import DetectionError, DetectionResult, YoloTritonClient
+from client.api import DetectionResult, YoloTritonClient
+from client.errors import DetectionError, SharedMemoryRefused
 from client.sources import FrameItem, ImageItem, video_fps, video_frames
 
 
@@ -60,6 +61,8 @@ class DetectRun:
                     result = future.result()
                 except OSError as exc:
                     self.fail(item.label, exc.strerror or str(exc))
+                except SharedMemoryRefused:
+                    raise  # no image can go through: the run stops
                 except DetectionError as exc:
                     self.fail(item.label, exc.message)
                 else:
@@ -108,6 +111,11 @@ def progress_bar(total: int, quiet: bool, stream: TextIO) -> tqdm:
     return tqdm(total=total, unit="img", file=stream, disable=quiet or total <= 3 or not stream.isatty())
 
 
-def tls_options(args: argparse.Namespace) -> dict:
-    """YoloTritonClient's TLS keyword arguments from --tls-root-cert, --tls-key and --tls-cert."""
-    return {"root_certificates": args.tls_root_cert, "private_key": args.tls_key, "certificate_chain": args.tls_cert}
+def client_options(args: argparse.Namespace) -> dict:
+    """YoloTritonClient's keyword arguments from --tls-root-cert, --tls-key, --tls-cert and --shared-memory."""
+    return {
+        "root_certificates": args.tls_root_cert,
+        "private_key": args.tls_key,
+        "certificate_chain": args.tls_cert,
+        "shared_memory": args.shared_memory,
+    }

@@ -1,12 +1,14 @@
-"""Draw what a pose or OBB model adds to a detection: its rotated box, its keypoints and skeleton."""
+"""Draw what a pose, OBB or segment model adds to a detection (its keypoints and skeleton, its rotated box,
+its mask), and a classifier's top 5."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from client.api import Detection
+from client.api import Classification, Detection
 
+MASK_OPACITY = 0.5  # a mask's colour over the photo
 KEYPOINT_MIN_SCORE = 0.25  # keypoints scored lower are not drawn (Ultralytics' plotting default)
 # COCO's 17-point skeleton as pairs of keypoint indices (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles); drawn for a model with 17 keypoints.
@@ -36,3 +38,30 @@ def draw_keypoints(image: np.ndarray, det: Detection, colour: tuple[int, int, in
                 cv2.line(image, points[first], points[second], colour, max(1, thickness - 1), cv2.LINE_AA)
     for point in filter(None, points):
         cv2.circle(image, point, thickness + 2, colour, -1, cv2.LINE_AA)
+
+
+def draw_top5(
+    image: np.ndarray,
+    classification: Classification,
+    thickness: int,
+    scale: float,
+    font: int = cv2.FONT_HERSHEY_SIMPLEX,
+) -> None:
+    """Write a classifier's top 5, one "name score" line each on a dark band, down the top-left corner, in place."""
+    lines = [f"{name} {score:.2f}" for name, score in classification.top5]
+    weight = max(1, thickness - 1)
+    sizes = [cv2.getTextSize(line, font, scale, weight) for line in lines]
+    top = 0
+    for line, ((width, height), baseline) in zip(lines, sizes):
+        bottom = top + height + baseline + 4
+        cv2.rectangle(image, (0, top), (width + 6, bottom), (0, 0, 0), -1)
+        cv2.putText(image, line, (3, bottom - baseline - 2), font, scale, (255, 255, 255), weight, cv2.LINE_AA)
+        top = bottom
+
+
+def draw_mask(image: np.ndarray, det: Detection, colour: tuple[int, int, int]) -> None:
+    """Tint ``det.mask``'s pixels of ``image`` (uint8 (H, W, 3) BGR) with ``colour``, in place."""
+    mask = det.mask
+    if mask.shape != image.shape[:2]:  # a mask of another image: nothing of it belongs here
+        return
+    image[mask] = (image[mask] * (1 - MASK_OPACITY) + np.array(colour) * MASK_OPACITY).astype(np.uint8)

@@ -6,7 +6,8 @@ mapping in any order). Without ``path`` the root is the yaml's folder. A relativ
 current folder, as Ultralytics reads it, or from the yaml's folder: whichever holds the ``val`` entries (both
 holding them, in different places, is an error). A ``val`` entry ``../x`` that does not exist is read as
 ``x`` (Roboflow's exports). In a .txt list, a line ``./x`` is relative to the list's folder, another relative
-line to the root. Labels: ``evaluation.labels``.
+line to the root. A pose dataset has ``kpt_shape: [K, D]`` (K keypoints of D = 2 or 3 values) and may have
+``kpt_oks_sigmas`` (K positive numbers). Labels: ``evaluation.labels``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,27 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from evaluation.labels import DatasetError, label_path, read_labels, to_pixels
+from evaluation.labels import DatasetError, Labels, label_path, read_labels, to_pixels
 
+COCO_SIGMAS = (
+    0.026,
+    0.025,
+    0.025,
+    0.035,
+    0.035,
+    0.079,
+    0.079,
+    0.072,
+    0.072,
+    0.062,
+    0.062,
+    0.107,
+    0.107,
+    0.087,
+    0.087,
+    0.089,
+    0.089,
+)  # COCO's 17 person keypoints' OKS sigmas, nose to ankles (Ultralytics' OKS_SIGMA)
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"}
 
 
@@ -27,17 +47,50 @@ IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tif
 class Dataset:
     """The validation images of a dataset, its class names and every image's normalised labels.
 
-    ``images``: absolute image paths, sorted, duplicates dropped; ``names``: class id → name, by id;
-    ``normalised``: image → float32 (N, 5) class, cx, cy, w, h as in its label file.
+    ``images``: absolute image paths, sorted, duplicates dropped; ``names``: class id → name, by id; ``files``:
+    image → its ``Labels``; ``kpt_shape``: (K, D) of a pose dataset, else None; ``kpt_sigmas``: its
+    ``kpt_oks_sigmas``, if given.
     """
 
     images: list[Path]
     names: dict[int, str]
-    normalised: dict[Path, np.ndarray] = field(repr=False)
+    files: dict[Path, Labels] = field(repr=False)
+    kpt_shape: tuple[int, int] | None = None
+    kpt_sigmas: tuple[float, ...] | None = None
+
+    @property
+    def normalised(self) -> dict[Path, np.ndarray]:
+        """image → float32 (N, 5) class, cx, cy, w, h as in its label file."""
+        return {image: labels.boxes for image, labels in self.files.items()}
+
+    @property
+    def segments(self) -> bool:
+        """Whether this is a segment dataset: a label line of any image is a polygon (more than 5 numbers, in a
+        dataset without ``kpt_shape``); its box lines are scored as their rectangles."""
+        return any(labels.segments for labels in self.files.values())
+
+    @property
+    def oks_sigmas(self) -> tuple[float, ...] | None:
+        """The OKS sigma of each keypoint, as Ultralytics' pose validator takes it: ``kpt_oks_sigmas`` if given,
+        else COCO's for ``kpt_shape`` [17, 3], else 1/K each; None for a dataset without keypoints."""
+        if self.kpt_shape is None:
+            return None
+        if self.kpt_sigmas is not None:
+            return self.kpt_sigmas
+        count = self.kpt_shape[0]
+        return COCO_SIGMAS if self.kpt_shape == (17, 3) else (1 / count,) * count
 
     def labels(self, image: Path, width: int, height: int) -> np.ndarray:
         """float32 (N, 5) class, x1, y1, x2, y2 in pixels of ``image``, decoded as ``width`` x ``height``."""
-        return to_pixels(self.normalised[image], width, height)
+        return to_pixels(self.files[image].boxes, width, height)
+
+    def keypoints(self, image: Path, width: int, height: int) -> np.ndarray:
+        """float32 (N, K, 3) x, y in pixels and v of each object's keypoints (a pose dataset's images only)."""
+        return self.files[image].keypoints * np.array([width, height, 1], np.float32)
+
+    def polygons(self, image: Path, width: int, height: int) -> list[np.ndarray]:
+        """Each object's outline, float32 (P, 2) x, y in pixels (see ``evaluation.labels.Labels``)."""
+        return [polygon * np.array([width, height], np.float32) for polygon in self.files[image].polygons]
 
 
 def load_dataset(data_yaml: Path) -> Dataset:
@@ -66,8 +119,31 @@ def load_dataset(data_yaml: Path) -> Dataset:
             f"{data_yaml}: no label file for any of the {len(images)} images; "
             f"the first would be {label_path(images[0])}"
         )
-    normalised = {image: read_labels(label_path(image), len(names)) for image in images}
-    return Dataset(images, names, normalised)
+    kpt_shape, kpt_sigmas = keypoint_shape(data, data_yaml)
+    files = {image: read_labels(label_path(image), len(names), kpt_shape) for image in images}
+    return Dataset(images, names, files, kpt_shape, kpt_sigmas)
+
+
+def keypoint_shape(data: dict, data_yaml: Path) -> tuple[tuple[int, int] | None, tuple[float, ...] | None]:
+    """``kpt_shape`` as (K, D) and ``kpt_oks_sigmas`` as K floats, each None where DATA.yaml has none."""
+    shape, sigmas = data.get("kpt_shape"), data.get("kpt_oks_sigmas")
+    if shape is None:
+        if sigmas is not None:
+            raise DatasetError(f"{data_yaml}: 'kpt_oks_sigmas' without 'kpt_shape'")
+        return None, None
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) for v in shape)):
+        raise DatasetError(f"{data_yaml}: 'kpt_shape' must be [keypoints, 2 or 3], got {shape!r}")
+    if shape[0] < 1 or shape[1] not in (2, 3):
+        raise DatasetError(f"{data_yaml}: 'kpt_shape' must be [keypoints, 2 or 3], got {shape!r}")
+    if sigmas is None:
+        return (shape[0], shape[1]), None
+    try:
+        values = tuple(float(v) for v in np.asarray(sigmas, dtype=np.float64).ravel())
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != shape[0] or not all(v > 0 for v in values):
+        raise DatasetError(f"{data_yaml}: 'kpt_oks_sigmas' must be {shape[0]} positive numbers, got {sigmas!r}")
+    return (shape[0], shape[1]), values
 
 
 def class_names(names: object, data_yaml: Path) -> dict[int, str]:

@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             low, opt, high = parse_profile(args.batch_profile)
         if args.int8:  # read the photos (and the dataset) before touching the repository
             info = _model_info(args.onnx)
+            if info.task == "classify":
+                raise UnsupportedModelError(
+                    "--int8 quantizes detectors (letterboxed calibration, mAP): serve a classifier in FP32"
+                )
             size = args.input_size or (info.input_height, info.input_width)
             calibration = read_calibration(args.calibration, *size)
             dataset = load_dataset(args.data) if args.data else None

@@ -4,6 +4,7 @@ Two heads are served: ``raw`` (YOLOv8, YOLO11: (batch, 4 + classes + extra, anch
 postprocess; ``extra`` is the task's, see ``prepare.tasks``) and ``end2end`` ((batch, max_det, 6) x1, y1,
 x2, y2, score, class, in network-input pixels: YOLO26 and YOLOv10 detectors exported end-to-end, metadata
 ``end2end: True``, and any detector exported with NMS inside the graph, ``args`` with ``nms: True``).
+A segment model has a second output, its mask prototypes (batch, 32, H/4, W/4).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import onnx
 from onnx import numpy_helper
 
 from prepare.errors import UnsupportedModelError
-from prepare.tasks import read_task
+from prepare.tasks import CLASSIFY, read_task
+from python_backends.postprocess.masks import MASK_COEFFICIENTS, PROTO_STRIDE
 from python_backends.postprocess.tasks import extra_channels
 
 ANCHOR_STRIDES = (8, 16, 32)  # YOLOv8's three detection scales
@@ -44,17 +46,25 @@ class YoloModelInfo:
     max_det: int = 0  # an end2end head's rows; 0 for a raw head
     max_batch: int | None = None  # the most images one run of the graph handles; None: any, once batch-dynamic
     nms_inside: bool = False  # an end2end head whose graph runs NMS (``args`` nms True), not a top-k
-    task: str = "detect"  # detect | pose | obb
+    task: str = "detect"  # detect | pose | obb | classify
     kpt_shape: tuple[int, int] | None = None  # pose: keypoints per object, values per keypoint (3)
+    prototypes_name: str | None = None  # segment: the second output, the mask prototypes
+
+    def prototype_dims(self) -> list[int] | None:
+        """segment: the prototypes' dims without the batch, [32, H/4, W/4]; None for the other tasks."""
+        if self.prototypes_name is None:
+            return None
+        return [MASK_COEFFICIENTS, self.input_height // PROTO_STRIDE, self.input_width // PROTO_STRIDE]
 
     def head_dims(self) -> list[int]:
-        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6] end2end."""
+        """The head output's dims without the batch: [4 + classes + extra, anchors] raw, [max_det, 6 + extra]
+        end2end, where extra is the task's values (extra_channels); [classes] for a classifier."""
+        if self.task == CLASSIFY:
+            return [len(self.class_names)]
+        extra = extra_channels(self.task, self.kpt_shape[0] if self.kpt_shape else 0)
         if self.head == "end2end":
-            return [self.max_det, END2END_COLUMNS]
-        return [
-            4 + len(self.class_names) + extra_channels(self.task, self.kpt_shape[0] if self.kpt_shape else 0),
-            self.num_anchors,
-        ]
+            return [self.max_det, END2END_COLUMNS + extra]
+        return [4 + len(self.class_names) + extra, self.num_anchors]
 
 
 def _dims(value_info: onnx.ValueInfoProto) -> list[int | str]:
@@ -70,16 +80,27 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
             "an RT-DETR model (head RTDETRDecoder: normalized centre boxes, no letterbox); only YOLO detection "
             "heads are served"
         )
-    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
+    outputs = 2 if task == "segment" else 1
+    if task == "segment" and len(model.graph.output) == 1:
         raise UnsupportedModelError(
-            f"expected 1 input and 1 output (a YOLO detection head), got "
+            f"a segment model without its prototype output: expected output0 (batch, 4 + classes + "
+            f"{MASK_COEFFICIENTS}, anchors) and output1 (batch, {MASK_COEFFICIENTS}, H/4, W/4), got only "
+            f"{model.graph.output[0].name!r}; export it with Ultralytics, which writes both"
+        )
+    if len(model.graph.input) != 1 or len(model.graph.output) != outputs:
+        raise UnsupportedModelError(
+            f"expected 1 input and {outputs} output{'s' * (outputs > 1)} (a YOLO {task} head), got "
             f"{len(model.graph.input)} inputs and {len(model.graph.output)} outputs"
         )
     model_input, model_output = model.graph.input[0], model.graph.output[0]
     in_dims, out_dims = _dims(model_input), _dims(model_output)
     if len(in_dims) != 4 or in_dims[1] != 3:
         raise UnsupportedModelError(f"input {model_input.name!r} must be rank 4 (batch, 3, H, W), got {in_dims}")
-    if len(out_dims) != 3:
+    if len(out_dims) != (2 if task == CLASSIFY else 3):
+        if task == CLASSIFY:
+            raise UnsupportedModelError(
+                f"output {model_output.name!r} of a classifier must be (batch, classes), got {out_dims}"
+            )
         raise UnsupportedModelError(
             f"output {model_output.name!r} must be rank 3 (batch, 4 + classes, anchors) or (batch, max_det, 6), "
             f"got {out_dims}"
@@ -106,18 +127,33 @@ def read_model_info(model: onnx.ModelProto) -> YoloModelInfo:
         "task": task,
         "kpt_shape": kpt_shape,
     }
+    if task == CLASSIFY:
+        if out_dims[1] != len(class_names):
+            raise UnsupportedModelError(
+                f"output has {out_dims[1]} class probabilities but the metadata names {len(class_names)} classes"
+            )
+        return YoloModelInfo(**common | {"num_anchors": 0})
+    if task == "segment":
+        common["prototypes_name"] = _check_prototypes(model.graph.output[1], height, width)
     exported_end2end = _literal(meta.get("end2end"), False) is True or args.get("nms") is True
-    if task != "detect" and exported_end2end:
-        raise UnsupportedModelError(
-            f"an end-to-end {task} head (output {out_dims}, end2end or nms=True) is not served yet; {task} is "
-            f"served from YOLOv8/YOLO11 heads (batch, 4 + classes + {task} channels, anchors)"
-        )
     if exported_end2end or out_dims[2] == END2END_COLUMNS:  # Ultralytics' own test: end2end, or 6 columns
         return _end2end_info(common, out_dims, model_output.name, args)
     _check_raw_head(out_dims, task, kpt_shape, len(class_names))
     if isinstance(out_dims[2], int) and out_dims[2] != num_anchors:
         raise UnsupportedModelError(f"output has {out_dims[2]} anchors, expected {num_anchors} for {height}x{width}")
     return YoloModelInfo(**common)
+
+
+def _check_prototypes(output: onnx.ValueInfoProto, height: int, width: int) -> str:
+    """The name of a segment model's prototype output, refused unless it is (batch, 32, H/4, W/4)."""
+    expected = [MASK_COEFFICIENTS, height // PROTO_STRIDE, width // PROTO_STRIDE]
+    dims = _dims(output)
+    if len(dims) != 4 or dims[1:] != expected:
+        raise UnsupportedModelError(
+            f"a segment model's second output {output.name!r} must be the mask prototypes (batch, "
+            f"{', '.join(map(str, expected))}) for a {height}x{width} input, got {dims}"
+        )
+    return output.name
 
 
 def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, int] | None, classes: int) -> None:
@@ -128,9 +164,13 @@ def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, 
     if task == "detect":
         raise UnsupportedModelError(
             f"output has {out_dims[1]} channels but the metadata names {classes} classes "
-            f"(a detection head has 4 + classes); is this a segmentation or pose model?"
+            f"(a detection head has 4 + classes); is this a segmentation or pose model without its 'task'?"
         )
-    parts = f"{kpt_shape[0]} x {kpt_shape[1]} keypoint values" if task == "pose" else "1 angle"
+    parts = {
+        "pose": f"{kpt_shape[0]} x {kpt_shape[1]} keypoint values" if kpt_shape else "",
+        "obb": "1 angle",
+        "segment": f"{MASK_COEFFICIENTS} mask coefficients",
+    }[task]
     raise UnsupportedModelError(
         f"output has {out_dims[1]} channels but the {task} head of {classes} classes has {4 + classes + extra} "
         f"(4 + classes + {parts})"
@@ -138,11 +178,21 @@ def _check_raw_head(out_dims: list[int | str], task: str, kpt_shape: tuple[int, 
 
 
 def _end2end_info(common: dict, out_dims: list[int | str], output_name: str, args: dict) -> YoloModelInfo:
-    """The info of a (batch, max_det, 6) head; with NMS inside the graph, the batch it handles."""
-    if out_dims[2] != END2END_COLUMNS:
+    """The info of a (batch, max_det, 6 + the task's values) head; with NMS inside the graph, the batch it
+    handles."""
+    task, kpt_shape = common["task"], common["kpt_shape"]
+    columns = END2END_COLUMNS + extra_channels(task, kpt_shape[0] if kpt_shape else 0)
+    if out_dims[2] != columns:
+        keypoints = f" + {kpt_shape[0]} x 3 keypoint values" if kpt_shape else ""
+        values = {
+            "detect": "",
+            "pose": keypoints,
+            "obb": " + 1 angle",
+            "segment": f" + {MASK_COEFFICIENTS} mask coefficients",
+        }
         raise UnsupportedModelError(
             f"the metadata says end-to-end (end2end or nms) but output {output_name!r} is {out_dims}; "
-            f"expected (batch, max_det, 6)"
+            f"expected (batch, max_det, {columns}): x1, y1, x2, y2, score, class{values[task]}"
         )
     if not isinstance(out_dims[1], int):
         raise UnsupportedModelError(f"output {output_name!r} has a dynamic number of rows ({out_dims[1]!r})")
@@ -279,18 +329,22 @@ def verify_same_outputs(original: bytes, rewritten: bytes, info: YoloModelInfo, 
     options.log_severity_level = 3
     reference = ort.InferenceSession(original, options, providers=["CPUExecutionProvider"])
     batched = ort.InferenceSession(rewritten, options, providers=["CPUExecutionProvider"])
-    expected = np.concatenate([reference.run(None, {info.input_name: images[i : i + 1]})[0] for i in range(batch)])
+    singles = [reference.run(None, {info.input_name: images[i : i + 1]}) for i in range(batch)]
     try:
-        got = batched.run(None, {info.input_name: images})[0]
+        batched_outputs = batched.run(None, {info.input_name: images})
     except Exception as exc:  # onnxruntime raises its own exception types
         raise UnsupportedModelError(f"the batch-{batch} model fails to run: {exc}") from exc
-    if got.shape != expected.shape:
-        raise UnsupportedModelError(f"batched output shape {got.shape} != per-image {expected.shape}")
-    diff = float(np.max(np.abs(got - expected)))
-    scale = float(np.max(np.abs(expected))) or 1.0
-    if diff > 1e-4 * scale + 1e-4:
-        raise UnsupportedModelError(f"batched outputs differ from per-image outputs by {diff:.3g}")
-    return diff
+    largest = 0.0
+    for index, got in enumerate(batched_outputs):  # the head, and a segment model's prototypes
+        expected = np.concatenate([single[index] for single in singles])
+        if got.shape != expected.shape:
+            raise UnsupportedModelError(f"batched output shape {got.shape} != per-image {expected.shape}")
+        diff = float(np.max(np.abs(got - expected)))
+        scale = float(np.max(np.abs(expected))) or 1.0
+        if diff > 1e-4 * scale + 1e-4:
+            raise UnsupportedModelError(f"batched outputs differ from per-image outputs by {diff:.3g}")
+        largest = max(largest, diff)
+    return largest
 
 
 PIXEL_SCALE = 255.0  # uint8 pixels → [0, 1], as Ultralytics' ``im / 255``

@@ -21,6 +21,7 @@ from prepare.warmup import profile_batch_sizes, set_warmup_batch_sizes
 from python_backends.defaults import MAX_DET
 from python_backends.infer.tensorrt_build import ensure_engine
 from python_backends.infer.tensorrt_engine import EngineOptions
+from python_backends.postprocess.classify import TOP_K
 
 
 def prepare(
@@ -88,6 +89,8 @@ def served_graph(model: onnx.ModelProto, info: YoloModelInfo) -> tuple[bytes, Yo
 
 def head_summary(info: YoloModelInfo, max_det: int) -> str:
     """How the head is served, for prepare's summary line."""
+    if info.task == "classify":
+        return f"a classifier: each class's probability and the top {TOP_K} (classify transform, no letterbox)"
     if info.head == "raw":
         return f"{info.num_anchors} anchors"
     kept = served_max_det(info, max_det)

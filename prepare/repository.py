@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from prepare.classify_outputs import DETECTION_OUTPUTS, classify_outputs, set_kind_outputs
 from prepare.onnx_model import YoloModelInfo, ultralytics_metadata
-from prepare.task_outputs import set_task_outputs, task_output_dims
+from prepare.task_outputs import set_prototypes, set_task_outputs, task_output_dims
 from prepare.warmup import (
     profile_batch_sizes,
     set_warmup_batch_sizes,
@@ -82,7 +83,10 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     max_det and batch size.
 
     The warm-up samples' dims follow the tensors' own. yolov8_postprocess gets the head kind (``head``) and
-    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``).
+    the task (``task``); it and the ensembles output the task's own outputs (``prepare.task_outputs``), a
+    classifier's in place of the detection outputs (``prepare.classify_outputs``), and yolov8_preprocess
+    gets the classify transform for a classifier (``transform``), the letterbox for any other. A segment
+    model's prototypes go from yolov8_infer to yolov8_postprocess beside the head.
     A graph that handles a limited batch (``info.max_batch``: NMS inside it) sets max_batch_size of
     yolov8_infer and of the ensembles, yolov8_infer's TensorRT profile and the batch sizes it warms up
     at; any other gets ``MAX_BATCH`` and the default profile. ``precision`` (of a TensorRT engine) is
@@ -98,15 +102,24 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
     profile = clamp_profile(DEFAULT_PROFILE, max_batch)
     metadata = repr(ultralytics_metadata(info))
     outputs = task_output_dims(info, max_det)
+    kind = classify_outputs(len(info.class_names)) if info.task == "classify" else DETECTION_OUTPUTS
+    transform = "classify" if info.task == "classify" else "letterbox"
+    prototypes = info.prototype_dims()
     edits = {
         "yolov8_preprocess": lambda c: set_parameters(
             set_dims(c, "images", image),
-            {"input_height": str(info.input_height), "input_width": str(info.input_width)},
+            {"input_height": str(info.input_height), "input_width": str(info.input_width), "transform": transform},
         ),
         "yolov8_infer": lambda c: _batching(
             set_parameter(
                 set_warmup_dims(
-                    set_dims(set_dims(set_dims(c, "images", image), "pixels", image), "output0", head), "pixels", image
+                    set_prototypes(
+                        set_dims(set_dims(set_dims(c, "images", image), "pixels", image), "output0", head),
+                        prototypes,
+                        "output",
+                    ),
+                    "pixels",
+                    image,
                 ),
                 "metadata",
                 metadata,
@@ -117,7 +130,7 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
         ),
         "yolov8_postprocess": lambda c: _detections(
             set_parameters(
-                set_warmup_dims(set_dims(c, "output0", head), "output0", head),
+                set_warmup_dims(set_prototypes(set_dims(c, "output0", head), prototypes, "input"), "output0", head),
                 {
                     "num_classes": str(len(info.class_names)),
                     "class_names": json.dumps(list(info.class_names)),
@@ -127,11 +140,16 @@ def configure(repository: Path, info: YoloModelInfo, max_det: int = MAX_DET) -> 
                 },
             ),
             max_det,
+            kind,
             info.task,
             outputs,
         ),
-        "yolov8": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
-        "yolov8_raw": lambda c: set_max_batch_size(_detections(c, max_det, outputs=outputs), max_batch),
+        "yolov8": lambda c: set_max_batch_size(
+            _detections(set_prototypes(c, prototypes), max_det, kind, outputs=outputs), max_batch
+        ),
+        "yolov8_raw": lambda c: set_max_batch_size(
+            _detections(set_prototypes(c, prototypes), max_det, kind, outputs=outputs), max_batch
+        ),
     }
     for stage, edit in edits.items():
         for path in config_files(repository / stage):
@@ -148,11 +166,20 @@ def _batching(config: str, max_batch: int, profile: tuple[int, int, int], precis
     return config
 
 
-def _detections(config: str, max_det: int, task: str | None = None, outputs: dict[str, list[int]] | None = None) -> str:
-    """The detection outputs' rows (``max_det``), the task's outputs, and (yolov8_postprocess) ``task``."""
-    config = set_task_outputs(config, outputs or {})
+def _detections(
+    config: str,
+    max_det: int,
+    kind: dict[str, tuple[str, list[int], str]],
+    task: str | None = None,
+    outputs: dict[str, list[int]] | None = None,
+) -> str:
+    """The detection outputs (``kind``: ``DETECTION_OUTPUTS``) and their rows (``max_det``) or a classifier's
+    outputs, the task's outputs, and (yolov8_postprocess) ``task``."""
+    config = set_kind_outputs(set_task_outputs(config, outputs or {}), kind)
     if task is not None:
         config = set_parameter(config, "task", task)
+    if kind is not DETECTION_OUTPUTS:
+        return config
     config = set_dims(config, "det_boxes", [max_det, 4])
     config = set_dims(config, "det_scores", [max_det])
     config = set_dims(config, "det_classes", [max_det])

@@ -1,7 +1,8 @@
 """The Ultralytics tasks prepare serves, read from an export's metadata (``task``, ``kpt_shape``).
 
 A YOLOv8/YOLO11 grid head is (batch, 4 + classes + extra, anchors): ``extra`` channels follow the class
-scores, K x (x, y, score) keypoints for ``pose`` and one angle in radians for ``obb``.
+scores, K x (x, y, score) keypoints for ``pose``, one angle in radians for ``obb`` and 32 mask coefficients
+for ``segment``. A ``classify`` model's output is (batch, classes): the probabilities of its Classify head.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ from prepare.errors import UnsupportedModelError
 from python_backends.postprocess.tasks import KEYPOINT_VALUES
 from python_backends.postprocess.tasks import TASKS as SERVED_TASKS
 
-NOT_SERVED_YET = {"segment": "a segmentation model", "classify": "a classification model"}
+CLASSIFY = "classify"  # a classifier: output (batch, classes), the Classify head's softmax
 
 
 def read_task(meta: dict[str, str]) -> tuple[str, tuple[int, int] | None]:
     """The export's task (``detect`` when the metadata has none) and, for ``pose``, its kpt_shape (K, 3)."""
     task = meta.get("task", "detect")
-    served = ", ".join(SERVED_TASKS)
-    if task in NOT_SERVED_YET:
-        kind = NOT_SERVED_YET[task]
-        raise UnsupportedModelError(f"model task is {task!r} ({kind}): not served yet; served: {served}")
-    if task not in SERVED_TASKS:
+    served = ", ".join((*SERVED_TASKS, CLASSIFY))
+    if task not in (*SERVED_TASKS, CLASSIFY):
         raise UnsupportedModelError(f"model task is {task!r}, a task prepare does not know; served: {served}")
     if task != "pose":
         return task, None

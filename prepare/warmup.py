@@ -17,7 +17,9 @@ import numpy as np
 from prepare.onnx_model import YoloModelInfo
 
 IMAGE_FILE = "image.bin"  # yolov8_preprocess: IMAGE, TYPE_STRING [1]
-HEAD_FILE = "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors) or end2end (max_det, 6)
+HEAD_FILE = (
+    "head.bin"  # yolov8_postprocess: output0, float32 (4 + classes, anchors), end2end (max_det, 6), or (classes,)
+)
 LETTERBOX_FILE = "letterbox.bin"  # yolov8_postprocess: LETTERBOX, float32 (5,)
 _SAMPLE = re.compile(r'\{ name: "batch_\d+", batch_size: \d+, (.*) \}')
 _WARMUP = re.compile(r"model_warmup \[\n(.*?)\n\]", re.S)
@@ -48,9 +50,12 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
     """A head with ``boxes`` overlapping boxes above the confidence threshold, so postprocessing has work.
 
     Raw: float32 (4 + classes + extra, anchors), for NMS; the task's extra channels (keypoints, angle) are
-    0. End2end: float32 (max_det, 6), the boxes in the first rows by descending score, then zero rows, as
-    the model pads.
+    0. End2end: float32 (max_det, 6 + extra), the boxes in the first rows by descending score (the task's
+    values 0), then zero rows, as the model pads. Classify: float32 (classes,) probabilities that sum to 1.
     """
+    if info.task == "classify":
+        logits = np.random.default_rng(0).normal(0, 1, len(info.class_names))
+        return (np.exp(logits) / np.exp(logits).sum()).astype(np.float32)
     if info.head == "end2end":
         return _warmup_rows(info, min(boxes, info.max_det))
     head = np.zeros(info.head_dims(), np.float32)
@@ -64,11 +69,12 @@ def warmup_head(info: YoloModelInfo, boxes: int = 20) -> np.ndarray:
 
 
 def _warmup_rows(info: YoloModelInfo, boxes: int) -> np.ndarray:
-    """float32 (max_det, 6): ``boxes`` rows x1, y1, x2, y2, score, class inside the input, then zero rows."""
+    """float32 (max_det, 6 + extra): ``boxes`` rows x1, y1, x2, y2, score, class inside the input (an OBB's
+    cx, cy, w, h read from the same numbers stay inside too), then zero rows."""
     rng = np.random.default_rng(0)
     size = np.array([info.input_width, info.input_height], np.float32)
     centres, half = rng.uniform(0.2, 0.8, (boxes, 2)) * size, rng.uniform(0.025, 0.15, (boxes, 2)) * size
-    head = np.zeros((info.max_det, 6), np.float32)
+    head = np.zeros(info.head_dims(), np.float32)
     head[:boxes, 0:2], head[:boxes, 2:4] = centres - half, centres + half  # x1, y1, x2, y2
     head[:boxes, 4] = np.sort(rng.uniform(0.3, 0.95, boxes))[::-1]
     head[:boxes, 5] = np.arange(boxes) % len(info.class_names)

@@ -21,3 +21,7 @@ CPU_PRECISION = CPU_PRECISIONS[0]  # the default: auto never picks int8 itself
 ADMIN_KEY_HEADER = "admin-key"
 GRPC_ADMIN_KEY_HEADER = f"triton-grpc-protocol-{ADMIN_KEY_HEADER}"
 ADMIN_KEY_FILE = Path(__file__).resolve().parent.parent / ".cache" / "admin_key"
+
+# A client's system shared-memory region for its images (client.shared_memory): /dev/shm/<prefix><pid>_<random>.
+# The tests' leftover check (serving.processes) looks for it too.
+CLIENT_SHM_PREFIX = "yolo_triton_client_"

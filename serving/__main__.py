@@ -4,6 +4,8 @@ The supervisor restarts the server when a stage dies and stops it cleanly on SIG
 (see ``serving.supervisor``). Admin APIs (model repository, shared memory, trace, logging) need
 the admin key in the HTTP header ``admin-key`` (gRPC metadata ``triton-grpc-protocol-admin-key``);
 without ``--admin-key`` a new key is made for each run and written to ``.cache/admin_key`` (mode 0600).
+``--allow-client-shm`` opens the shared-memory API: clients on this host then send their images through
+system shared memory without the key (loopback only).
 Tracing is off; the trace API turns it on (``yolo-triton trace``) and Triton writes the traces to
 ``--trace-file``'s ``.<n>`` files: beside ``--log-file`` by default, else in ``.cache/traces/``.
 """
@@ -47,6 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--admin-key", type=admin_key, help=f"value of the {ADMIN_KEY_HEADER} header the admin APIs need (not empty)"
     )
+    parser.add_argument(
+        "--allow-client-shm",
+        action="store_true",
+        help="clients on this host may register system shared memory for their images without the admin key",
+    )
     parser.add_argument("--grpc-use-ssl", action="store_true", help="gRPC over TLS (needs the server cert and key)")
     parser.add_argument("--grpc-server-cert", type=Path, help="PEM certificate of the server")
     parser.add_argument("--grpc-server-key", type=Path, help="PEM private key of the server")
@@ -74,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--probe-interval", type=float, default=10.0, help="seconds between probe inferences, 0=off")
     args = parser.parse_args(argv)
+    if args.allow_client_shm and not is_loopback(args.host):
+        parser.error("--allow-client-shm needs a loopback --host: anyone who reaches it may map this host's /dev/shm")
     if args.grpc_use_ssl and not (args.grpc_server_cert and args.grpc_server_key):
         parser.error("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if not args.grpc_use_ssl and (args.grpc_server_cert or args.grpc_server_key or args.grpc_root_cert):
@@ -108,6 +117,7 @@ def server_options(args: argparse.Namespace) -> ServerOptions:
         shm_growth_mib=args.shm_mib,
         exit_timeout_s=args.exit_timeout,
         admin_key=args.admin_key or new_admin_key(),
+        allow_client_shm=args.allow_client_shm,
         grpc_server_cert=args.grpc_server_cert,
         grpc_server_key=args.grpc_server_key,
         grpc_root_cert=args.grpc_root_cert,

@@ -21,8 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from python_backends.defaults import CLIENT_SHM_PREFIX
+
 STUB_BINARY = "triton_python_backend_stub"
 SHM_PREFIX = "/dev/shm/triton_python_backend_shm_region_"
+CLIENT_SHM = f"/dev/shm/{CLIENT_SHM_PREFIX}"  # a client's region for its images (client.shared_memory)
 TCP_LISTEN = "0A"
 
 
@@ -92,8 +95,8 @@ def stub_processes(server_pid: int) -> list[StubProcess]:
     return stubs
 
 
-def shm_regions(pids: list[int]) -> set[Path]:
-    """Python-backend shared-memory files mapped by any of ``pids``."""
+def shm_regions(pids: list[int], prefix: str = SHM_PREFIX) -> set[Path]:
+    """Shared-memory files mapped by any of ``pids``: the Python backend's, or those under ``prefix``."""
     regions = set()
     for pid in pids:
         try:
@@ -102,15 +105,14 @@ def shm_regions(pids: list[int]) -> set[Path]:
             continue
         for line in maps.splitlines():
             fields = line.split(maxsplit=5)  # address, perms, offset, device, inode, path
-            if len(fields) == 6 and fields[5].startswith(SHM_PREFIX):
+            if len(fields) == 6 and fields[5].startswith(prefix):
                 regions.add(Path(fields[5].removesuffix(" (deleted)")))
     return regions
 
 
-def shm_files() -> set[Path]:
-    """Every Python-backend shared-memory file in /dev/shm, whoever made it."""
-    prefix = Path(SHM_PREFIX)
-    return set(prefix.parent.glob(prefix.name + "*"))
+def shm_files(prefix: str = SHM_PREFIX) -> set[Path]:
+    """Every Python-backend shared-memory file in /dev/shm (or every one under ``prefix``), whoever made it."""
+    return set(Path(prefix).parent.glob(Path(prefix).name + "*"))
 
 
 def held_shm_files() -> set[Path]:

@@ -23,7 +23,8 @@ MIB = 1024 * 1024
 # far more than 64 MB; docker-compose.yml and the Kubernetes gpu overlay pass the same size.
 CUDA_POOL_MIB = 512
 # Admin APIs behind a key (``--grpc-restricted-protocol``/``--http-restricted-api``). Health, metadata,
-# model-config, inference and statistics stay open: clients read class names and statistics.
+# model-config, inference and statistics stay open: clients read class names and statistics. With
+# allow_client_shm, shared-memory leaves the list: clients on this host register their regions without the key.
 RESTRICTED_APIS = ("model-repository", "shared-memory", "trace", "logging")
 # glibc keeps freed blocks up to 32 MiB in the heap (and up to 256 MiB of them free) instead of unmapping
 # them: each request's decoded image, 4.9 MB tensor and Triton's output buffers are then reused, not
@@ -130,6 +131,9 @@ class ServerOptions:
     exit_timeout_s: int = 30
     log_verbose: int = 0
     admin_key: str | None = None  # restrict RESTRICTED_APIS to requests carrying this ADMIN_KEY_HEADER value
+    # Clients may register system shared memory without the key (Triton 2.51 has no --allow-client-shm: the
+    # key alone keeps them out; without an admin key nothing does)
+    allow_client_shm: bool = False
     grpc_server_cert: Path | None = None  # PEM; with grpc_server_key, gRPC speaks TLS only
     grpc_server_key: Path | None = None
     grpc_root_cert: Path | None = None  # PEM CA; given, clients must present a certificate it signed (mutual TLS)
@@ -168,7 +172,8 @@ def server_command(options: ServerOptions, backend_dir: Path) -> list[str]:
     if options.metrics:
         cmd += [f"--metrics-address={options.host}", f"--metrics-port={options.metrics_port}"]
     if options.admin_key:
-        restricted = f"{','.join(RESTRICTED_APIS)}:{ADMIN_KEY_HEADER}={options.admin_key}"
+        apis = [api for api in RESTRICTED_APIS if not (options.allow_client_shm and api == "shared-memory")]
+        restricted = f"{','.join(apis)}:{ADMIN_KEY_HEADER}={options.admin_key}"
         cmd += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
     if options.grpc_server_cert:
         cmd += [f"--grpc-server-cert={options.grpc_server_cert}", f"--grpc-server-key={options.grpc_server_key}"]

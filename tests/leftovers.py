@@ -4,8 +4,9 @@ conftest registers ``LeftoverCheck`` in the process that ends the session (pytes
 worker has finished, or the only process). A process is the session's when it carries ``SESSION_VARIABLE`` in its
 environment (servers and tools inherit the tests' environment), when its command line names the session's
 temporary folder (nginx writes over its environment; its master's title keeps ``-p <folder>``), or when its parent
-is the session's (nginx's workers). A region in /dev/shm is the session's when it appeared during the session and
-no process outside the session maps it (a server of another run on this machine).
+is the session's (nginx's workers). A region in /dev/shm (a Python backend's, or a client's for its images) is
+the session's when it appeared during the session and no process outside the session maps it (a server of another
+run on this machine).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from serving.processes import is_alive, shm_files, shm_regions
+from serving.processes import CLIENT_SHM, SHM_PREFIX, is_alive, shm_files, shm_regions
 
 NAMES = ("tritonserver", "triton_python_backend_stub", "haproxy", "nginx", "prometheus")
 SESSION_VARIABLE = "YOLOV8_TEST_SESSION"
+PREFIXES = (SHM_PREFIX, CLIENT_SHM)  # the stubs' regions, and the clients' regions for their images
 
 
 def _read(path: str) -> bytes:
@@ -62,9 +64,14 @@ def leftovers(session: str, folder: Path, shm_before: set[Path]) -> list[str]:
     ours = session_pids(session, folder)
     found = [f"pid {pid}: {command}" for pid, (name, command) in sorted(ours.items()) if name in NAMES]
     others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in ours and int(e) != os.getpid()]
-    new = shm_files() - shm_before
-    mapped_elsewhere = shm_regions(others) if new else set()
+    new = all_shm_files() - shm_before
+    mapped_elsewhere = set().union(*(shm_regions(others, prefix) for prefix in PREFIXES)) if new else set()
     return found + [str(path) for path in sorted(new - mapped_elsewhere)]
+
+
+def all_shm_files() -> set[Path]:
+    """The Python backend's regions and the clients' (``PREFIXES``) in /dev/shm."""
+    return set().union(*(shm_files(prefix) for prefix in PREFIXES))
 
 
 class LeftoverCheck:
@@ -74,7 +81,7 @@ class LeftoverCheck:
         self.session = uuid.uuid4().hex
         os.environ[SESSION_VARIABLE] = self.session  # before pytest-xdist starts its workers: they inherit it
         self.folder = config._tmp_path_factory.getbasetemp()  # pytest-xdist puts its workers' folders in it too
-        self.shm_before = shm_files()
+        self.shm_before = all_shm_files()
         self.settle_s = settle_s  # a bound for processes that are exiting as the session ends, not a timing check
         self.found: list[str] = []
 

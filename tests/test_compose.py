@@ -152,6 +152,23 @@ def test_ports_are_loopback_and_admin_apis_restricted(compose):
         assert {"model-repository", "model-config", "shared-memory", "statistics", "trace", "logging"} <= apis
 
 
+CLIENT_SHM_FLAG = "# - --allow-client-shm=true"  # commented out: client shared memory is off
+CLIENT_SHM_RELEASE = (26, 4)  # Triton 2.68: the first release that refuses client shared memory without the flag
+
+
+@pytest.mark.parametrize("manifest", [COMPOSE, PROJECT_ROOT / "deploy" / "kubernetes" / "base" / "deployment.yaml"])
+def test_client_shared_memory_is_off_with_the_flag_that_turns_it_on_beside_the_command(compose, manifest):
+    """The image's Triton needs --allow-client-shm=true for clients' shared memory: the manifests carry it as a
+    comment right after the restricted lists (off: shared-memory stays an admin API)."""
+    assert _release(_dockerfile_base_image(), "-py3") >= CLIENT_SHM_RELEASE
+    lines = [line.strip() for line in manifest.read_text().splitlines()]
+    (at,) = [i for i, line in enumerate(lines) if line == CLIENT_SHM_FLAG]
+    (restricted,) = [i for i, line in enumerate(lines) if line.startswith("- --grpc-restricted-protocol=")]
+    assert 0 < at - restricted <= 4
+    assert not [line for line in lines if line.startswith("- --allow-client-shm")]
+    assert not [a for a in compose["services"]["triton"]["command"] if "allow-client-shm" in a]
+
+
 def test_setup_runs_once_before_triton_and_perf_is_a_bench_profile(compose):
     services = compose["services"]
     assert services["triton"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"

@@ -5,7 +5,8 @@ that ``EXCEPTED`` lists with the reason.
 What the docs take for granted is made real in that folder: ``.venv``, ``.cache`` and ``tests`` are the
 checkout's (links), and the files a command names exist, small and real: ``yolov8n.onnx`` a small detector of
 dynamic height and width, as a ``dynamic=True`` export is (tests/tiny_models.py), ``model.onnx`` tests/models'
-YOLO11n export, ``yolov8s-pose.onnx`` and ``yolov8s-obb.onnx`` its fall_pose and fall_obb, ``photos/``,
+YOLO11n export, ``yolov8s-pose.onnx``, ``yolov8s-obb.onnx`` and ``yolov8s-seg.onnx`` its fall_pose, fall_obb
+and fall_seg, ``photos/``,
 ``a.jpg`` and ``b.png`` the sample photos, ``clip.mp4`` a short video, ``DATA.yaml`` the labelled test set,
 ``datasets/fall`` and ``fall.v2i.yolov8`` the same set in Ultralytics' and Roboflow's layouts.
 
@@ -55,11 +56,12 @@ EXCEPTED = {
     r"git checkout model_repository": "would undo the checkout's own configs",
     r"echo .* \| socat ": "needs make cluster running; tests/test_cluster.py reads HAProxy's socket",
     r"(KEY=|\.venv/bin/python -m serving\b)": "starts a server in the foreground; tests/test_serving_cli.py runs it",
-    r"(\.venv/bin/)?python -m benchmarks\.(scaling|fixed_cost)": "a benchmark",
+    r"(\.venv/bin/)?python -m benchmarks\.(scaling|fixed_cost|transport)": "a benchmark",
     r".*--window \d+": "waits for a minute of live traffic; tests/test_stage_costs.py runs report",
     r"\.venv/bin/perf_analyzer ": "a benchmark; tests/test_stage_costs.py runs perf_analyzer",
     r"export TRITON_ADMIN_KEY": "for docker compose",
     r"from ultralytics import": "needs Ultralytics and PyTorch",
+    r"\.venv/bin/yolo-triton val --data cls_set": "needs a served classifier; tests/test_classify.py runs val on it",
 }
 CLIENT = re.compile(r"\.venv/bin/(yolo-triton|python -m client) ")
 PREPARE = re.compile(r"\.venv/bin/(yolo-triton-prepare|python -m prepare) ")
@@ -138,7 +140,8 @@ def workspace(tmp_path_factory, default_onnx, triton) -> Path:
     shutil.copy(
         write_model("yolo11n", tmp_path_factory.mktemp("yolo11n"), {"default": default_onnx}), folder / "model.onnx"
     )
-    for name, export in (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx")):
+    exports = (("fall_pose", "yolov8s-pose.onnx"), ("fall_obb", "yolov8s-obb.onnx"), ("fall_seg", "yolov8s-seg.onnx"))
+    for name, export in exports:
         shutil.copy(write_model(name, tmp_path_factory.mktemp(name), {"default": default_onnx}), folder / export)
     (folder / "photos").mkdir()
     for name in ("bus.jpg", "zidane.jpg"):

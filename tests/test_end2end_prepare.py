@@ -161,12 +161,22 @@ def test_a_raw_head_stays_raw_when_the_metadata_says_end2end_false():
 
 
 @pytest.mark.parametrize(("task", "columns"), [("pose", 6 + 17 * 3), ("obb", 7)])
-def test_end_to_end_pose_and_obb_heads_are_refused_as_not_served_yet(task, columns):
+def test_end_to_end_pose_and_obb_heads_are_read_with_their_task_values(task, columns):
     """YOLO26's NMS-free pose and OBB exports, and nms=True ones: (batch, max_det, 6 + extra)."""
     model = end2end_yolo(task=task, columns=columns)
     model.metadata_props.add(key="kpt_shape", value="[17, 3]")
-    refusal = rf"an end-to-end {task} head \(output \[1, {MAX_DET}, {columns}\].*not served yet"
-    with pytest.raises(UnsupportedModelError, match=refusal):
+    info = read_model_info(model)
+    assert (info.task, info.head, info.max_det, info.head_dims()) == (task, "end2end", MAX_DET, [MAX_DET, columns])
+
+
+@pytest.mark.parametrize(
+    ("task", "columns", "expected"),
+    [("pose", 6 + 17 * 2, r"57\): .* 17 x 3 keypoint values"), ("obb", 6, r"7\): .* 1 angle")],
+)
+def test_an_end_to_end_task_head_without_its_values_is_refused(task, columns, expected):
+    model = end2end_yolo(task=task, columns=columns)
+    model.metadata_props.add(key="kpt_shape", value="[17, 3]")
+    with pytest.raises(UnsupportedModelError, match=rf"expected \(batch, max_det, {expected}"):
         read_model_info(model)
 
 

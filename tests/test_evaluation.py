@@ -123,7 +123,7 @@ def test_a_polygon_is_its_extent_and_a_repeated_row_counts_once(tmp_path):
     labels = tmp_path / "a.txt"
     labels.write_text("1 0.2 0.1 0.6 0.3 0.4 0.9\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n0 0.5 0.5 1.005 0.2\n")
     np.testing.assert_allclose(
-        read_labels(labels, 2), [[0, 0.5, 0.5, 0.2, 0.2], [0, 0.5, 0.5, 1.005, 0.2], [1, 0.4, 0.5, 0.4, 0.8]]
+        read_labels(labels, 2).boxes, [[0, 0.5, 0.5, 0.2, 0.2], [0, 0.5, 0.5, 1.005, 0.2], [1, 0.4, 0.5, 0.4, 0.8]]
     )
 
 

@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from own_server import image_input, options, started
 from tritonclient.utils import InferenceServerException
 
-from client.api import NO_CLIENT_CERTIFICATE
+from client.errors import NO_CLIENT_CERTIFICATE
 from python_backends.defaults import ADMIN_KEY_HEADER, GRPC_ADMIN_KEY_HEADER
 from python_backends.paths import PROJECT_ROOT
 from serving.processes import listening_addresses

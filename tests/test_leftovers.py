@@ -10,9 +10,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from leftovers import SESSION_VARIABLE, leftovers, shm_files
+from leftovers import SESSION_VARIABLE, all_shm_files, leftovers
 
-from serving.processes import SHM_PREFIX
+from serving.processes import CLIENT_SHM, SHM_PREFIX
 
 
 def started(executable: Path, *args: str, session: str) -> subprocess.Popen:
@@ -27,14 +27,16 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
     for name in ("prometheus", "haproxy"):
         shutil.copy(sleep, tmp_path / name)
     shutil.copy(sleep, folder / "nginx")
-    before = shm_files()
+    before = all_shm_files()
     region = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}")
+    client_region = Path(f"{CLIENT_SHM}{uuid.uuid4().hex}")  # a client's region for its images
     foreign = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}")
     mapping = f"import mmap, sys; f = open({str(foreign)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 0); print(1)"
     mapping += "; sys.stdout.flush(); sys.stdin.read()"
     processes = []
     try:
         region.write_bytes(b"\0" * 4096)
+        client_region.write_bytes(b"\0" * 4096)
         foreign.write_bytes(b"\0" * 4096)
         processes = [
             started(tmp_path / "prometheus", "600", session=session),  # the session's environment
@@ -48,6 +50,7 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
                 f"pid {processes[0].pid}: {tmp_path / 'prometheus'} 600",
                 f"pid {processes[1].pid}: {folder / 'nginx'} 600",
                 str(region),
+                str(client_region),
             ]
         )
     finally:
@@ -55,5 +58,6 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
             process.kill()
             process.wait()
         region.unlink(missing_ok=True)
+        client_region.unlink(missing_ok=True)
         foreign.unlink(missing_ok=True)
     assert leftovers(session, folder, before) == []

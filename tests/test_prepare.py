@@ -125,8 +125,8 @@ def test_pose_and_obb_heads_are_read_with_their_extra_channels():
     ("model", "message"),
     [
         (tiny_yolo(out_channels=39), "channels but the metadata names 3 classes"),  # a seg-like head
-        (tiny_yolo(task="segment"), r"model task is 'segment' \(a segmentation model\): not served yet; served: det"),
-        (tiny_yolo(task="classify"), r"model task is 'classify' \(a classification model\): not served yet"),
+        (tiny_yolo(task="segment"), r"a segment model without its prototype output"),
+        (tiny_yolo(task="classify"), r"output 'output0' of a classifier must be \(batch, classes\), got \[1, 7, 84\]"),
         (tiny_yolo(task="track_everything"), r"model task is 'track_everything', a task prepare does not know"),
         (tiny_yolo(task="pose", out_channels=4 + 3 + 51), r"a pose model without 'kpt_shape' in its metadata"),
         (

@@ -42,6 +42,18 @@ def test_command_restricts_only_the_admin_apis(tmp_path):
     assert not [arg for arg in command if arg.startswith("--metrics-port")]
 
 
+def test_allow_client_shm_takes_shared_memory_out_of_the_admin_apis_on_loopback_only(tmp_path, capsys):
+    options = server_options(parse_args(["--admin-key", "K", "--allow-client-shm"]))
+    command = server_command(options, tmp_path)
+    restricted = "model-repository,trace,logging:admin-key=K"  # Triton 2.51 has no --allow-client-shm flag
+    assert f"--grpc-restricted-protocol={restricted}" in command and f"--http-restricted-api={restricted}" in command
+    assert not [arg for arg in command if arg.startswith("--allow-client-shm")]
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--allow-client-shm", "--host", "0.0.0.0"])
+    assert exited.value.code == 2
+    assert "--allow-client-shm needs a loopback --host" in capsys.readouterr().err
+
+
 def test_the_trace_file_goes_beside_the_log(tmp_path):
     """Tracing starts off; its file is named at start (Triton 2.51's trace API refuses a new one)."""
     beside = server_options(parse_args(["--admin-key", "K", "--log-file", str(tmp_path / "tritonserver.log")]))

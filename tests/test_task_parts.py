@@ -1,4 +1,5 @@
-"""The pieces of pose and OBB serving that need no server: rotated NMS, the configs prepare writes, drawing.
+"""The pieces of pose, OBB and segment serving that need no server: rotated NMS, the configs prepare writes, its
+refusals, the client's values and drawing. The mask library is tests/test_masks.py's.
 
 Served parity with Ultralytics is tests/test_tasks.py's.
 """
@@ -9,10 +10,15 @@ import math
 
 import numpy as np
 import onnx
+import pytest
+from faster_coco_eval.core import mask as coco_mask
+from onnx import helper, numpy_helper
 from tiny_models import tiny_yolo
 
 from client.annotate import annotate
 from client.api import Detection, DetectionResult
+from prepare.errors import UnsupportedModelError
+from prepare.onnx_model import read_model_info
 from prepare.prepare_model import prepare
 from python_backends.paths import PROJECT_ROOT
 from python_backends.postprocess.rotated import batch_probiou, fast_nms
@@ -57,6 +63,51 @@ def _pose_model() -> onnx.ModelProto:
     return model
 
 
+def _segment_model(prototypes: bool = True) -> onnx.ModelProto:
+    """tiny_yolo's 64x64 head of 3 classes with 32 mask coefficients, and (``prototypes``) output1 (1, 32, 16, 16):
+    the image pooled to a quarter and a 1x1 Conv to 32 channels."""
+    model = tiny_yolo(task="segment", out_channels=7 + 32)
+    if prototypes:
+        weight = np.random.default_rng(2).standard_normal((32, 3, 1, 1)).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(weight, "proto_w"))
+        model.graph.node.extend(
+            [
+                helper.make_node("AveragePool", ["images"], ["quarter"], kernel_shape=[4, 4], strides=[4, 4]),
+                helper.make_node("Conv", ["quarter", "proto_w"], ["output1"]),
+            ]
+        )
+        model.graph.output.append(helper.make_tensor_value_info("output1", onnx.TensorProto.FLOAT, [1, 32, 16, 16]))
+    return model
+
+
+def test_a_segment_export_without_its_prototype_output_is_refused():
+    with pytest.raises(UnsupportedModelError, match="a segment model without its prototype output"):
+        read_model_info(_segment_model(prototypes=False))
+    info = read_model_info(_segment_model())
+    assert (info.task, info.head_dims(), info.prototype_dims()) == ("segment", [39, 84], [32, 16, 16])
+
+
+def test_prepare_serves_a_segment_models_prototypes_and_masks_and_a_detector_over_it_gets_todays_configs(tmp_path):
+    fresh = _prepared_configs(tiny_yolo(), tmp_path, tmp_path / "fresh")
+    infer = lambda repository: (repository / "yolov8_infer" / "config.pbtxt").read_text()  # noqa: E731
+    repository = tmp_path / "repository"
+    segment = _prepared_configs(_segment_model(), tmp_path, repository)
+    for stage in STAGES_WITH_OUTPUTS:
+        assert 'name: "det_masks", data_type: TYPE_STRING, dims: [ 300 ]' in segment[stage], stage
+    prototypes = 'name: "output1", data_type: TYPE_FP32, dims: [ 32, 16, 16 ]'
+    assert prototypes in infer(repository) and prototypes in segment["yolov8_postprocess"]
+    assert (
+        'key: "output1", value: { data_type: TYPE_FP32, dims: [ 32, 16, 16 ], zero_data: true }'
+        in (segment["yolov8_postprocess"])
+    )  # the warm-up's
+    for ensemble in ("yolov8", "yolov8_raw"):
+        assert segment[ensemble].count('output_map { key: "output1", value: "prototypes" }') == 1
+        assert segment[ensemble].count('input_map { key: "output1", value: "prototypes" }') == 1
+    assert 'key: "task", value: { string_value: "segment" }' in segment["yolov8_postprocess"]
+    assert _prepared_configs(tiny_yolo(), tmp_path, repository) == fresh
+    assert infer(repository) == infer(tmp_path / "fresh")
+
+
 def test_prepare_writes_the_tasks_outputs_and_a_detector_over_them_gets_todays_configs(tmp_path):
     fresh = _prepared_configs(tiny_yolo(), tmp_path, tmp_path / "fresh")
     repository = tmp_path / "repository"
@@ -77,6 +128,27 @@ def test_a_detectors_detection_has_todays_json_and_a_pose_or_obb_one_adds_its_va
     pose = Detection((1.0, 2.0, 3.0, 4.0), 0.5, 1, "Fall", keypoints=[[1.0, 2.0, 0.9]])
     assert pose.to_dict()["keypoints"] == [[1.0, 2.0, 0.9]] and "obb" not in pose.to_dict()
     assert Detection((0, 0, 1, 1), 0.5, 0, "a", obb=(1.0, 2.0, 3.0, 4.0, 0.5)).to_dict()["obb"] == [1, 2, 3, 4, 0.5]
+
+
+def test_a_segment_detection_keeps_its_rle_and_decodes_its_mask_and_outline_when_asked():
+    square = np.zeros((40, 60), np.uint8)
+    square[10:20, 30:50] = 1
+    rle = {"size": [40, 60], "counts": coco_mask.encode(np.asfortranarray(square))["counts"].decode()}
+    det = Detection((30.0, 10.0, 50.0, 20.0), 0.9, 0, "a", rle=rle)
+    assert det.to_dict()["mask"] == rle and "mask" not in Detection((0, 0, 1, 1), 0.5, 0, "a").to_dict()
+    assert det.mask.dtype == bool and (det.mask == square.astype(bool)).all()
+    assert sorted(det.polygon) == [(30.0, 10.0), (30.0, 19.0), (49.0, 10.0), (49.0, 19.0)]  # the corners
+    assert Detection((0, 0, 1, 1), 0.5, 0, "a").mask is None
+
+
+def test_save_tints_a_masks_pixels_and_no_others():
+    blank = np.zeros((40, 60, 3), np.uint8)
+    square = np.zeros((40, 60), np.uint8)
+    square[10:20, 30:50] = 1
+    rle = {"size": [40, 60], "counts": coco_mask.encode(np.asfortranarray(square))["counts"].decode()}
+    drawn = annotate(blank, DetectionResult("x", 60, 40, [Detection((0.0, 0.0, 59.0, 39.0), 0.9, 0, "a", rle=rle)]))
+    assert drawn[15, 40].any()  # inside the mask
+    assert not drawn[30, 20].any()  # inside the box, outside the mask
 
 
 def test_save_draws_an_obb_rotated_and_a_17_point_skeleton():

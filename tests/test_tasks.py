@@ -1,15 +1,23 @@
-"""Pose and OBB models, prepared and served by a real tritonserver, equal Ultralytics' predict.
+"""Pose, OBB and segment models, prepared and served by a real tritonserver, equal Ultralytics' predict.
 
-Both models are Ultralytics 8.4.190 ONNX exports rebuilt from tests/models/ (make_task_models.py made
-them and says exactly how): YOLOv8s pose and OBB YAMLs with 2 classes, labels Normal (class 0) and Fall
-(class 1), with the default fall detector's trained weights loaded, so their boxes and scores follow the
-photos' people; only the task's own branch (keypoints, angle) is a seeded draw. Input 480x640.
+The models are Ultralytics 8.4.190 ONNX exports rebuilt from tests/models/ (make_task_models.py made
+them and says exactly how): YOLOv8s pose, OBB and segment YAMLs with 2 classes, labels Normal (class 0)
+and Fall (class 1), with the default fall detector's trained weights loaded, so their boxes and scores
+follow the photos' people; only the task's own branches (keypoints, angle, mask coefficients and
+prototypes) are seeded draws. Input 480x640.
 
 - fall_pose: kpt_shape [17, 3], output [1, 57, 6300]; served with ``det_keypoints`` [300, 17, 3].
 - fall_obb: output [1, 7, 6300], the angle last; served with ``det_obb`` [300, 5] and rotated NMS.
+- fall_seg: output0 [1, 38, 6300] (32 mask coefficients last) and the prototypes output1 [1, 32, 120, 160];
+  served with ``det_masks`` [300], each mask as COCO RLE at the photo's size.
+- fall_pose_nms, fall_obb_nms, fall_seg_nms: the same models exported with nms=True, NMS inside the graph:
+  outputs [1, 300, 57], [1, 300, 7] and [1, 300, 38] (with the prototypes), each row a box (an OBB's cx, cy,
+  w, h), score, class, then the keypoints, the angle or the mask coefficients, as YOLO26's end-to-end heads
+  are; served from the rows the model chose.
 
 The reference is Ultralytics' predict on the same ONNX (tests/reference/task_models.json, made by
-make_task_reference.py) with the served defaults conf 0.25, iou 0.7, max_det 300.
+make_task_reference.py) with the served defaults conf 0.25, iou 0.7, max_det 300; for fall_seg
+``retina_masks=True`` (masks at the photo's size).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from faster_coco_eval.core import mask as coco_mask
 from matching import CPU_PARITY, box_iou, mismatches
 from own_server import options, started
 from sample_images import SAMPLES
@@ -27,12 +36,20 @@ from client.api import YoloTritonClient
 from python_backends.paths import PROJECT_ROOT
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "task_models.json").read_text())
-TASK_OUTPUT = {"fall_pose": ("det_keypoints", [300, 17, 3]), "fall_obb": ("det_obb", [300, 5])}
+TASK_OUTPUT = {  # the task's output: name, dims, data type
+    "fall_pose": ("det_keypoints", [300, 17, 3], "TYPE_FP32"),
+    "fall_obb": ("det_obb", [300, 5], "TYPE_FP32"),
+    "fall_seg": ("det_masks", [300], "TYPE_STRING"),
+    "fall_pose_nms": ("det_keypoints", [300, 17, 3], "TYPE_FP32"),
+    "fall_obb_nms": ("det_obb", [300, 5], "TYPE_FP32"),
+    "fall_seg_nms": ("det_masks", [300], "TYPE_STRING"),
+}
 MAX_POINT_DIFF = 0.5  # pixels: keypoints' x and y, an OBB's cx, cy, w, h
 MAX_VALUE_DIFF = 1e-3  # keypoint scores, and an OBB's angle in radians
+MIN_MASK_IOU = 0.95  # a served mask against Ultralytics' retina mask
 
 
-@pytest.fixture(scope="module", params=["fall_pose", "fall_obb"])
+@pytest.fixture(scope="module", params=list(TASK_OUTPUT))
 def served(request, tmp_path_factory, family_repository):
     """(name, server): the model rebuilt, prepared into its own repository and served."""
     name = request.param
@@ -52,9 +69,20 @@ def _pairs(got: list[dict], expected: list[dict]) -> list[tuple[dict, dict]]:
     return pairs
 
 
+def _mask_iou(first: dict, second: dict) -> float:
+    """The IoU of two COCO RLE masks ({"size", "counts"}) of one image."""
+    first, second = (coco_mask.decode({"size": m["size"], "counts": m["counts"].encode()}) > 0 for m in (first, second))
+    return float((first & second).sum() / max((first | second).sum(), 1))
+
+
 def _extra_problems(got: list[dict], expected: list[dict]) -> list[str]:
     problems = []
     for found, want in _pairs(got, expected):
+        if "mask" in want:
+            iou = _mask_iou(found["mask"], want["mask"])
+            if found["mask"]["size"] != want["mask"]["size"] or iou < MIN_MASK_IOU:
+                problems.append(f"mask of {want['box']}: IoU {iou:.4f}, size {found['mask']['size']}")
+            continue
         key = "keypoints" if "keypoints" in want else "obb"
         diff = np.abs(np.asarray(found[key], np.float64) - np.asarray(want[key], np.float64))
         points, values = (diff[:, :2], diff[:, 2]) if key == "keypoints" else (diff[:4], diff[4:])
@@ -64,16 +92,21 @@ def _extra_problems(got: list[dict], expected: list[dict]) -> list[str]:
 
 
 def test_the_ensembles_serve_the_tasks_output_and_no_other(served):
+    """And only a segment model's yolov8_infer outputs its prototypes, output1, which yolov8_postprocess takes."""
     name, server = served
-    output, dims = TASK_OUTPUT[name]
-    other = {o for o, _ in TASK_OUTPUT.values()} - {output}
+    output, dims, data_type = TASK_OUTPUT[name]
+    other = {o for o, _, _ in TASK_OUTPUT.values()} - {output}
     client = grpcclient.InferenceServerClient(server.grpc_url)
     try:
         for model in ("yolov8", "yolov8_raw", "yolov8_postprocess"):
             outputs = {o["name"]: o for o in client.get_model_config(model, as_json=True)["config"]["output"]}
             assert [int(d) for d in outputs[output]["dims"]] == dims, model
-            assert outputs[output]["data_type"] == "TYPE_FP32", model
+            assert outputs[output]["data_type"] == data_type, model
             assert not other & outputs.keys(), model
+        infer = client.get_model_config("yolov8_infer", as_json=True)["config"]["output"]
+        post = client.get_model_config("yolov8_postprocess", as_json=True)["config"]["input"]
+        prototypes = [[int(d) for d in o["dims"]] for o in (*infer, *post) if o["name"] == "output1"]
+        assert prototypes == ([[32, 120, 160]] * 2 if output == "det_masks" else [])
     finally:
         client.close()
 
@@ -93,14 +126,19 @@ def test_served_detections_match_ultralytics(served):
 
 
 def test_a_batched_request_and_a_raw_frame_match_ultralytics(served):
-    """Two photos in one request to yolov8, and one decoded BGR frame to yolov8_raw: each its own values."""
+    """Two photos in one request to yolov8 (one each where the graph's NMS runs one image at a time), and one
+    decoded BGR frame to yolov8_raw: each its own values."""
     import cv2
 
     name, server = served
     settings = REFERENCE["settings"]
     expected = list(REFERENCE["models"][name]["results"].items())[:2]
+    photos = [SAMPLES / photo for photo, _ in expected]
     with YoloTritonClient(server.grpc_url) as client:
-        batch = client.detect_batch([SAMPLES / photo for photo, _ in expected], conf=settings["conf"])
+        if client.client.get_model_config("yolov8", as_json=True)["config"]["max_batch_size"] > 1:
+            batch = client.detect_batch(photos, conf=settings["conf"])
+        else:
+            batch = [client.detect(photo, conf=settings["conf"]) for photo in photos]
         frame = client.detect(cv2.imread(str(SAMPLES / expected[1][0])), conf=settings["conf"])
     for got, (photo, want) in zip([*batch, frame], [*expected, expected[1]], strict=True):
         found = [d.to_dict() for d in got.detections]

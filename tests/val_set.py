@@ -1,8 +1,10 @@
-"""The labelled test set of ``python -m client val``, built from the sample photos.
+"""The labelled test sets of ``python -m client val``, built from the sample photos.
 
 tests/data/val_set/ holds data.yaml and the hand-made labels; ``build_val_set`` copies them and writes the
 images next to them: the photos as they are, and derived images made losslessly (PNG) with OpenCV, so the
-reference generator and the tests see the same pixels.
+reference generator and the tests see the same pixels. tests/data/pose_set/ holds a pose data.yaml and its
+labels, tests/data/seg_set/ a segment set's polygon labels (each folder's README.md says how they were made);
+``build_pose_set`` and ``build_seg_set`` add the five photos.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import cv2
 from sample_images import PHOTOS, PROJECT_ROOT, SAMPLES
 
 VAL_SET = PROJECT_ROOT / "tests" / "data" / "val_set"
+POSE_SET = PROJECT_ROOT / "tests" / "data" / "pose_set"
+SEG_SET = PROJECT_ROOT / "tests" / "data" / "seg_set"
 
 
 def derived_images(samples: Path) -> dict[str, object]:
@@ -43,6 +47,26 @@ def build_val_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
         if not cv2.imwrite(str(images / name), pixels):
             raise OSError(f"cannot write {images / name}")
     return out_dir / "data.yaml"
+
+
+def build_photo_set(source: Path, out_dir: Path, samples: Path = SAMPLES) -> Path:
+    """Write ``source``'s data.yaml and labels/ and the five photos (images/) into ``out_dir``; its data.yaml."""
+    shutil.copytree(source / "labels", out_dir / "labels")
+    shutil.copy(source / "data.yaml", out_dir / "data.yaml")
+    (out_dir / "images").mkdir()
+    for name in PHOTOS:
+        shutil.copy(samples / name, out_dir / "images" / name)
+    return out_dir / "data.yaml"
+
+
+def build_pose_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
+    """Write the pose set (data.yaml, images/ with the five photos, labels/) into ``out_dir``; its data.yaml."""
+    return build_photo_set(POSE_SET, out_dir, samples)
+
+
+def build_seg_set(out_dir: Path, samples: Path = SAMPLES) -> Path:
+    """Write the segment set (data.yaml, images/ with the five photos, labels/) into ``out_dir``; its data.yaml."""
+    return build_photo_set(SEG_SET, out_dir, samples)
 
 
 if __name__ == "__main__":  # python tests/val_set.py OUT_DIR (docs/accuracy.md)

@@ -15,8 +15,9 @@ class InferenceRuntime(Protocol):
     """Runs a YOLOv8 detection model on a batch.
 
     ``run`` takes uint8 (B, 3, H, W) pixels (float32 in [0, 1] for an export as written: ``model_input``) and
-    returns the head, float32 (B, *head): (4 + num_classes,
-    num_anchors) for a raw head, (max_det, 6) for an end-to-end one.
+    returns the head, float32 (B, *head): (4 + num_classes, num_anchors) for a raw head, (max_det, 6) for an
+    end-to-end one. The CPU runtimes also have ``run_outputs``: every output of the model, the head first (a
+    segment model's prototypes second).
     ``device`` says where ``run`` wants its input: ``"cpu"`` takes and returns NumPy arrays;
     ``"gpu"`` also takes CuPy arrays and then returns one, so the batch never visits host memory.
     """
@@ -34,13 +35,19 @@ def side_by_side_count(batch: int, streams: int) -> int:
     return batch - batch % streams if streams > 1 and batch > 1 else 0
 
 
-def run_in_chunks(run_batch: Callable[[np.ndarray], np.ndarray], images: np.ndarray, max_batch: int, heads: list):
-    """``heads`` followed by the heads of ``images`` run ``max_batch`` at a time through ``run_batch``, joined.
+Outputs = tuple  # a model's outputs for a batch, float32 (B, ...) each, the head first
 
-    ``images``: float32 (B, 3, H, W); each head float32 (b, *head).
+
+def run_in_chunks(
+    run_batch: Callable[[np.ndarray], Outputs], images: np.ndarray, max_batch: int, done: list[Outputs]
+) -> Outputs:
+    """``done`` followed by the outputs of ``images`` run ``max_batch`` at a time through ``run_batch``, joined
+    output by output.
+
+    ``images``: float32 (B, 3, H, W); each of ``run_batch``'s outputs float32 (b, ...).
     """
-    heads = [*heads, *(run_batch(images[start : start + max_batch]) for start in range(0, len(images), max_batch))]
-    return heads[0] if len(heads) == 1 else np.concatenate(heads)
+    done = [*done, *(run_batch(images[start : start + max_batch]) for start in range(0, len(images), max_batch))]
+    return done[0] if len(done) == 1 else tuple(np.concatenate(parts) for parts in zip(*done))
 
 
 def model_input(images: np.ndarray, dtype: type) -> np.ndarray:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 
-from python_backends.infer.base import model_input, run_in_chunks, side_by_side_count
+from python_backends.infer.base import Outputs, model_input, run_in_chunks, side_by_side_count
 
 
 def session_options(intra_op_threads: int = 0, inter_op_threads: int = 1) -> ort.SessionOptions:
@@ -60,7 +60,7 @@ class OnnxRuntimeSession:
         )
         first_input = self.session.get_inputs()[0]
         self.input_name = first_input.name
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = [output.name for output in self.session.get_outputs()]  # the head first
         self.input_dtype = np.uint8 if first_input.type == "tensor(uint8)" else np.float32
         static_batch = first_input.shape[0]
         self.max_batch_size = static_batch if isinstance(static_batch, int) else max_batch_size
@@ -85,28 +85,36 @@ class OnnxRuntimeSession:
             self._run(session, zeros)
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (B, 3, H, W) → float32 (B, *head).
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head): ``run_outputs``' first."""
+        return self.run_outputs(images)[0]
+
+    def run_in_stream(self, images: np.ndarray) -> np.ndarray:
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head): ``run_outputs_in_stream``'s first."""
+        return self.run_outputs_in_stream(images)[0]
+
+    def run_outputs(self, images: np.ndarray) -> Outputs:
+        """``input_dtype`` (B, 3, H, W) → every output of the model, float32 (B, ...) each, the head first.
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one run
         on all threads.
         """
         images = model_input(images, self.input_dtype)
         side_by_side = side_by_side_count(len(images), self.streams)
-        heads = list(self.pool.map(self._one, images[:side_by_side])) if side_by_side else []
-        return self._run_batches(self.session, images[side_by_side:], heads)
+        done = list(self.pool.map(self._one, images[:side_by_side])) if side_by_side else []
+        return self._run_batches(self.session, images[side_by_side:], done)
 
-    def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
+    def run_outputs_in_stream(self, images: np.ndarray) -> Outputs:
+        """``run_outputs`` on one stream's share of the cores."""
         images = model_input(images, self.input_dtype)
         return self._run_batches(self.stream_session if self.streams > 1 else self.session, images, [])
 
-    def _run_batches(self, session: ort.InferenceSession, images: np.ndarray, heads: list) -> np.ndarray:
-        """``heads``, then the heads of ``images`` in runs of at most max_batch_size; all of them, joined."""
-        return run_in_chunks(lambda batch: self._run(session, batch), images, self.max_batch_size, heads)
+    def _run_batches(self, session: ort.InferenceSession, images: np.ndarray, done: list[Outputs]) -> Outputs:
+        """``done``, then the outputs of ``images`` in runs of at most max_batch_size; all of them, joined."""
+        return run_in_chunks(lambda batch: self._run(session, batch), images, self.max_batch_size, done)
 
-    def _one(self, image: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (3, H, W) on a stream's session → float32 (1, *head)."""
+    def _one(self, image: np.ndarray) -> Outputs:
+        """``input_dtype`` (3, H, W) on a stream's session → its outputs, float32 (1, ...) each."""
         return self._run(self.stream_session, image[None])
 
-    def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> np.ndarray:
-        return session.run([self.output_name], {self.input_name: batch})[0]
+    def _run(self, session: ort.InferenceSession, batch: np.ndarray) -> Outputs:
+        return tuple(session.run(self.output_names, {self.input_name: batch}))

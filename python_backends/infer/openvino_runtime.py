@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.infer.base import RuntimeUnavailable, model_input, run_in_chunks, side_by_side_count
+from python_backends.infer.base import Outputs, RuntimeUnavailable, model_input, run_in_chunks, side_by_side_count
 from python_backends.infer.onnxruntime_runtime import usable_cores
 from python_backends.paths import PROJECT_ROOT
 
@@ -127,38 +127,51 @@ class OpenVinoRuntime:
             request.infer({0: zeros})
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (B, 3, H, W) → float32 (B, *head).
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head): ``run_outputs``' first."""
+        return self.run_outputs(images)[0]
+
+    def run_in_stream(self, images: np.ndarray) -> np.ndarray:
+        """``input_dtype`` (B, 3, H, W) → float32 (B, *head): ``run_outputs_in_stream``'s first."""
+        return self.run_outputs_in_stream(images)[0]
+
+    def run_outputs(self, images: np.ndarray) -> Outputs:
+        """``input_dtype`` (B, 3, H, W) → every output of the model, float32 (B, ...) each, the head first.
 
         The first B - B % streams images run side by side (when streams > 1), the rest in one inference
         on all threads.
         """
         images = model_input(images, self.input_dtype)
         side = side_by_side_count(len(images), self.streams)
-        heads = [self._side_by_side(images[:side])] if side else []
-        return self._run_batches(self.request, images[side:], heads)
+        done = [self._side_by_side(images[:side])] if side else []
+        return self._run_batches(self.request, images[side:], done)
 
-    def run_in_stream(self, images: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (B, 3, H, W) → float32 (B, *head), on one stream's share of the cores."""
+    def run_outputs_in_stream(self, images: np.ndarray) -> Outputs:
+        """``run_outputs`` on one stream's share of the cores."""
         return self._run_batches(self.stream_request, model_input(images, self.input_dtype), [])
 
-    def _side_by_side(self, images: np.ndarray) -> np.ndarray:
-        """``input_dtype`` (B, 3, H, W), one image per stream at a time → float32 (B, *head)."""
-        heads: list[np.ndarray | None] = [None] * len(images)
+    def _side_by_side(self, images: np.ndarray) -> Outputs:
+        """``input_dtype`` (B, 3, H, W), one image per stream at a time → its outputs, float32 (B, ...) each."""
+        outputs: list[Outputs | None] = [None] * len(images)
 
         def keep(request, index: int) -> None:
-            heads[index] = request.get_output_tensor(0).data.copy()
+            outputs[index] = _outputs(request)
 
         self.side_by_side.set_callback(keep)
         for index, image in enumerate(images):
             self.side_by_side.start_async({0: image[None]}, index)
         self.side_by_side.wait_all()
-        return np.concatenate(heads)
+        return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
-    def _run_batches(self, request, images: np.ndarray, heads: list) -> np.ndarray:
-        """``heads``, then the heads of ``images`` in runs of at most max_batch_size; all of them, joined."""
+    def _run_batches(self, request, images: np.ndarray, done: list[Outputs]) -> Outputs:
+        """``done``, then the outputs of ``images`` in runs of at most max_batch_size; all of them, joined."""
 
-        def infer(batch: np.ndarray) -> np.ndarray:
+        def infer(batch: np.ndarray) -> Outputs:
             request.infer({0: batch})
-            return request.get_output_tensor(0).data.copy()
+            return _outputs(request)
 
-        return run_in_chunks(infer, images, self.max_batch_size, heads)
+        return run_in_chunks(infer, images, self.max_batch_size, done)
+
+
+def _outputs(request) -> Outputs:
+    """Copies of an infer request's outputs, in the model's order."""
+    return tuple(request.get_output_tensor(i).data.copy() for i in range(len(request.model_outputs)))

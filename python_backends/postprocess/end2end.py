@@ -1,7 +1,8 @@
 """Detections from an end-to-end head: rows the model has already chosen, no NMS.
 
 YOLO26 and YOLOv10 exported end-to-end, and exports with NMS inside the graph (``nms=True``), output
-float32 (batch, rows, 6): x1, y1, x2, y2, score, class id, in network-input pixels, zero rows as padding.
+float32 (batch, rows, 6 + extra): x1, y1, x2, y2, score, class id, then the task's values (pose: K x (x, y,
+score); obb: the angle, its box cx, cy, w, h), in network-input pixels, zero rows as padding.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ def end2end_detections(
     part: the model has already removed overlaps.
 
     Args:
-        rows: float32 (R, 6) x1, y1, x2, y2, score, class id.
+        rows: float32 (R, 6 + extra) x1, y1, x2, y2, score, class id, then the task's values.
         classes: optional int array of class ids to keep.
 
     Returns:
-        Detections in network-input pixels.
+        Detections in network-input pixels; ``extras`` float32 (N, extra), the kept rows' task values.
     """
     scores = rows[:, 4]
     class_ids = rows[:, 5].astype(np.int32)
@@ -37,5 +38,8 @@ def end2end_detections(
         kept &= np.isin(class_ids, classes)
     index = np.flatnonzero(kept)[:max_det]
     return Detections(
-        rows[index, :4].astype(np.float32), scores[index].astype(np.float32), class_ids[index].astype(np.int32)
+        rows[index, :4].astype(np.float32),
+        scores[index].astype(np.float32),
+        class_ids[index].astype(np.int32),
+        rows[index, END2END_COLUMNS:].astype(np.float32),
     )

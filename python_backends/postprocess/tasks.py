@@ -3,23 +3,26 @@
 pose: ``det_keypoints`` float32 (max_det, K, 3), x and y clipped to the image (Ultralytics' scale_coords)
 and each keypoint's score. obb: ``det_obb`` float32 (max_det, 5) cx, cy, w, h and the angle in radians
 (Ultralytics' ``obb.xywhr``, not clipped); its ``det_boxes`` row is the rotated box's axis-aligned
-bounds (``obb.xyxy``).
+bounds (``obb.xyxy``). segment: ``det_masks`` bytes (max_det,), each detection's mask at the original
+image's size as COCO compressed RLE (``python_backends.postprocess.masks``); empty past num_dets.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-TASKS = ("detect", "pose", "obb")
-TASK_OUTPUTS = {"detect": (), "pose": ("det_keypoints",), "obb": ("det_obb",)}
+from python_backends.postprocess.masks import MASK_COEFFICIENTS
+
+TASKS = ("detect", "pose", "obb", "segment")
+TASK_OUTPUTS = {"detect": (), "pose": ("det_keypoints",), "obb": ("det_obb",), "segment": ("det_masks",)}
 OBB_VALUES = 5  # cx, cy, w, h, angle
 KEYPOINT_VALUES = 3  # x, y, score
 
 
 def extra_channels(task: str, num_keypoints: int = 0) -> int:
-    """Channels a grid head has after its class scores: K x 3 keypoint values for pose, the angle for obb, none
-    for detect."""
-    return {"detect": 0, "pose": num_keypoints * KEYPOINT_VALUES, "obb": 1}[task]
+    """Channels a grid head has after its class scores: K x 3 keypoint values for pose, the angle for obb, 32 mask
+    coefficients for segment, none for detect."""
+    return {"detect": 0, "pose": num_keypoints * KEYPOINT_VALUES, "obb": 1, "segment": MASK_COEFFICIENTS}[task]
 
 
 def scale_keypoints(keypoints: np.ndarray, mapping: np.ndarray) -> np.ndarray:
@@ -61,6 +64,9 @@ def rbox_bounds(rboxes: np.ndarray) -> np.ndarray:
 
 
 def empty_output(name: str, max_det: int, num_keypoints: int) -> np.ndarray:
-    """A task output's zero rows: det_keypoints (max_det, K, 3), det_obb (max_det, 5)."""
+    """A task output's empty rows: det_keypoints float32 (max_det, K, 3), det_obb float32 (max_det, 5), zeros;
+    det_masks object (max_det,), empty bytes."""
+    if name == "det_masks":
+        return np.full(max_det, b"", object)
     shape = (max_det, num_keypoints, KEYPOINT_VALUES) if name == "det_keypoints" else (max_det, OBB_VALUES)
     return np.zeros(shape, np.float32)

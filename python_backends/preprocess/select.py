@@ -1,13 +1,15 @@
-"""Pick the preprocessing device from the ``device`` config parameter of yolov8_preprocess."""
+"""Pick the preprocessing from yolov8_preprocess's config parameters ``device`` and ``transform``."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from python_backends.preprocess.classify import ClassifyPreprocessor
 from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor, GpuPreprocessingUnavailable
 from python_backends.preprocess.preprocessor import Preprocessor
 
 DEVICES = ("auto", "cpu", "gpu")
+TRANSFORMS = ("letterbox", "classify")  # detect, pose, obb | classify (Ultralytics' classify_transforms)
 
 
 def create_preprocessor(
@@ -16,6 +18,7 @@ def create_preprocessor(
     input_width: int = 640,
     log: Callable[[str], None] = print,
     gpu_class: Callable[..., Any] = CvCudaPreprocessor,
+    transform: str = "letterbox",
     **limits: int,
 ) -> Any:
     """``Preprocessor`` (OpenCV) for ``cpu``, ``CvCudaPreprocessor`` for ``gpu``; ``auto`` takes the GPU when it can.
@@ -23,9 +26,20 @@ def create_preprocessor(
     ``limits`` (``max_pixels``, ``max_bytes``) go to either class. An explicit ``gpu`` that cannot be
     satisfied raises GpuPreprocessingUnavailable with the reason. ``auto`` falls back to OpenCV on any
     GPU initialisation error (a missing library, a CUDA error, an API a new release renamed), logging it.
+
+    ``transform`` ``classify`` is ``ClassifyPreprocessor``, on the CPU only (Pillow's resize): ``auto`` takes
+    it, saying so, and ``gpu`` raises GpuPreprocessingUnavailable.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+    if transform == "classify":
+        if device == "gpu":
+            raise GpuPreprocessingUnavailable("device 'gpu': the classify transform runs on the CPU only (Pillow)")
+        if device == "auto":
+            log("device auto: the classify transform runs on the CPU (Pillow's resize, as Ultralytics')")
+        return ClassifyPreprocessor(input_height, input_width, **limits)
     if device != "cpu":
         try:
             return gpu_class(input_height, input_width, **limits)

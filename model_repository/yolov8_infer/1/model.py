@@ -36,21 +36,31 @@ class TritonPythonModel:
         if self.runtime.device == "cpu" and gpu_inputs and gpu_count():
             create_cuda_context()  # CV-CUDA preprocessing sends GPU tensors; the first would pay for the context
         self.activity = CpuActivity.of_this_server()  # which stages are working right now
-        self.output_dtype = pb_utils.triton_string_to_numpy(
-            pb_utils.get_output_config_by_name(config, "output0")["data_type"]
-        )
+        # the head, and a segment model's prototypes (output1) where prepare configured them
+        self.outputs = [name for name in ("output0", "output1") if pb_utils.get_output_config_by_name(config, name)]
+        self.output_dtypes = [
+            pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
+            for name in self.outputs
+        ]
+        if len(self.outputs) > 1 and not hasattr(self.runtime, "run_outputs"):
+            raise pb_utils.TritonModelException(f"a segment model runs on the CPU runtimes, not {self.runtime.name}")
 
     def execute(self, requests):
         batches = [request_pixels(r) for r in requests]
         images = concatenate_on(batches, self.runtime.device)  # a batch may mix host and GPU inputs
         with self.activity.working_alone() as alone:
-            run = self.runtime.run_in_stream if self.shares_cores and not alone else self.runtime.run
+            in_stream = self.shares_cores and not alone
+            if len(self.outputs) > 1:
+                outputs = (self.runtime.run_outputs_in_stream if in_stream else self.runtime.run_outputs)(images)
+            else:
+                outputs = ((self.runtime.run_in_stream if in_stream else self.runtime.run)(images),)
             # to host memory: postprocess runs on the CPU, and a GPU tensor would cost its stub a CUDA context
-            head = to_host(run(images)).astype(self.output_dtype, copy=False)
+            outputs = [to_host(o).astype(dtype, copy=False) for o, dtype in zip(outputs, self.output_dtypes)]
         responses, start = [], 0
         for batch in batches:
             stop = start + len(batch)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[output_tensor("output0", head[start:stop])]))
+            tensors = [output_tensor(name, o[start:stop]) for name, o in zip(self.outputs, outputs)]
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
             start = stop
         return responses
 

@@ -22,6 +22,7 @@ class TritonPythonModel:
         params = parameters(config)
         self.preprocessor = create_preprocessor(
             params.get("device", "auto"),
+            transform=params.get("transform", "").strip() or "letterbox",
             input_height=int_parameter(params, "input_height", 640),
             input_width=int_parameter(params, "input_width", 640),
             max_pixels=int_parameter(params, "max_image_pixels", DEFAULT_MAX_PIXELS),
