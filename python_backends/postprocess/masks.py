@@ -163,10 +163,31 @@ def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
     return strings + _coco_strings(batch) if batch else strings
 
 
+def _coco_chars(values: np.ndarray) -> np.ndarray:
+    """uint8 (n, CHAR_WIDTH): each int64 value of (n,) in COCO's characters, zeros after its last one: the value
+    in the fewest 5-bit groups that hold it in two's complement, least significant first, ``0x20`` on all but
+    the last, plus 48."""
+    magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
+    groups = np.ones(len(values), np.int64)
+    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
+    while (more := magnitude >= limit).any():
+        groups += more
+        limit <<= 5
+    k = np.arange(CHAR_WIDTH)
+    chars = ((values[:, None] >> 5 * k) & 0x1F) + np.where(k < groups[:, None] - 1, 0x20 + 48, 48)
+    return np.where(k < groups[:, None], chars, 0).astype(np.uint8)
+
+
+CHAR_WIDTH = 8  # characters a value may take: 7 groups hold 35 bits, more than any image's pixel count needs
+TABLE_REACH = 1 << 14  # values in [-2^14, 2^14) (at most 3 characters) are looked up, not computed
+# uint64 (2 * TABLE_REACH,): the characters of value v - TABLE_REACH as 8 bytes, zeros after the last one
+CHAR_TABLE = _coco_chars(np.arange(-TABLE_REACH, TABLE_REACH)).view(np.uint64).reshape(-1)
+
+
 def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
     """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
-    each run less the one two before; every value in the fewest 5-bit groups that hold it in two's complement,
-    least significant first, ``0x20`` on all but the last, plus 48."""
+    each run less the one two before, in characters (``_coco_chars``) looked up in ``CHAR_TABLE`` where the
+    value is small, computed where not."""
     per_mask = np.array([len(counts) for counts in runs])
     ends = np.cumsum(per_mask)
     counts = np.concatenate(runs).astype(np.int64)
@@ -175,22 +196,13 @@ def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
     first = (ends - per_mask)[:, None] + np.arange(3)  # each list's first three runs go as they are
     first = first[first < ends[:, None]]
     values[first] = counts[first]
-    magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
-    groups = np.ones(len(values), np.int64)
-    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
-    while (more := magnitude >= limit).any():
-        groups += more
-        limit <<= 5
-    char_ends = np.cumsum(groups)
-    text = np.empty(int(char_ends[-1]), np.uint8)
-    at, left = char_ends - groups, groups
-    while len(at):  # the k-th 5-bit group of every value that has one
-        more = left > 1
-        text[at] = (values & 0x1F).astype(np.uint8) + np.where(more, np.uint8(0x20 + 48), np.uint8(48))
-        values, at, left = values[more] >> 5, at[more] + 1, left[more] - 1
-    text = text.tobytes()
-    cuts = [0, *char_ends[ends - 1].tolist()]
-    return [text[start:stop] for start, stop in zip(cuts[:-1], cuts[1:])]
+    index = values + TABLE_REACH
+    far = np.flatnonzero(index.astype(np.uint64) >= 2 * TABLE_REACH)  # a negative index wraps to a huge one
+    index[far] = 0
+    chars = CHAR_TABLE[index]  # uint64 (n,): each value's characters, then zeros (only 48 and up are characters)
+    chars[far] = _coco_chars(values[far]).view(np.uint64).reshape(-1)
+    cuts = [0, *ends.tolist()]
+    return [chars[start:stop].tobytes().translate(None, b"\0") for start, stop in zip(cuts[:-1], cuts[1:])]
 
 
 def rle_string(counts: np.ndarray) -> bytes:
