@@ -138,16 +138,23 @@ def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     first (a mask that starts with a set pixel starts with a zero-length run)."""
     height, width = image_hw
     top, left, by_column = box
+    rows = by_column.shape[1]
     flat = by_column.reshape(-1)
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
-    column = changes // by_column.shape[1]
-    flips = column * (height - by_column.shape[1]) + changes + (left * height + top - 1)  # in the image's order
-    if by_column.shape[1] - 2 == height and len(flips):
+    flips = np.empty(len(changes) + 2, np.int64)  # 0, the flips in the image's order (increasing), the pixel count
+    flips[0], flips[-1] = 0, height * width
+    inner = flips[1:-1]
+    np.floor_divide(changes, rows, out=inner)  # the column
+    inner *= height - rows
+    inner += changes
+    inner += left * height + top - 1
+    if rows - 2 == height and len(changes):
         # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-        twice = np.flatnonzero(flips[1:] == flips[:-1])
+        twice = np.flatnonzero(inner[1:] == inner[:-1]) + 1
         flips = np.delete(flips, np.concatenate([twice, twice + 1]))
-    flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
-    return np.diff(flips, prepend=0, append=height * width)
+    if len(flips) > 2 and flips[-2] >= height * width:  # a run to the image's last pixel ends there, not past it
+        flips = np.delete(flips, -2)
+    return np.diff(flips)
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
