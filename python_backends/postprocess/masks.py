@@ -185,16 +185,32 @@ def _coco_chars(values: np.ndarray) -> np.ndarray:
     return np.where(k < groups[:, None], chars, 0).astype(np.uint8)
 
 
-CHAR_WIDTH = 8  # characters a value may take: 7 groups hold 35 bits, more than any image's pixel count needs
+CHAR_WIDTH = 8  # characters a value may take: 8 groups hold 39 bits, more than any image's pixel count needs
 TABLE_REACH = 1 << 14  # values in [-2^14, 2^14) (at most 3 characters) are looked up, not computed
 # uint64 (2 * TABLE_REACH,): the characters of value v - TABLE_REACH as 8 bytes, zeros after the last one
 CHAR_TABLE = _coco_chars(np.arange(-TABLE_REACH, TABLE_REACH)).view(np.uint64).reshape(-1)
+# uint64 (2^15,): 15 low bits of a value beyond the table, in three characters that all say more follow
+LOW_CHARS = sum(
+    ((np.arange(1 << 15) >> 5 * k & 0x1F) + 0x20 + 48).astype(np.uint64) << np.uint64(8 * k) for k in range(3)
+)
+
+
+def _table_chars(values: np.ndarray) -> np.ndarray:
+    """uint64 (n,): each int64 value of (n,) in COCO's characters as 8 bytes (``_coco_chars``), looked up in
+    ``CHAR_TABLE``; a value beyond it is its 15 low bits' ``LOW_CHARS`` and then the rest's characters."""
+    index = values + TABLE_REACH
+    far = np.flatnonzero(index.astype(np.uint64) >= 2 * TABLE_REACH)  # a negative index wraps to a huge one
+    index[far] = 0
+    chars = CHAR_TABLE[index]
+    if len(far):
+        rest = values[far]
+        chars[far] = LOW_CHARS[rest & 0x7FFF] | _table_chars(rest >> 15) << np.uint64(24)
+    return chars
 
 
 def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
     """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
-    each run less the one two before, in characters (``_coco_chars``) looked up in ``CHAR_TABLE`` where the
-    value is small, computed where not."""
+    each run less the one two before, in characters (``_table_chars``)."""
     per_mask = np.array([len(counts) for counts in runs])
     ends = np.cumsum(per_mask)
     counts = np.concatenate(runs).astype(np.int64)
@@ -203,11 +219,7 @@ def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
     first = (ends - per_mask)[:, None] + np.arange(3)  # each list's first three runs go as they are
     first = first[first < ends[:, None]]
     values[first] = counts[first]
-    index = values + TABLE_REACH
-    far = np.flatnonzero(index.astype(np.uint64) >= 2 * TABLE_REACH)  # a negative index wraps to a huge one
-    index[far] = 0
-    chars = CHAR_TABLE[index]  # uint64 (n,): each value's characters, then zeros (only 48 and up are characters)
-    chars[far] = _coco_chars(values[far]).view(np.uint64).reshape(-1)
+    chars = _table_chars(values)  # each value's characters, then zeros (only 48 and up are characters)
     cuts = [0, *ends.tolist()]
     return [chars[start:stop].tobytes().translate(None, b"\0") for start, stop in zip(cuts[:-1], cuts[1:])]
 
