@@ -111,8 +111,7 @@ def box_masks(
     for logit, (x1, y1, x2, y2) in zip(logits, boxes):
         (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
         if right > left and bottom > top:
-            r0, r1 = row_first[top:bottom].min(), row_stop[top:bottom].max()
-            c0, c1 = column_first[left:right].min(), column_stop[left:right].max()
+            r0, r1, c0, c1 = row_first[top], row_stop[bottom - 1], column_first[left], column_stop[right - 1]
             by_row = np.zeros((bottom - top + 2, c1 - c0), np.float32)  # a zero row above and below the box
             np.matmul(row_weights[top:bottom, r0:r1], logit[r0:r1, c0:c1], out=by_row[1:-1])
             by_column = column_weights[left:right, c0:c1] @ by_row.T > 0  # contiguous, zero above and below
@@ -125,7 +124,8 @@ def box_masks(
 @functools.lru_cache(maxsize=16)
 def axis_spans(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """The prototype rows, then columns, that each original-image row (column) of ``axis_weights`` uses: int64
-    (h,) first and (h,) stop, then (w,) first and (w,) stop. Cached: read them only."""
+    (h,) first and (h,) stop, then (w,) first and (w,) stop. Both nondecreasing (bilinear taps move forward with
+    the pixel), so rows top to bottom - 1 use prototype rows first[top] to stop[bottom - 1]. Cached: read them only."""
     spans = []
     for weights in axis_weights(proto_hw, image_hw):
         used = weights != 0
