@@ -19,7 +19,6 @@ import numpy as np
 
 MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per anchor, prototypes per image
 PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
-BATCH_RUNS = 8192  # runs encoded at once: 64 KiB int64 arrays, reused by the allocator rather than mapped anew
 
 
 def bilinear_taps(source: int, target: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,19 +156,6 @@ def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     return np.diff(flips)
 
 
-def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), encoded a batch of
-    lists at a time: a batch holds up to ``BATCH_RUNS`` runs (or one longer list), so that its arrays stay small."""
-    strings, batch, held = [], [], 0
-    for counts in runs:
-        if batch and held + len(counts) > BATCH_RUNS:
-            strings += _coco_strings(batch)
-            batch, held = [], 0
-        batch.append(counts)
-        held += len(counts)
-    return strings + _coco_strings(batch) if batch else strings
-
-
 def _coco_chars(values: np.ndarray) -> np.ndarray:
     """uint8 (n, CHAR_WIDTH): each int64 value of (n,) in COCO's characters, zeros after its last one: the value
     in the fewest 5-bit groups that hold it in two's complement, least significant first, ``0x20`` on all but
@@ -208,9 +194,11 @@ def _table_chars(values: np.ndarray) -> np.ndarray:
     return chars
 
 
-def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
-    each run less the one two before, in characters (``_table_chars``)."""
+def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
+    from the fourth run on, each run less the one two before, in characters (``_table_chars``)."""
+    if not runs:
+        return []
     per_mask = np.array([len(counts) for counts in runs])
     ends = np.cumsum(per_mask)
     counts = np.concatenate(runs).astype(np.int64)
