@@ -19,7 +19,6 @@ import numpy as np
 
 MASK_COEFFICIENTS = 32  # Ultralytics' Segment head: mask coefficients per anchor, prototypes per image
 PROTO_STRIDE = 4  # the prototypes are a quarter of the network input's height and width
-BATCH_RUNS = 8192  # runs encoded at once: 64 KiB int64 arrays, reused by the allocator rather than mapped anew
 
 
 def bilinear_taps(source: int, target: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -111,8 +110,7 @@ def box_masks(
     for logit, (x1, y1, x2, y2) in zip(logits, boxes):
         (top, bottom), (left, right) = box_span(y1, y2, image_hw[0]), box_span(x1, x2, image_hw[1])
         if right > left and bottom > top:
-            r0, r1 = row_first[top:bottom].min(), row_stop[top:bottom].max()
-            c0, c1 = column_first[left:right].min(), column_stop[left:right].max()
+            r0, r1, c0, c1 = row_first[top], row_stop[bottom - 1], column_first[left], column_stop[right - 1]
             by_row = np.zeros((bottom - top + 2, c1 - c0), np.float32)  # a zero row above and below the box
             np.matmul(row_weights[top:bottom, r0:r1], logit[r0:r1, c0:c1], out=by_row[1:-1])
             by_column = column_weights[left:right, c0:c1] @ by_row.T > 0  # contiguous, zero above and below
@@ -125,7 +123,8 @@ def box_masks(
 @functools.lru_cache(maxsize=16)
 def axis_spans(proto_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """The prototype rows, then columns, that each original-image row (column) of ``axis_weights`` uses: int64
-    (h,) first and (h,) stop, then (w,) first and (w,) stop. Cached: read them only."""
+    (h,) first and (h,) stop, then (w,) first and (w,) stop. Both nondecreasing (bilinear taps move forward with
+    the pixel), so rows top to bottom - 1 use prototype rows first[top] to stop[bottom - 1]. Cached: read them only."""
     spans = []
     for weights in axis_weights(proto_hw, image_hw):
         used = weights != 0
@@ -138,35 +137,68 @@ def rle_counts(box: BoxMask, image_hw: tuple[int, int]) -> np.ndarray:
     first (a mask that starts with a set pixel starts with a zero-length run)."""
     height, width = image_hw
     top, left, by_column = box
+    rows = by_column.shape[1]
     flat = by_column.reshape(-1)
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where each flip lands in by_column, in order
-    column = changes // by_column.shape[1]
-    flips = column * (height - by_column.shape[1]) + changes + (left * height + top - 1)  # in the image's order
-    if by_column.shape[1] - 2 == height and len(flips):
+    flips = np.empty(len(changes) + 2, np.int64)  # 0, the flips in the image's order (increasing), the pixel count
+    flips[0], flips[-1] = 0, height * width
+    inner = flips[1:-1]
+    np.floor_divide(changes, rows, out=inner)  # the column
+    inner *= height - rows
+    inner += changes
+    inner += left * height + top - 1
+    if rows - 2 == height and len(changes):
         # a run that ends at a column's bottom and goes on at the next one's top flips twice at one pixel: no flip
-        twice = np.flatnonzero(flips[1:] == flips[:-1])
+        twice = np.flatnonzero(inner[1:] == inner[:-1]) + 1
         flips = np.delete(flips, np.concatenate([twice, twice + 1]))
-    flips = flips[flips < height * width]  # a run to the image's last pixel ends there, not past it
-    return np.diff(flips, prepend=0, append=height * width)
+    if len(flips) > 2 and flips[-2] >= height * width:  # a run to the image's last pixel ends there, not past it
+        flips = np.delete(flips, -2)
+    return np.diff(flips)
+
+
+def _coco_chars(values: np.ndarray) -> np.ndarray:
+    """uint8 (n, CHAR_WIDTH): each int64 value of (n,) in COCO's characters, zeros after its last one: the value
+    in the fewest 5-bit groups that hold it in two's complement, least significant first, ``0x20`` on all but
+    the last, plus 48."""
+    magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
+    groups = np.ones(len(values), np.int64)
+    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
+    while (more := magnitude >= limit).any():
+        groups += more
+        limit <<= 5
+    k = np.arange(CHAR_WIDTH)
+    chars = ((values[:, None] >> 5 * k) & 0x1F) + np.where(k < groups[:, None] - 1, 0x20 + 48, 48)
+    return np.where(k < groups[:, None], chars, 0).astype(np.uint8)
+
+
+CHAR_WIDTH = 8  # characters a value may take: 8 groups hold 39 bits, more than any image's pixel count needs
+TABLE_REACH = 1 << 14  # values in [-2^14, 2^14) (at most 3 characters) are looked up, not computed
+# uint64 (2 * TABLE_REACH,): the characters of value v - TABLE_REACH as 8 bytes, zeros after the last one
+CHAR_TABLE = _coco_chars(np.arange(-TABLE_REACH, TABLE_REACH)).view(np.uint64).reshape(-1)
+# uint64 (2^15,): 15 low bits of a value beyond the table, in three characters that all say more follow
+LOW_CHARS = sum(
+    ((np.arange(1 << 15) >> 5 * k & 0x1F) + 0x20 + 48).astype(np.uint64) << np.uint64(8 * k) for k in range(3)
+)
+
+
+def _table_chars(values: np.ndarray) -> np.ndarray:
+    """uint64 (n,): each int64 value of (n,) in COCO's characters as 8 bytes (``_coco_chars``), looked up in
+    ``CHAR_TABLE``; a value beyond it is its 15 low bits' ``LOW_CHARS`` and then the rest's characters."""
+    index = values + TABLE_REACH
+    far = np.flatnonzero(index.astype(np.uint64) >= 2 * TABLE_REACH)  # a negative index wraps to a huge one
+    index[far] = 0
+    chars = CHAR_TABLE[index]
+    if len(far):
+        rest = values[far]
+        chars[far] = LOW_CHARS[rest & 0x7FFF] | _table_chars(rest >> 15) << np.uint64(24)
+    return chars
 
 
 def rle_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), encoded a batch of
-    lists at a time: a batch holds up to ``BATCH_RUNS`` runs (or one longer list), so that its arrays stay small."""
-    strings, batch, held = [], [], 0
-    for counts in runs:
-        if batch and held + len(counts) > BATCH_RUNS:
-            strings += _coco_strings(batch)
-            batch, held = [], 0
-        batch.append(counts)
-        held += len(counts)
-    return strings + _coco_strings(batch) if batch else strings
-
-
-def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
-    """``rle_strings`` of the lists ``runs`` (each at least one run), all encoded at once: from the fourth run on,
-    each run less the one two before; every value in the fewest 5-bit groups that hold it in two's complement,
-    least significant first, ``0x20`` on all but the last, plus 48."""
+    """COCO's compressed RLE ``counts`` of each run-length list (pycocotools' ``rleToString``), all encoded at once:
+    from the fourth run on, each run less the one two before, in characters (``_table_chars``)."""
+    if not runs:
+        return []
     per_mask = np.array([len(counts) for counts in runs])
     ends = np.cumsum(per_mask)
     counts = np.concatenate(runs).astype(np.int64)
@@ -175,22 +207,9 @@ def _coco_strings(runs: list[np.ndarray]) -> list[bytes]:
     first = (ends - per_mask)[:, None] + np.arange(3)  # each list's first three runs go as they are
     first = first[first < ends[:, None]]
     values[first] = counts[first]
-    magnitude = values ^ (values >> 63)  # x, or -x - 1 for a negative x: its bits but the sign
-    groups = np.ones(len(values), np.int64)
-    limit = 16  # a value needs another group from 2^(5k + 4) on: k groups of 5 bits hold the sign and 5k - 1 more
-    while (more := magnitude >= limit).any():
-        groups += more
-        limit <<= 5
-    char_ends = np.cumsum(groups)
-    text = np.empty(int(char_ends[-1]), np.uint8)
-    at, left = char_ends - groups, groups
-    while len(at):  # the k-th 5-bit group of every value that has one
-        more = left > 1
-        text[at] = (values & 0x1F).astype(np.uint8) + np.where(more, np.uint8(0x20 + 48), np.uint8(48))
-        values, at, left = values[more] >> 5, at[more] + 1, left[more] - 1
-    text = text.tobytes()
-    cuts = [0, *char_ends[ends - 1].tolist()]
-    return [text[start:stop] for start, stop in zip(cuts[:-1], cuts[1:])]
+    chars = _table_chars(values)  # each value's characters, then zeros (only 48 and up are characters)
+    cuts = [0, *ends.tolist()]
+    return [chars[start:stop].tobytes().translate(None, b"\0") for start, stop in zip(cuts[:-1], cuts[1:])]
 
 
 def rle_string(counts: np.ndarray) -> bytes:
