@@ -31,9 +31,12 @@ from faster_coco_eval.core import mask as coco_mask
 from matching import CPU_PARITY, box_iou, mismatches
 from own_server import options, started
 from sample_images import SAMPLES
+from ultralytics_remote import load_triton_remote_model
 
 from client.api import YoloTritonClient
 from python_backends.paths import PROJECT_ROOT
+from python_backends.postprocess.postprocessor import Postprocessor
+from python_backends.preprocess.preprocessor import Preprocessor
 
 REFERENCE = json.loads((PROJECT_ROOT / "tests" / "reference" / "task_models.json").read_text())
 TASK_OUTPUT = {  # the task's output: name, dims, data type
@@ -144,3 +147,29 @@ def test_a_batched_request_and_a_raw_frame_match_ultralytics(served):
         found = [d.to_dict() for d in got.detections]
         problems = mismatches(found, want["detections"], **CPU_PARITY) + _extra_problems(found, want["detections"])
         assert not problems, (photo, problems)
+
+
+def test_ultralytics_own_client_gets_the_task_and_the_exports_outputs(served):
+    """``YOLO("grpc://…/yolov8_infer")``'s client (TritonRemoteModel): the served metadata names the task (and a
+    pose model's kpt_shape), and a float32 image in [0, 1], as Ultralytics' predict sends it, gets the export's
+    outputs in the export's order: the head, then a segment model's prototypes. Decoded by our stages, bus.jpg's
+    head gives Ultralytics' boxes and scores."""
+    name, server = served
+    task = REFERENCE["models"][name]["task"]
+    model = load_triton_remote_model()(f"grpc://{server.grpc_url}/yolov8_infer")
+    assert (model.metadata["task"], model.metadata["names"]) == (task, {0: "Normal", 1: "Fall"})
+    assert model.metadata.get("kpt_shape") == ([17, 3] if task == "pose" else None)
+    height, width = model.metadata["imgsz"]
+    pixels, mapping = Preprocessor(height, width).from_bytes((SAMPLES / "bus.jpg").read_bytes())
+    outputs = model(np.divide(pixels[None], np.float32(255), dtype=np.float32))
+    assert [o.shape[1:] for o in outputs[1:]] == ([(32, height // 4, width // 4)] if task == "segment" else [])
+    head_kind = "end2end" if name.endswith("_nms") else "raw"
+    postprocessor = Postprocessor(2, head_kind=head_kind, task=task, num_keypoints=17 if task == "pose" else 0)
+    segment = {"prototypes": outputs[1][0]} if task == "segment" else {}
+    found = postprocessor.detect(outputs[0][0], mapping, **segment)
+    got = [
+        {"box": [float(v) for v in box], "score": float(score), "class_id": int(c)}
+        for box, score, c in zip(found.boxes, found.scores, found.class_ids)
+    ]
+    want = REFERENCE["models"][name]["results"]["bus.jpg"]["detections"]
+    assert want and not mismatches(got, want, **CPU_PARITY)

@@ -6,29 +6,13 @@ photos; the rest of Ultralytics (predict's own pre- and postprocessing) needs to
 Preprocessor and Postprocessor stand in for it, as the parity tests show they may.
 """
 
-import types
-import zipfile
-
 import numpy as np
 import pytest
 from matching import CPU_PARITY, mismatches
+from ultralytics_remote import load_triton_remote_model
 
-from python_backends.paths import PROJECT_ROOT
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.preprocess.preprocessor import Preprocessor
-
-
-def load_triton_remote_model() -> type:
-    """Ultralytics' ``TritonRemoteModel`` class, loaded from the downloaded wheel (never installed)."""
-    wheel = next((PROJECT_ROOT / ".cache" / "wheels").glob("ultralytics-*.whl"), None)
-    if wheel is None:
-        pytest.fail("no ultralytics wheel in .cache/wheels: run `make setup` first")
-    member = "ultralytics/utils/triton.py"
-    with zipfile.ZipFile(wheel) as archive:
-        source = archive.read(member)
-    module = types.ModuleType("ultralytics_triton")
-    exec(compile(source, f"{wheel.name}/{member}", "exec"), module.__dict__)
-    return module.TritonRemoteModel
 
 
 @pytest.fixture(scope="module")
