@@ -1,10 +1,16 @@
 """``make bench``: where every millisecond goes, against the raw engine.
 
-    python -m benchmarks.bench [--rounds 3] [--concurrency 1 2 4 8] [--interval-ms 3000] [--block-s 4]
-                               [--runtimes onnxruntime openvino] [--no-int8] [--fixed-cost-requests 200]
+    python -m benchmarks.bench [--repository model_repository] [--rounds 3] [--concurrency 1 2 4 8]
+                               [--interval-ms 3000] [--block-s 4] [--pairs 20] [--runtimes onnxruntime openvino]
+                               [--no-int8] [--fixed-cost-requests 200]
+
+It measures the repository ``--repository`` names (the checkout's model_repository by default), prepared from
+a model of any task ``prepare`` serves: detect, pose, OBB, segment or classify, with a grid or an end-to-end
+head. Each stage alone gets that task's tensors (benchmarks/perf_data.py), and every in-process run sets the
+stages up from the repository's configs (benchmarks/stages.py).
 
 Writes benchmarks/results/<timestamp>/ (perf_analyzer CSVs and logs, summary.json, summary.csv,
-stages.png; the report is benchmarks/report.py) and prints a summary in six parts:
+stages.png; the report is benchmarks/report.py) and prints a summary in seven parts:
 
 1. Where the time goes: perf_analyzer on the `yolov8` ensemble at each concurrency with its
    composing models, on each stage alone, and ONNX Runtime in-process at batch 1..8.
@@ -19,12 +25,13 @@ stages.png; the report is benchmarks/report.py) and prints a summary in six part
    engine (benchmarks/ceiling.py).
 5. How a 1080p frame travels at concurrency 1: over gRPC, through the client's shared memory, and as a JPEG
    over gRPC, in paired rounds (benchmarks/transport.py; ``python -m benchmarks.transport`` runs it alone).
-6. INT8 (``--no-int8`` leaves it out): the model quantized as ``prepare --int8`` does, into a copy of the
-   repository (benchmarks/int8.py); its agreement with FP32 on the sample photos, parts 1, 2 and 4 for a
-   server on it (its headline ratios still against in-process ONNX Runtime FP32, with their INT8 targets;
-   stages_int8.png shows preprocessing's larger share), and its row in part 3's table.
-6. The fixed cost (``--fixed-cost-requests 0`` leaves it out): what the served pipeline adds at concurrency 1
-   around the stages' own compute, part by part, on the default model and tests/models' YOLO11n, from the
+6. INT8 (``--no-int8`` leaves it out, and so does a classifier's repository, saying why): the model quantized
+   as ``prepare --int8`` does, into a copy of the repository (benchmarks/int8.py); its agreement with FP32 on
+   the sample photos, parts 1, 2 and 4 for a server on it (its headline ratios still against in-process ONNX
+   Runtime FP32, with their INT8 targets; stages_int8.png shows preprocessing's larger share), and its row in
+   part 3's table.
+7. The fixed cost (``--fixed-cost-requests 0`` leaves it out): what the served pipeline adds at concurrency 1
+   around the stages' own compute, part by part, on the repository's model and tests/models' YOLO11n, from the
    traces (benchmarks/fixed_cost.py; ``python -m benchmarks.fixed_cost`` runs it alone).
 """
 
@@ -47,13 +54,21 @@ from benchmarks.engine_baseline import (
     served_cpu_runtime,
 )
 from benchmarks.fixed_cost import fixed_costs
-from benchmarks.int8 import CALIBRATION_IMAGES, INT8_PARAMETERS, INT8_ROW, fp32_agreement, int8_repository
+from benchmarks.int8 import (
+    CALIBRATION_IMAGES,
+    INT8_PARAMETERS,
+    INT8_ROW,
+    fp32_agreement,
+    int8_left_out,
+    int8_repository,
+)
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
 from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
-from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
+from benchmarks.perf_data import stage_path, write_perf_data
 from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_chart, write_csv
 from benchmarks.runtimes import runtime_rows, runtime_table
 from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
+from benchmarks.stages import STAGE_MODELS
 from benchmarks.transport import transport
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
@@ -181,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-ms", type=int, default=3000, help="perf_analyzer measurement window")
     parser.add_argument("--block-s", type=float, default=4.0, help="seconds of each ensemble throughput block")
     parser.add_argument("--pairs", type=int, default=20, help="engine/request turns per round for the latency")
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY,
+                        help="a prepared repository, any task (default: the checkout's model_repository)")  # fmt: skip
     parser.add_argument("--runtimes", nargs="*", default=["onnxruntime", "openvino"],
                         help="CPU runtimes for the in-process/served table (none: skip it)")  # fmt: skip
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
@@ -215,9 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         rounds = paired_rounds(runtime, own, server, payload, args, image_hw)
         moved = transport(server.grpc_url, args.rounds, args.pairs)
     del own
-    fixed = fixed_costs(image, args.fixed_cost_requests, out) if args.fixed_cost_requests else {}
+    fixed = {}
+    if args.fixed_cost_requests:
+        fixed = fixed_costs(image, args.fixed_cost_requests, out, repository=args.repository)
     rows = runtime_rows(args.runtimes, args.repository)
-    if args.int8:
+    int8_reason = int8_left_out(args.repository) if args.int8 else None
+    if int8_reason:
+        print(f"INT8 left out: {int8_reason}", flush=True)
+    if args.int8 and not int8_reason:
         print(f"INT8: quantizing on {CALIBRATION_IMAGES} flips and crops of the sample photos ...", flush=True)
         int8_repo, quantize_s = int8_repository(args.repository, SAMPLES, out)
         rows[INT8_ROW] = (int8_repo, INT8_PARAMETERS)
@@ -226,15 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             ensemble_int8, cpu_int8 = ensemble_runs(server, inputs, args.concurrency, args.interval_ms, out, "int8")
             rounds_int8 = paired_rounds(runtime, own_int8, server, payload, args, image_hw)
         del own_int8
-        classes = int(next(t for t in infer_config["output"] if t["name"] == "output0")["dims"][0]) - 4
-        found = fp32_agreement(int8_repo, SAMPLES, classes)
+        found = fp32_agreement(int8_repo, SAMPLES)
     del runtime
     table = runtime_table(rows, infer_config, payload, out, args.concurrency, args.block_s)
     summary = summarize(rounds, ensemble, engine, stages, cpu, served, table) | {
+        "repository": str(args.repository),
         "fixed_cost": fixed,
         "transport": moved,
+        "int8_left_out": int8_reason,
     }
-    if args.int8:
+    if args.int8 and not int8_reason:
         summary["int8"] = summarize(rounds_int8, ensemble_int8, engine, {}, cpu_int8, INT8_ROW, table) | {
             "quantize_s": quantize_s,
             "agreement": {

@@ -46,6 +46,15 @@ def input_hw(config: dict) -> tuple[int, int]:
     return int(images["dims"][1]), int(images["dims"][2])
 
 
+def random_pixels(runtime: InferenceRuntime, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Random pixels of ``shape`` (B, 3, H, W) in the kind ``runtime``'s model takes (its ``input_dtype``): uint8
+    0..255 for a prepared model, float32 in [0, 1] for an export as Ultralytics wrote it."""
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    if np.dtype(getattr(runtime, "input_dtype", np.uint8)) == np.uint8:
+        return pixels
+    return np.divide(pixels, np.float32(255), dtype=np.float32)
+
+
 def engine_baseline(
     runtime: InferenceRuntime,
     image_hw: tuple[int, int],
@@ -57,13 +66,13 @@ def engine_baseline(
     """{batch: {p50_ms, p99_ms, images_per_s, cpu_ms_per_image}}: ``runtime.run`` back to back, after a warm-up run.
 
     Each batch size runs at least ``min_runs`` times and for at least ``min_seconds``, on random
-    uint8 pixels (batch, 3, *image_hw), the served model's input. ``cpu_ms_per_image`` is this process's
+    pixels (batch, 3, *image_hw) of the kind the model takes (``random_pixels``). ``cpu_ms_per_image`` is this process's
     CPU time (all threads) per image.
     """
     rng = np.random.default_rng(0)
     found = {}
     for batch in batches:
-        images = rng.integers(0, 256, (batch, 3, *image_hw), dtype=np.uint8)
+        images = random_pixels(runtime, (batch, 3, *image_hw), rng)
         if warmup:
             runtime.run(images)
         times: list[float] = []

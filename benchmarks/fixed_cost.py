@@ -1,12 +1,14 @@
 """The fixed cost: what the served pipeline adds around the stages' own compute, at concurrency 1, part by part.
 
-    python -m benchmarks.fixed_cost [--requests 200] [--models default yolo11n]
+    python -m benchmarks.fixed_cost [--requests 200] [--models default yolo11n] [--repository DIR]
 
-For each model (the default model, and tests/models' YOLO11n: 3 classes, 320x416, seeded random weights, about
-ten times faster), the bench prepares a repository, starts a server with a trace file and sends the 1 MP JPEG
-one request at a time, in blocks that take turns: untraced, then traced at rate 1 (``client.trace.Tracing``).
-In the same turns it runs each stage's own code in-process (``Preprocessor``, the served CPU runtime,
-``Postprocessor``: what each ``execute`` does, without Triton). From the traced requests' p50s:
+For each model (``default``: the prepared repository, or --repository's, of any task; and tests/models' YOLO11n:
+3 classes, 320x416, seeded random weights, about ten times faster), the bench prepares a repository, starts a
+server with a trace file and sends the 1 MP JPEG one request at a time, in blocks that take turns: untraced,
+then traced at rate 1 (``client.trace.Tracing``).
+In the same turns it runs each stage's own code in-process (``benchmarks.stages``: the preprocessing, the served
+CPU runtime and the postprocessing of the repository's task: what each ``execute`` does, without Triton). From
+the traced requests' p50s:
 
 - ``grpc_client_server``: client time minus server time (the client's request and reply, the transport, and
   the server's read of the request, which Triton's trace cannot tell from idle time);
@@ -32,8 +34,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.engine_baseline import engine_runtime, served_cpu_runtime
+from benchmarks.engine_baseline import served_cpu_runtime
 from benchmarks.sample_image import RESULTS, one_megapixel_jpeg
+from benchmarks.stages import Stages
 from client.api import YoloTritonClient
 from client.report import drive
 from client.stage_stats import STAGES
@@ -41,9 +44,6 @@ from client.trace import Tracing, admin_headers
 from client.trace_stats import BETWEEN, FRONT_END, RequestTrace
 from prepare.prepare_model import prepare
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
-from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.preprocess.preprocessor import Preprocessor
-from python_backends.triton_helpers.config import parameters
 from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
@@ -55,11 +55,11 @@ MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # tests/models' recipes copy from it
 
 
-def prepared_repository(name: str, folder: Path) -> Path:
-    """``default``: the repository ``make setup`` prepared; else tests/models' ``name`` prepared into ``folder``
-    (as tests/conftest.py's ``family_repository`` does)."""
+def prepared_repository(name: str, folder: Path, default: Path = DEFAULT_REPOSITORY) -> Path:
+    """``default``: the repository ``default`` (the one ``make setup`` prepared, unless named); else tests/models'
+    ``name`` prepared into ``folder`` (as tests/conftest.py's ``family_repository`` does)."""
     if name == "default":
-        return DEFAULT_REPOSITORY
+        return default
     spec = importlib.util.spec_from_file_location("materialize", MATERIALIZE)
     materialize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(materialize)  # numpy and onnx only
@@ -69,25 +69,16 @@ def prepared_repository(name: str, folder: Path) -> Path:
 
 
 def stage_runs(repository: Path, configs: dict[str, dict], payload: bytes) -> dict[str, Callable[[], object]]:
-    """Each stage's own work on ``payload``, as its ``execute`` does it, in-process: stage → a call."""
-    pre_params = parameters(configs["yolov8_preprocess"])
-    pre = Preprocessor(int(pre_params["input_height"]), int(pre_params["input_width"]))
-    pixels, mapping = pre.from_bytes(payload)
-    runtime = engine_runtime(repository, configs["yolov8_infer"], served_cpu_runtime(configs["yolov8_infer"]))
-    head = runtime.run(pixels[None])
-    post_params = parameters(configs["yolov8_postprocess"])
-    post = Postprocessor(
-        num_classes=int(post_params["num_classes"]),
-        max_det=int(post_params["max_det"]),
-        conf_threshold=float(post_params["conf_threshold"]),
-        iou_threshold=float(post_params["iou_threshold"]),
-        head_kind=post_params["head"],
-        task=post_params["task"],
-    )
+    """Each stage's own work on ``payload``, as its ``execute`` does it, in-process (``benchmarks.stages``, the
+    model on the served CPU runtime): stage → a call."""
+    stages = Stages.of(repository, configs, served_cpu_runtime(configs["yolov8_infer"]))
+    pixels, mapping = stages.preprocessor.from_bytes(payload)
+    outputs, mappings = stages.infer(pixels[None]), mapping[None]
+    pre = stages.preprocessor
     return {
         "yolov8_preprocess": lambda: pre.stack([t for t, _ in pre.from_bytes_batch([payload])]),
-        "yolov8_infer": lambda: runtime.run(pixels[None]),
-        "yolov8_postprocess": lambda: post.batch(head, mapping[None], [None], [None]),
+        "yolov8_infer": lambda: stages.infer(pixels[None]),
+        "yolov8_postprocess": lambda: stages.postprocess(outputs, mappings),
     }
 
 
@@ -192,14 +183,15 @@ def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[fl
     }
 
 
-def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] = MODELS) -> dict:
-    """{model: ``measure``'s figures} for each of ``models`` (``default`` or a tests/models name)."""
+def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] = MODELS,
+                repository: Path = DEFAULT_REPOSITORY) -> dict:  # fmt: skip
+    """{model: ``measure``'s figures} for each of ``models`` (``default``: ``repository``; or a tests/models name)."""
     found = {}
     with tempfile.TemporaryDirectory(prefix="fixed_cost_") as folder:
         for name in models:
             print(f"fixed cost: {name}, {requests} requests at concurrency 1 ...", flush=True)
-            repository = prepared_repository(name, Path(folder) / name)
-            found[name] = measure(repository, image, requests, out, name)
+            served = prepared_repository(name, Path(folder) / name, repository)
+            found[name] = measure(served, image, requests, out, name)
     return found
 
 
@@ -227,10 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=200, help="requests per model, half of them traced")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="default, or tests/models names")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="what `default` serves")
     args = parser.parse_args(argv)
     out = RESULTS / time.strftime("%Y%m%d-%H%M%S-fixed")
     out.mkdir(parents=True)
-    found = fixed_costs(one_megapixel_jpeg(out), args.requests, out, tuple(args.models))
+    found = fixed_costs(one_megapixel_jpeg(out), args.requests, out, tuple(args.models), args.repository)
     (out / "fixed_cost.json").write_text(json.dumps(found, indent=1))
     print("\n".join(format_fixed_costs(found)) + f"\n\nwrote {out}")
     return 0

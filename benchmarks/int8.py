@@ -2,8 +2,9 @@
 
 The bench quantizes into a copy of the repository (the user's own stays as it is), calibrated on
 ``CALIBRATION_IMAGES`` flips and crops of the sample photos (``benchmarks.calibration``). Agreement: on each
-sample photo, preprocessed and decoded as served at conf 0.25, how many of ONNX Runtime's FP32 detections the
-INT8 model finds (same class, IoU ≥ 0.5), and the same on each photo mirrored.
+sample photo, preprocessed and postprocessed as served (any detecting task: pose, OBB and segment too), how many
+of ONNX Runtime's FP32 detections the INT8 model finds (same class, IoU ≥ 0.5), and the same on each photo
+mirrored. A classifier is left out (``int8_left_out``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from benchmarks.calibration import SAMPLE_PHOTOS, write_calibration_photos
+from benchmarks.stages import Stages, stage_configs
 from evaluation.detection_match import Agreement, agreement
 from prepare.int8 import quantize, read_calibration, save_int8
 from prepare.repository import copy_with_parameters
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
-from python_backends.infer.openvino_runtime import OpenVinoRuntime, int8_model_path
-from python_backends.postprocess.postprocessor import Postprocessor
-from python_backends.preprocess.preprocessor import Preprocessor
+from python_backends.infer.openvino_runtime import int8_model_path
+from python_backends.triton_helpers.config import parameters
 
 INT8_ROW = "openvino-int8"  # the runtime table's row, and the INT8 rounds' served runtime
 INT8_PARAMETERS = {"runtime": "openvino", "cpu_precision": "int8"}
@@ -47,23 +49,33 @@ def int8_repository(repository: Path, samples: Path, out: Path) -> tuple[Path, f
     return repo, time.perf_counter() - started
 
 
-def fp32_agreement(repository: Path, samples: Path, num_classes: int) -> Agreement:
+def int8_left_out(repository: Path) -> str | None:
+    """Why the bench cannot quantize ``repository``'s model as ``prepare --int8`` does, or None when it can: a
+    classifier (``prepare --int8`` quantizes detectors: letterboxed calibration, detections to agree on)."""
+    task = parameters(stage_configs(repository)["yolov8_postprocess"]).get("task", "").strip() or "detect"
+    if task == "classify":
+        return "a classifier: prepare --int8 quantizes detectors (letterboxed calibration, mAP); served in FP32 only"
+    return None
+
+
+def detections(stages: Stages, tensor: np.ndarray, mapping: np.ndarray) -> list[dict]:
+    """One image's detections as served (``stages.postprocess`` at the config's thresholds): class_id, score and
+    box (x1, y1, x2, y2; an OBB's axis-aligned bounds) each. ``tensor``: uint8 (3, H, W); ``mapping``: (5,)."""
+    found = stages.postprocess(stages.infer(tensor[None]), mapping[None])
+    count = int(found["num_dets"][0, 0])
+    rows = zip(found["det_boxes"][0, :count], found["det_scores"][0, :count], found["det_classes"][0, :count])
+    return [{"class_id": int(c), "score": float(s), "box": [float(v) for v in b]} for b, s, c in rows]
+
+
+def fp32_agreement(repository: Path, samples: Path) -> Agreement:
     """How many FP32 (ONNX Runtime) detections the INT8 model finds on the sample photos and their mirror images,
-    preprocessed and decoded as served, at conf 0.25."""
-    onnx_path = repository / "yolov8_infer" / "1" / "model.onnx"
-    fp32, int8 = OnnxRuntimeSession(str(onnx_path)), OpenVinoRuntime(str(int8_model_path(onnx_path)))
-    height, width = fp32.session.get_inputs()[0].shape[2:]
-    preprocessor, postprocessor = Preprocessor(height, width), Postprocessor(num_classes)
-
-    def detections(runtime, tensor, mapping) -> list[dict]:
-        found = postprocessor.detect(runtime.run(tensor[None])[0], mapping)
-        return [{"class_id": int(c), "score": float(s), "box": [float(v) for v in b]}
-                for b, s, c in zip(found.boxes, found.scores, found.class_ids)]  # fmt: skip
-
+    preprocessed and postprocessed as ``repository`` serves them (its task and head, conf 0.25 by default)."""
+    configs = stage_configs(repository)
+    fp32, int8 = Stages.of(repository, configs), Stages.of(repository, configs, "openvino", "int8")
     total = Agreement(0, 0, 0, (), ())
     for name in SAMPLE_PHOTOS:
         photo = cv2.imread(str(samples / name), cv2.IMREAD_COLOR)
         for image in (photo, cv2.flip(photo, 1)):
-            tensor, mapping = preprocessor.from_bgr(image)
+            tensor, mapping = fp32.preprocessor.from_bgr(image)
             total += agreement(detections(int8, tensor, mapping), detections(fp32, tensor, mapping))
     return total

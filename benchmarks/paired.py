@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.engine_baseline import engine_baseline
+from benchmarks.engine_baseline import engine_baseline, random_pixels
 from client.api import YoloTritonClient
 from python_backends.infer.base import InferenceRuntime
 
@@ -83,12 +83,14 @@ def paired_latency(
     image_hw: tuple[int, int],
     own: InferenceRuntime | None = None,
 ) -> PairedLatency:
-    """``pairs`` turns of one in-process engine run on uint8 pixels (1, 3, *image_hw) (then one of ``own``, when
-    given), then one ``client.detect(image)``."""
-    tensor = np.random.default_rng(0).integers(0, 256, (1, 3, *image_hw), dtype=np.uint8)
+    """``pairs`` turns of one in-process engine run on random pixels (1, 3, *image_hw) (then one of ``own``, when
+    given; each of the kind its model takes), then one ``client.detect(image)``."""
+    tensor = random_pixels(runtime, (1, 3, *image_hw), np.random.default_rng(0))
     times: dict[str, list[float]] = {"engine": [], "own": [], "client": []}
     turn = [("engine", lambda: runtime.run(tensor))]
-    turn += [("own", lambda: own.run(tensor))] if own is not None else []
+    if own is not None:
+        own_tensor = random_pixels(own, (1, 3, *image_hw), np.random.default_rng(0))
+        turn.append(("own", lambda: own.run(own_tensor)))
     turn += [("client", lambda: client.detect(image))]
     for _ in range(pairs):
         for name, call in turn:

@@ -3,9 +3,11 @@
     python -m benchmarks.perf_data IMAGE [IMAGE ...] -o input.json [--repository DIR]
 
 The ensemble file holds the encoded images (client.perf_input). The stage files hold real
-intermediate tensors, computed in-process by the same classes the stages run, so that each stage
-can be measured alone: ``yolov8_preprocess`` gets IMAGE, ``yolov8_infer`` the letterboxed
-``images`` tensor, ``yolov8_postprocess`` the head ``output0`` and ``LETTERBOX``.
+intermediate tensors, computed in-process by the same classes the stages run, set up from the
+repository's configs (``benchmarks.stages``), so that each stage can be measured alone, for any task:
+``yolov8_preprocess`` gets IMAGE, ``yolov8_infer`` the preprocessed uint8 ``pixels`` (letterboxed, or
+a classifier's centre crop), ``yolov8_postprocess`` the head ``output0`` (a classifier's probabilities),
+``LETTERBOX`` and a segment model's prototypes ``output1``.
 Non-string tensors are written as base64 of their little-endian bytes.
 """
 
@@ -19,12 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.stages import Stages, stage_configs
 from client.perf_input import input_data
-from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.paths import DEFAULT_REPOSITORY
-from python_backends.preprocess.preprocessor import Preprocessor
-
-STAGE_MODELS = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
 
 
 def tensor_entry(array: np.ndarray) -> dict:
@@ -33,16 +32,15 @@ def tensor_entry(array: np.ndarray) -> dict:
     return {"content": {"b64": base64.b64encode(little.tobytes()).decode()}, "shape": list(array.shape)}
 
 
-def stage_inputs(images: list[Path], onnx_path: Path, input_size: tuple[int, int]) -> dict[str, dict]:
-    """Input data for each composing model, from the real pipeline's intermediate tensors."""
-    preprocessor = Preprocessor(*input_size)
-    runtime = OnnxRuntimeSession(str(onnx_path))
+def stage_inputs(images: list[Path], repository: Path) -> dict[str, dict]:
+    """Input data for each composing model, from the real pipeline's intermediate tensors (ONNX Runtime's)."""
+    stages = Stages.of(repository, stage_configs(repository))
     infer, post = [], []
     for image in images:
-        tensor, mapping = preprocessor.from_bytes(image.read_bytes())
-        head = runtime.run(tensor[None])[0]
+        tensor, mapping = stages.preprocessor.from_bytes(image.read_bytes())
+        inputs = stages.postprocess_inputs(stages.infer(tensor[None]), mapping[None])
         infer.append({"pixels": tensor_entry(tensor)})
-        post.append({"output0": tensor_entry(head), "LETTERBOX": tensor_entry(mapping)})
+        post.append({name: tensor_entry(value[0]) for name, value in inputs.items()})
     return {
         "yolov8_preprocess": input_data(images),
         "yolov8_infer": {"data": infer},
@@ -55,14 +53,11 @@ def stage_path(out: Path, model: str) -> Path:
     return out.with_name(f"{out.stem}.{model}{out.suffix}")
 
 
-def write_perf_data(
-    images: list[Path], out: Path, repository: Path = DEFAULT_REPOSITORY, input_size: tuple[int, int] = (640, 640)
-) -> list[Path]:
-    """Write the ensemble file ``out`` and one file per stage; returns every path written."""
+def write_perf_data(images: list[Path], out: Path, repository: Path = DEFAULT_REPOSITORY) -> list[Path]:
+    """Write the ensemble file ``out`` and one file per stage of ``repository``; returns every path written."""
     out.write_text(json.dumps(input_data(images)))
     written = [out]
-    onnx_path = repository / "yolov8_infer" / "1" / "model.onnx"
-    for model, data in stage_inputs(images, onnx_path, input_size).items():
+    for model, data in stage_inputs(images, repository).items():
         path = stage_path(out, model)
         path.write_text(json.dumps(data))
         written.append(path)
@@ -75,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--output", required=True, type=Path, help="ensemble file; stages go to OUTPUT.<model>.json"
     )
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="where the model file is")
+    parser.add_argument(
+        "--repository", type=Path, default=DEFAULT_REPOSITORY, help="the prepared repository whose stages to feed"
+    )
     args = parser.parse_args(argv)
     for path in write_perf_data(args.images, args.output, args.repository):
         print(f"wrote {path}", file=sys.stderr)

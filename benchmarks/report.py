@@ -14,8 +14,8 @@ from benchmarks.engine_baseline import REFERENCE
 from benchmarks.fixed_cost import format_fixed_costs
 from benchmarks.int8 import CALIBRATION_IMAGES, INT8_ROW
 from benchmarks.int8 import TARGETS as INT8_TARGETS
-from benchmarks.perf_data import STAGE_MODELS
 from benchmarks.runtimes import FIRST_REQUEST_TARGET
+from benchmarks.stages import STAGE_MODELS
 from benchmarks.transport import format_transport
 
 FASTDEPLOY_RATIO = 2.05  # 118 ms from Python / 57.7 ms engine statistics
@@ -104,7 +104,8 @@ def format_int8(int8: dict) -> list[str]:
 
 
 def format_summary(summary: dict) -> str:
-    lines = format_ensemble(summary)
+    lines = [f"repository {summary['repository']}"] if summary.get("repository") else []
+    lines += format_ensemble(summary)
     lines.append("\neach stage alone, concurrency 1:")
     for m, s in summary["stages_alone"].items():
         lines.append(f"  {m:<20} {s['throughput']:7.2f} req/s   p50 {s['client_p50_ms']:8.1f} ms")
@@ -136,6 +137,8 @@ def format_summary(summary: dict) -> str:
         lines += format_transport(summary["transport"])
     if summary.get("int8"):
         lines += format_int8(summary["int8"])
+    if summary.get("int8_left_out"):
+        lines += ["", f"INT8 left out: {summary['int8_left_out']}"]
     if summary.get("fixed_cost"):
         lines += ["", *format_fixed_costs(summary["fixed_cost"])]
     return "\n".join(lines)

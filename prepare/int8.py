@@ -5,8 +5,9 @@ normalise), so the quantizer sees the activations that serving produces. Preset 
 asymmetric activations). The head's decode stays in floating point, as Ultralytics' OpenVINO INT8 export keeps
 it: the Add/Sub/Mul/Div directly in the head module, its DFL and its class Sigmoid (``head_decode_ops``). So does
 the float arithmetic after the head (``after_head_ops``): in an export with NMS inside, the box conversion and the
-class offset that feed NonMaxSuppression, which Ultralytics' exporter notes are INT8-sensitive. The
-result is an OpenVINO IR beside the ONNX (``int8_model_path``), its float parts kept in FP32.
+class offset that feed NonMaxSuppression, which Ultralytics' exporter notes are INT8-sensitive. So do the
+activations of a segment head's mask branches (``mask_branch_ops``). The result is an OpenVINO IR beside the ONNX
+(``int8_model_path``), its float parts kept in FP32.
 """
 
 from __future__ import annotations
@@ -139,10 +140,26 @@ def after_head_ops(model) -> list[str]:
     return names
 
 
+def mask_branch_ops(model) -> list[str]:
+    """Names of the Add/Subtract/Multiply/Divide/Sigmoid of a segment head's mask branches in ``model`` (an
+    ov.Model): its prototypes (``proto``) and its mask coefficients (``cv4``); none without prototypes.
+
+    Their convolutions stay INT8 and their activations float, as Ultralytics' INT8 export keeps every such op
+    of the head: quantized, OpenVINO 2026.4's CPU plugin returned all-zero prototypes and coefficients for
+    tests/models' fall_seg, and so no masks, which drops every detection.
+    """
+    head = head_module(model)
+    if not any(op.get_friendly_name().startswith(f"{head}/proto/") for op in model.get_ops()):
+        return []
+    branch = re.compile(re.escape(head) + r"/(proto|\w*cv4[\w.]*)/")
+    return [op.get_friendly_name() for op in model.get_ops()
+            if branch.match(op.get_friendly_name()) and op.get_type_name() in DECODE_TYPES]  # fmt: skip
+
+
 def float_scope(model) -> list[str]:
-    """Names of the ops of ``model`` (an ov.Model) that stay in floating point: the head's decode and the
-    arithmetic after the head."""
-    return head_decode_ops(model) + after_head_ops(model)
+    """Names of the ops of ``model`` (an ov.Model) that stay in floating point: the head's decode, a segment
+    head's mask branches' activations and the arithmetic after the head."""
+    return head_decode_ops(model) + mask_branch_ops(model) + after_head_ops(model)
 
 
 def quantize(onnx_path: Path, calibration: CalibrationSet, subset_size: int | None = None):

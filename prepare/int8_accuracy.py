@@ -3,7 +3,8 @@
 Images are preprocessed as served (``python_backends.preprocess``) and the head is decoded as
 yolov8_postprocess decodes it (``python_backends.postprocess``: a raw grid of the model's classes with NMS,
 or the rows of an end-to-end head or of NMS inside the graph) at the thresholds of ``python -m client val``
-(conf 0.001, IoU 0.7, 300 detections); ``evaluation`` scores them. NNCF's accuracy-controlled quantization
+(conf 0.001, IoU 0.7, 300 detections; a segment model's prototypes passed through); ``evaluation`` scores
+their boxes. NNCF's accuracy-controlled quantization
 (``nncf.quantize_with_accuracy_control``) quantizes, measures the drop with that score and returns layers
 to float, the most harmful first, until the drop is at most ``max_drop``.
 """
@@ -76,12 +77,14 @@ def dataset_fits(dataset: Dataset, info: YoloModelInfo) -> None:
 
 
 def map50_95(compiled, images, dataset: Dataset, postprocessor: Postprocessor) -> float:
-    """COCO mAP50-95 of ``compiled`` (an ov.CompiledModel) on ``images`` (ValidationImage), decoded by
-    ``postprocessor``; 0.0 without labels."""
+    """COCO box mAP50-95 of ``compiled`` (an ov.CompiledModel) on ``images`` (ValidationImage), decoded by
+    ``postprocessor`` (a segment model's prototypes, its second output, passed through as served: a detection
+    whose mask is empty is dropped); 0.0 without labels."""
     predictions = {}
     for image in images:
-        head = compiled(image.tensor[None])[0][0]
-        found = postprocessor.detect(head, image.mapping)
+        outputs = compiled(image.tensor[None])
+        prototypes = outputs[1][0] if postprocessor.task == "segment" else None  # a segment model's output1
+        found = postprocessor.detect(outputs[0][0], image.mapping, prototypes=prototypes)
         width, height = (int(v) for v in image.mapping[3:5])  # the image as decoded, upright
         predictions[image.path] = Prediction(found.boxes, found.scores, found.class_ids, size=(width, height))
     return evaluate(dataset, predictions).map50_95 or 0.0

@@ -12,7 +12,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from benchmarks.perf_analyzer import PERF_ANALYZER, run_perf_analyzer
-from benchmarks.perf_data import STAGE_MODELS, stage_path, write_perf_data
+from benchmarks.perf_data import stage_path, write_perf_data
+from benchmarks.stages import STAGE_MODELS
 from client.api import YoloTritonClient
 from client.report import PROBE_NOTE
 from python_backends.paths import PROJECT_ROOT

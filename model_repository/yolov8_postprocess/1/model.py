@@ -3,10 +3,9 @@ Coordinates ``python_backends.postprocess``."""
 
 import triton_python_backend_utils as pb_utils
 
-from python_backends.defaults import CONF_THRESHOLD, IOU_THRESHOLD, MAX_DET
-from python_backends.postprocess.classify import Classifier
-from python_backends.postprocess.postprocessor import Postprocessor, ThresholdError
-from python_backends.triton_helpers.config import float_parameter, int_parameter, load_config, parameters
+from python_backends.postprocess.postprocessor import ThresholdError
+from python_backends.postprocess.select import create_postprocessor
+from python_backends.triton_helpers.config import load_config
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.gpu_arrays import to_host
 from python_backends.triton_helpers.stub_output import log_line_by_line
@@ -19,33 +18,11 @@ def _optional(request, name, count):
     return [None] * count if tensor is None else [float(v) for v in to_host(input_array(tensor)).reshape(-1)]
 
 
-def _keypoints(config):
-    """K of a pose model's det_keypoints output [max_det, K, 3]; 0 when the config has no such output."""
-    output = pb_utils.get_output_config_by_name(config, "det_keypoints")
-    return int(output["dims"][1]) if output else 0
-
-
-def _postprocessor(config, params):
-    """A classifier's ``Classifier`` for task classify, else the detections' ``Postprocessor``."""
-    task = params.get("task", "").strip() or "detect"
-    if task == "classify":
-        return Classifier(num_classes=int_parameter(params, "num_classes", 80))
-    return Postprocessor(
-        num_classes=int_parameter(params, "num_classes", 80),
-        max_det=int_parameter(params, "max_det", MAX_DET),
-        conf_threshold=float_parameter(params, "conf_threshold", CONF_THRESHOLD),
-        iou_threshold=float_parameter(params, "iou_threshold", IOU_THRESHOLD),
-        head_kind=params.get("head", "").strip() or "raw",
-        task=task,
-        num_keypoints=_keypoints(config),
-    )
-
-
 class TritonPythonModel:
     def initialize(self, args):
         log_line_by_line()
         config = load_config(args["model_config"])
-        self.postprocessor = _postprocessor(config, parameters(config))
+        self.postprocessor = create_postprocessor(config)
         self.gate = DrainGate.from_environment()  # counts requests leaving the pipeline
         self.dtypes = {
             name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
