@@ -21,6 +21,12 @@ the traced requests' p50s:
 
 ``fixed_cost_ms`` is the client p50 minus the stages' own compute, in a way that a shared machine's slow
 spells do not swamp (``summarize``); ``tracing_ratio`` is the traced client p50 over the untraced one.
+
+``floor`` is the same measure on a copy of the repository whose stages answer at no cost
+(``benchmarks/floor_stage.py``: the real pipeline's inputs and outputs, none of its work): what Triton's
+Python backend, the ensemble and gRPC cost around three stages on this machine, and so the least fixed cost
+that stages written as Python models can have. The fixed cost minus the floor is what the stages' own
+``execute`` adds around their compute.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -43,6 +51,7 @@ from client.stage_stats import STAGES
 from client.trace import Tracing, admin_headers
 from client.trace_stats import BETWEEN, FRONT_END, RequestTrace
 from prepare.prepare_model import prepare
+from prepare.repository import copy_linked
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import free_port
 from serving.server import TritonServer
@@ -51,7 +60,9 @@ from serving.triton import ServerOptions
 MODELS = ("default", "yolo11n")
 BLOCKS = 4  # untraced and traced blocks, in turns
 WARMUP = 10  # requests before the first block
+FLOOR_REAL_CALLS = 3  # a floor stage's real answers: the first of the WARMUP requests
 MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a test model from its recipe
+FLOOR_STAGE = Path(__file__).with_name("floor_stage.py")  # a stage that answers at no cost
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # tests/models' recipes copy from it
 
 
@@ -125,8 +136,26 @@ def parts(traces: list[RequestTrace], traced: list[float], round_trips: dict[str
     return found
 
 
-def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str) -> dict:
-    """The fixed cost of the server on ``repository`` at concurrency 1 (see the module's docstring)."""
+def floor_repository(repository: Path, target: Path) -> Path:
+    """A copy of ``repository`` whose stages answer at no cost (``benchmarks/floor_stage.py``, each real
+    ``model.py`` beside it as ``real_model.py``). Each stage runs one instance without Triton's warm-up, so that
+    its real calls are the first ``FLOOR_REAL_CALLS`` requests (at concurrency 1 one instance is all it uses)."""
+    copy_linked(repository, target)
+    for stage in STAGES:
+        version = target / stage / "1"
+        (version / "model.py").rename(version / "real_model.py")
+        shutil.copyfile(FLOOR_STAGE, version / "model.py")
+        config = target / stage / "config.pbtxt"
+        text = re.sub(r"\nmodel_warmup \[\n.*?\n\]\n", "\n", config.read_text(), flags=re.S)
+        text = re.sub(r"(instance_group \[ \{ count: )\d+", r"\g<1>1", text)
+        real_calls = f'parameters {{ key: "floor_real_calls" value: {{ string_value: "{FLOOR_REAL_CALLS}" }} }}'
+        config.write_text(f"{text}\n{real_calls}\n")  # one more entry of the parameters map
+    return target
+
+
+def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str, own_work: bool = True) -> dict:
+    """The fixed cost of the server on ``repository`` at concurrency 1 (see the module's docstring). Without
+    ``own_work`` (a ``floor_repository``) the stages' in-process compute counts as 0."""
     options = ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(),
                             metrics_port=free_port(), trace_file=out / f"trace_{tag}" / "trace.json")  # fmt: skip
     block = max(1, requests // BLOCKS)
@@ -135,10 +164,10 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str)
         YoloTritonClient(server.grpc_url) as client,
     ):
         configs = {s: client.client.get_model_config(s, as_json=True)["config"] for s in STAGES}
-        runs = stage_runs(repository, configs, payload.read_bytes())
+        runs = stage_runs(repository, configs, payload.read_bytes()) if own_work else {}
         drive(client, [payload], 1, WARMUP)
         untraced, traced, traces = [], [], []
-        compute: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        compute: dict[str, list[float]] = {stage: [] if own_work else [0.0] for stage in STAGES}
         for number in range(BLOCKS):
             if number % 2 == 0:
                 untraced += drive(client, [payload], 1, block)
@@ -192,6 +221,9 @@ def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] =
             print(f"fixed cost: {name}, {requests} requests at concurrency 1 ...", flush=True)
             served = prepared_repository(name, Path(folder) / name, repository)
             found[name] = measure(served, image, requests, out, name)
+            print(f"fixed cost: {name}'s floor (stages that answer at no cost) ...", flush=True)
+            floor = floor_repository(served, Path(folder) / f"{name}_floor")
+            found[name]["floor"] = measure(floor, image, requests, out, f"{name}_floor", own_work=False)
     return found
 
 
@@ -212,6 +244,14 @@ def format_fixed_costs(found: dict) -> list[str]:
         for part in ("queue", "input_copy", "stub_round_trip", "output_copy"):
             row(f"  {stage} {part}", [found[n]["parts_ms"][stage][part] for n in names])
     row("tracing: traced p50 / untraced p50", [found[n]["tracing_ratio"] for n in names])
+    if all("floor" in found[n] for n in names):
+        row("floor: client time, stages at no cost", [found[n]["floor"]["client_p50_ms"] for n in names])
+        row("  of it outside the server (grpc_client_server)",
+            [found[n]["floor"]["parts_ms"]["grpc_client_server"] for n in names])  # fmt: skip
+        row(
+            "fixed cost - floor: the stages' own overhead",
+            [found[n]["fixed_cost_ms"] - found[n]["floor"]["fixed_cost_ms"] for n in names],
+        )
     return rows
 
 

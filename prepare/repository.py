@@ -197,15 +197,22 @@ def copy_template(source: Path, target: Path) -> None:
         )
 
 
+def copy_linked(source: Path, target: Path) -> Path:
+    """A copy of the prepared repository ``source``: configs, model.py files, labels and warm-up data copied, the
+    models (the ONNX, an INT8 IR) linked."""
+    copy_template(source, target)
+    for pattern in ("*.onnx", "*_int8.xml", "*_int8.bin"):
+        for model_file in (source / "yolov8_infer" / "1").glob(pattern):
+            (target / "yolov8_infer" / "1" / model_file.name).symlink_to(model_file.resolve())
+    return target
+
+
 def copy_with_parameters(source: Path, target: Path, model: str, **params: str) -> Path:
     """A copy of the prepared repository ``source`` in which ``model``'s config.pbtxt has ``params`` set.
 
     Configs, model.py files, labels and warm-up data are copied; the models (the ONNX, an INT8 IR) are linked.
     """
-    copy_template(source, target)
-    for pattern in ("*.onnx", "*_int8.xml", "*_int8.bin"):
-        for model_file in (source / "yolov8_infer" / "1").glob(pattern):
-            (target / "yolov8_infer" / "1" / model_file.name).symlink_to(model_file.resolve())
+    copy_linked(source, target)
     config = target / model / "config.pbtxt"
     config.write_text(set_parameters(config.read_text(), params))
     return target
