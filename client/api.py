@@ -240,17 +240,19 @@ def parse_results(
     results = []
     for i, label in enumerate(labels):
         width, height = (int(v) for v in out["image_size"][i])
+        count = int(out["num_dets"][i, 0])
+        rows = {key: out[key][i, :count].tolist() for key in ("det_boxes", "det_scores", "det_classes")}
+        keypoints = out["det_keypoints"][i, :count].tolist() if "det_keypoints" in out else [None] * count
+        obbs = [tuple(o) for o in out["det_obb"][i, :count].tolist()] if "det_obb" in out else [None] * count
+        masks = out["det_masks"][i, :count] if "det_masks" in out else [None] * count
         detections = []
-        for k in range(int(out["num_dets"][i, 0])):
-            class_id = int(out["det_classes"][i, k])
+        for k, class_id in enumerate(rows["det_classes"]):
             if classes is not None and class_id not in classes:
                 continue
             name = names[class_id] if 0 <= class_id < len(names) else str(class_id)
-            box = tuple(float(v) for v in out["det_boxes"][i, k])
-            keypoints = out["det_keypoints"][i, k].tolist() if "det_keypoints" in out else None
-            obb = tuple(out["det_obb"][i, k].tolist()) if "det_obb" in out else None
-            rle = {"size": [height, width], "counts": _text(out["det_masks"][i, k])} if "det_masks" in out else None
-            detections.append(Detection(box, float(out["det_scores"][i, k]), class_id, name, keypoints, obb, rle))
+            rle = None if masks[k] is None else {"size": [height, width], "counts": _text(masks[k])}
+            box, score = tuple(rows["det_boxes"][k]), rows["det_scores"][k]
+            detections.append(Detection(box, score, class_id, name, keypoints[k], obbs[k], rle))
         results.append(DetectionResult(label, width, height, detections))
     return results
 
