@@ -36,7 +36,7 @@ clean:  ## remove the environment, caches and the installed model (ONNX, INT8 mo
 	rm -rf .venv .cache model_repository/yolov8_infer/1/*.onnx model_repository/yolov8_infer/1/*.xml \
 		model_repository/yolov8_infer/1/*.bin model_repository/yolov8_postprocess/labels.txt model_repository/*/warmup
 
-bench: setup  ## the engine in-process, perf_analyzer on the yolov8 ensemble, perf_analyzer on each stage alone, paired rounds for the headline ratios, each CPU runtime in-process and served, what the cores allow, how a 1080p frame travels, INT8; writes benchmarks/results/<time>/
+bench: setup  ## the engine in-process, perf_analyzer on the yolov8 ensemble, perf_analyzer on each stage alone, paired rounds for the headline ratios, each CPU runtime in-process and served, what the cores allow, how a 1080p frame travels, INT8, the fixed cost; writes benchmarks/results/<time>/
 	$(PY) -m benchmarks.bench $(ARGS)
 
 bench-tasks: setup  ## each task's test model served, against Ultralytics' predict in-process when ULTRALYTICS_PYTHON names a Python with Ultralytics; writes benchmarks/results/<time>/tasks.json
