@@ -69,7 +69,7 @@ from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_
 from benchmarks.runtimes import runtime_rows, runtime_table
 from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
 from benchmarks.stages import STAGE_MODELS
-from benchmarks.transport import transport
+from benchmarks.transport import transports
 from client.api import YoloTritonClient
 from client.stage_stats import deltas, snapshot
 from python_backends.paths import DEFAULT_REPOSITORY
@@ -179,14 +179,8 @@ def paired_rounds(runtime, own, server: TritonServer, payload: bytes, args: argp
 
 
 def server_options(repository: Path) -> ServerOptions:
-    """Free ports; clients may use shared memory (the transport section)."""
-    return ServerOptions(
-        repository=repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        allow_client_shm=True,
-    )
+    """Free ports."""
+    return ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,11 +223,11 @@ def main(argv: list[str] | None = None) -> int:
             stages[model] = run_perf_analyzer(model, server.grpc_url, stage_path(inputs, model), 1,
                                               out / f"{model}_alone.csv", args.interval_ms)  # fmt: skip
         rounds = paired_rounds(runtime, own, server, payload, args, image_hw)
-        moved = transport(server.grpc_url, args.rounds, args.pairs)
     del own
     fixed = {}
     if args.fixed_cost_requests:
         fixed = fixed_costs(image, args.fixed_cost_requests, out, repository=args.repository)
+    moved = transports(args.rounds, args.pairs, out, repository=args.repository)
     rows = runtime_rows(args.runtimes, args.repository)
     int8_reason = int8_left_out(args.repository) if args.int8 else None
     if int8_reason:

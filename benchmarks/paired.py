@@ -17,6 +17,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -86,19 +87,25 @@ def paired_latency(
     """``pairs`` turns of one in-process engine run on random pixels (1, 3, *image_hw) (then one of ``own``, when
     given; each of the kind its model takes), then one ``client.detect(image)``."""
     tensor = random_pixels(runtime, (1, 3, *image_hw), np.random.default_rng(0))
-    times: dict[str, list[float]] = {"engine": [], "own": [], "client": []}
     turn = [("engine", lambda: runtime.run(tensor))]
     if own is not None:
         own_tensor = random_pixels(own, (1, 3, *image_hw), np.random.default_rng(0))
         turn.append(("own", lambda: own.run(own_tensor)))
     turn += [("client", lambda: client.detect(image))]
+    times = timed_turns(turn, pairs)
+    return PairedLatency(times["engine"], times["client"], times.get("own"))
+
+
+def timed_turns(turn: list[tuple[str, Callable[[], object]]], pairs: int) -> dict[str, list[float]]:
+    """``pairs`` turns of the named calls of ``turn``, in order, ``SETTLE_S`` apart: name → its times in ms."""
+    times: dict[str, list[float]] = {name: [] for name, _ in turn}
     for _ in range(pairs):
         for name, call in turn:
             started = time.perf_counter()
             call()
             times[name].append((time.perf_counter() - started) * 1e3)
             time.sleep(SETTLE_S)
-    return PairedLatency(times["engine"], times["client"], times["own"] or None)
+    return times
 
 
 def ensemble_throughput(url: str, image: bytes, concurrency: int, seconds: float, warmup_s: float = 1.0) -> float:

@@ -1,24 +1,30 @@
 """How a 1080p frame travels: over gRPC, through the client's system shared memory, and as a JPEG over gRPC.
 
-    python -m benchmarks.transport [--rounds 3] [--pairs 20] [--repository model_repository]
+    python -m benchmarks.transport [--rounds 3] [--pairs 20] [--models default yolo11n] [--repository DIR]
 
-One client per way, at concurrency 1, taking turns request by request (gRPC frame, shared-memory frame, JPEG;
-see benchmarks/paired.py for why turns): each round gives the three p50s and the ratios between neighbours;
-the ratios printed are the median over the rounds. ``make bench`` runs it as a section on its own server;
-this module's ``main`` runs just this section on a server of its own (--allow-client-shm).
+On the default model and on tests/models' YOLO11n (3 classes, 320x416, seeded random weights: the same
+pipeline around a ten times faster engine, where the frame's trip is a larger share of a request), each on a
+server of its own (--allow-client-shm): one client per way, at concurrency 1, taking turns request by request
+(gRPC frame, shared-memory frame, JPEG; see benchmarks/paired.py for why turns). Each round gives the three
+p50s and the ratios between neighbours; the ratios printed are the median over the rounds. ``make bench``
+runs it as its step 7.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from benchmarks.paired import SETTLE_S
+from benchmarks.fixed_cost import MODELS, prepared_repository
+from benchmarks.paired import timed_turns
+from benchmarks.sample_image import RESULTS
 from client.api import YoloTritonClient
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import free_port
@@ -41,18 +47,12 @@ def hd_frame() -> tuple[np.ndarray, bytes]:
 def transport_round(url: str, frame: np.ndarray, jpeg: bytes, pairs: int) -> dict:
     """``pairs`` turns of three requests (frame over gRPC, frame through shared memory, JPEG over gRPC): p50s
     in ms and the ratios."""
-    times: dict[str, list[float]] = {"grpc": [], "shm": [], "jpeg": []}
     with YoloTritonClient(url) as wire, YoloTritonClient(url, shared_memory=True) as shared:
         turn = [("grpc", lambda: wire.detect(frame)), ("shm", lambda: shared.detect(frame))]
         turn.append(("jpeg", lambda: wire.detect(jpeg)))
         for _, call in turn:  # the shared-memory region is made and registered here, not in a timed turn
             call()
-        for _ in range(pairs):
-            for name, call in turn:
-                started = time.perf_counter()
-                call()
-                times[name].append((time.perf_counter() - started) * 1e3)
-                time.sleep(SETTLE_S)
+        times = timed_turns(turn, pairs)
     p50 = {f"{name}_p50_ms": statistics.median(ms) for name, ms in times.items()}
     return p50 | {
         "shm_per_grpc": p50["shm_p50_ms"] / p50["grpc_p50_ms"],
@@ -75,36 +75,51 @@ def transport(url: str, rounds: int, pairs: int) -> dict:
     }
 
 
+def transports(rounds: int, pairs: int, out: Path, models: tuple[str, ...] = MODELS,
+               repository: Path = DEFAULT_REPOSITORY) -> dict:  # fmt: skip
+    """{model: ``transport``'s figures} for each of ``models`` (``default``: ``repository``; or a tests/models
+    name), each on a server of its own that allows client shared memory; its log in ``out``."""
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="transport_") as folder:
+        for name in models:
+            served = prepared_repository(name, Path(folder) / name, repository)
+            options = ServerOptions(repository=served, http_port=free_port(), grpc_port=free_port(),
+                                    metrics_port=free_port(), allow_client_shm=True)  # fmt: skip
+            with TritonServer(options, out / f"tritonserver_transport_{name}.log") as server:
+                print(f"transport: {name}", flush=True)
+                found[name] = transport(server.grpc_url, rounds, pairs)
+    return found
+
+
 def format_transport(found: dict) -> list[str]:
-    """The section's lines for the summary."""
-    return [
-        "",
-        f"a 1080p frame at concurrency 1 (medians of {len(found['rounds'])} paired rounds):",
-        f"  frame over gRPC          p50 {found['grpc_p50_ms']:7.1f} ms   ({found['frame_bytes'] / 1e6:.1f} MB)",
-        f"  frame in shared memory   p50 {found['shm_p50_ms']:7.1f} ms   = {found['shm_per_grpc']:.3f}x gRPC "
-        f"(target <= {SHM_PER_GRPC_TARGET})",
-        f"  JPEG over gRPC           p50 {found['jpeg_p50_ms']:7.1f} ms   ({found['jpeg_bytes'] / 1e3:.0f} kB, quality "
-        f"{JPEG_QUALITY}); shared memory = {found['shm_per_jpeg']:.3f}x JPEG (target < {SHM_PER_JPEG_TARGET})",
-    ]
+    """The section's lines for the summary: ``transports``' figures, a block per model."""
+    lines = []
+    for name, moved in found.items():
+        lines += [
+            "",
+            f"a 1080p frame at concurrency 1 on {name} (medians of {len(moved['rounds'])} paired rounds):",
+            f"  frame over gRPC          p50 {moved['grpc_p50_ms']:7.1f} ms   ({moved['frame_bytes'] / 1e6:.1f} MB)",
+            f"  frame in shared memory   p50 {moved['shm_p50_ms']:7.1f} ms   = {moved['shm_per_grpc']:.3f}x gRPC "
+            f"(target <= {SHM_PER_GRPC_TARGET})",
+            f"  JPEG over gRPC           p50 {moved['jpeg_p50_ms']:7.1f} ms   ({moved['jpeg_bytes'] / 1e3:.0f} kB, "
+            f"quality {JPEG_QUALITY}); shared memory = {moved['shm_per_jpeg']:.3f}x JPEG "
+            f"(target < {SHM_PER_JPEG_TARGET})",
+        ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="paired rounds; the ratios are their median")
     parser.add_argument("--pairs", type=int, default=20, help="turns of the three requests per round")
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="default, or tests/models names")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="what `default` serves")
     args = parser.parse_args(argv)
-    options = ServerOptions(
-        repository=args.repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        allow_client_shm=True,
-    )
-    log = PROJECT_ROOT / ".cache" / "transport-tritonserver.log"
-    with TritonServer(options, log) as server:
-        found = transport(server.grpc_url, args.rounds, args.pairs)
-    print("\n".join(format_transport(found)))
+    out = RESULTS / time.strftime("%Y%m%d-%H%M%S-transport")
+    out.mkdir(parents=True)
+    found = transports(args.rounds, args.pairs, out, tuple(args.models), args.repository)
+    (out / "transport.json").write_text(json.dumps(found, indent=1))
+    print("\n".join(format_transport(found)) + f"\n\nwrote {out}")
     return 0
 
 
