@@ -56,7 +56,7 @@ EXCEPTED = {
     r"git checkout model_repository": "would undo the checkout's own configs",
     r"echo .* \| socat ": "needs make cluster running; tests/test_cluster.py reads HAProxy's socket",
     r"(KEY=|\.venv/bin/python -m serving\b)": "starts a server in the foreground; tests/test_serving_cli.py runs it",
-    r"(\.venv/bin/)?python -m benchmarks\.(scaling|fixed_cost|transport)": "a benchmark",
+    r"(\.venv/bin/)?python -m benchmarks\.(scaling|fixed_cost|transport|tasks)": "a benchmark",
     r".*--window \d+": "waits for a minute of live traffic; tests/test_stage_costs.py runs report",
     r"\.venv/bin/perf_analyzer ": "a benchmark; tests/test_stage_costs.py runs perf_analyzer",
     r"export TRITON_ADMIN_KEY": "for docker compose",
