@@ -22,11 +22,13 @@ the traced requests' p50s:
 ``fixed_cost_ms`` is the client p50 minus the stages' own compute, in a way that a shared machine's slow
 spells do not swamp (``summarize``); ``tracing_ratio`` is the traced client p50 over the untraced one.
 
-``floor`` is the same measure on a copy of the repository whose stages answer at no cost
+``floor`` is the same measure on a copy of the repository whose stages answer at once without their work
 (``benchmarks/floor_stage.py``: the real pipeline's inputs and outputs, none of its work): what Triton's
-Python backend, the ensemble and gRPC cost around three stages on this machine, and so the least fixed cost
-that stages written as Python models can have. The fixed cost minus the floor is what the stages' own
-``execute`` adds around their compute.
+Python backend, the ensemble and gRPC cost around three stages that do nothing. ``waiting_floor`` is the
+same with each stage keeping a core busy for its own compute's in-process p50 before it answers, and that
+time counted as its compute: the fixed cost of three Python stages that take the real stages' time and run
+none of their code. The fixed cost minus the waiting floor is what the stages' own code adds around their
+compute; the waiting floor minus the floor is what the requests' length costs in the hand-offs.
 """
 
 from __future__ import annotations
@@ -136,10 +138,11 @@ def parts(traces: list[RequestTrace], traced: list[float], round_trips: dict[str
     return found
 
 
-def floor_repository(repository: Path, target: Path) -> Path:
-    """A copy of ``repository`` whose stages answer at no cost (``benchmarks/floor_stage.py``, each real
-    ``model.py`` beside it as ``real_model.py``). Each stage runs one instance without Triton's warm-up, so that
-    its real calls are the first ``FLOOR_REAL_CALLS`` requests (at concurrency 1 one instance is all it uses)."""
+def floor_repository(repository: Path, target: Path, wait_ms: dict[str, float] | None = None) -> Path:
+    """A copy of ``repository`` whose stages answer without their work (``benchmarks/floor_stage.py``, each real
+    ``model.py`` beside it as ``real_model.py``), each after keeping a core busy for ``wait_ms[stage]`` ms (none:
+    at once). Each stage runs one instance without Triton's warm-up, so that its real calls are the first
+    ``FLOOR_REAL_CALLS`` requests (at concurrency 1 one instance is all it uses)."""
     copy_linked(repository, target)
     for stage in STAGES:
         version = target / stage / "1"
@@ -148,14 +151,16 @@ def floor_repository(repository: Path, target: Path) -> Path:
         config = target / stage / "config.pbtxt"
         text = re.sub(r"\nmodel_warmup \[\n.*?\n\]\n", "\n", config.read_text(), flags=re.S)
         text = re.sub(r"(instance_group \[ \{ count: )\d+", r"\g<1>1", text)
-        real_calls = f'parameters {{ key: "floor_real_calls" value: {{ string_value: "{FLOOR_REAL_CALLS}" }} }}'
-        config.write_text(f"{text}\n{real_calls}\n")  # one more entry of the parameters map
+        settings = {"floor_real_calls": FLOOR_REAL_CALLS, "floor_wait_ms": (wait_ms or {}).get(stage, 0.0)}
+        entries = [f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in settings.items()]
+        config.write_text(text + "\n" + "\n".join(entries) + "\n")  # more entries of the parameters map
     return target
 
 
-def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str, own_work: bool = True) -> dict:
-    """The fixed cost of the server on ``repository`` at concurrency 1 (see the module's docstring). Without
-    ``own_work`` (a ``floor_repository``) the stages' in-process compute counts as 0."""
+def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
+            waits_ms: dict[str, float] | None = None) -> dict:  # fmt: skip
+    """The fixed cost of the server on ``repository`` at concurrency 1 (see the module's docstring). With
+    ``waits_ms`` (a ``floor_repository``) each stage's compute is its wait, not its own code's in-process time."""
     options = ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(),
                             metrics_port=free_port(), trace_file=out / f"trace_{tag}" / "trace.json")  # fmt: skip
     block = max(1, requests // BLOCKS)
@@ -164,10 +169,10 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
         YoloTritonClient(server.grpc_url) as client,
     ):
         configs = {s: client.client.get_model_config(s, as_json=True)["config"] for s in STAGES}
-        runs = stage_runs(repository, configs, payload.read_bytes()) if own_work else {}
+        runs = stage_runs(repository, configs, payload.read_bytes()) if waits_ms is None else {}
         drive(client, [payload], 1, WARMUP)
         untraced, traced, traces = [], [], []
-        compute: dict[str, list[float]] = {stage: [] if own_work else [0.0] for stage in STAGES}
+        compute = {stage: [] if waits_ms is None else [waits_ms.get(stage, 0.0)] for stage in STAGES}
         for number in range(BLOCKS):
             if number % 2 == 0:
                 untraced += drive(client, [payload], 1, block)
@@ -221,9 +226,13 @@ def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] =
             print(f"fixed cost: {name}, {requests} requests at concurrency 1 ...", flush=True)
             served = prepared_repository(name, Path(folder) / name, repository)
             found[name] = measure(served, image, requests, out, name)
-            print(f"fixed cost: {name}'s floor (stages that answer at no cost) ...", flush=True)
+            print(f"fixed cost: {name}'s floor (stages that answer at once, without their work) ...", flush=True)
             floor = floor_repository(served, Path(folder) / f"{name}_floor")
-            found[name]["floor"] = measure(floor, image, requests, out, f"{name}_floor", own_work=False)
+            found[name]["floor"] = measure(floor, image, requests, out, f"{name}_floor", waits_ms={})
+            print(f"fixed cost: {name}'s waiting floor (stages that take their compute's time) ...", flush=True)
+            waits = found[name]["stage_compute_ms"]
+            waiting = floor_repository(served, Path(folder) / f"{name}_waiting", waits)
+            found[name]["waiting_floor"] = measure(waiting, image, requests, out, f"{name}_waiting", waits_ms=waits)
     return found
 
 
@@ -244,13 +253,12 @@ def format_fixed_costs(found: dict) -> list[str]:
         for part in ("queue", "input_copy", "stub_round_trip", "output_copy"):
             row(f"  {stage} {part}", [found[n]["parts_ms"][stage][part] for n in names])
     row("tracing: traced p50 / untraced p50", [found[n]["tracing_ratio"] for n in names])
-    if all("floor" in found[n] for n in names):
-        row("floor: client time, stages at no cost", [found[n]["floor"]["client_p50_ms"] for n in names])
-        row("  of it outside the server (grpc_client_server)",
-            [found[n]["floor"]["parts_ms"]["grpc_client_server"] for n in names])  # fmt: skip
+    if all("floor" in found[n] and "waiting_floor" in found[n] for n in names):
+        row("floor: client time, stages answering at once", [found[n]["floor"]["client_p50_ms"] for n in names])
+        row("waiting floor: fixed cost, stages that wait", [found[n]["waiting_floor"]["fixed_cost_ms"] for n in names])
         row(
-            "fixed cost - floor: the stages' own overhead",
-            [found[n]["fixed_cost_ms"] - found[n]["floor"]["fixed_cost_ms"] for n in names],
+            "fixed cost - waiting floor: the stages' code",
+            [found[n]["fixed_cost_ms"] - found[n]["waiting_floor"]["fixed_cost_ms"] for n in names],
         )
     return rows
 
