@@ -34,7 +34,6 @@ compute; the waiting floor minus the floor is what the requests' length costs in
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import shutil
@@ -45,6 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.engine_baseline import served_cpu_runtime
+from benchmarks.recipe_models import prepared_model
 from benchmarks.sample_image import RESULTS, one_megapixel_jpeg
 from benchmarks.stages import Stages
 from client.api import YoloTritonClient
@@ -52,9 +52,8 @@ from client.report import drive
 from client.stage_stats import STAGES
 from client.trace import Tracing, admin_headers
 from client.trace_stats import BETWEEN, FRONT_END, RequestTrace
-from prepare.prepare_model import prepare
 from prepare.repository import copy_linked
-from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
+from python_backends.paths import DEFAULT_REPOSITORY
 from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
@@ -63,22 +62,13 @@ MODELS = ("default", "yolo11n")
 BLOCKS = 4  # untraced and traced blocks, in turns
 WARMUP = 10  # requests before the first block
 FLOOR_REAL_CALLS = 3  # a floor stage's real answers: the first of the WARMUP requests
-MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a test model from its recipe
 FLOOR_STAGE = Path(__file__).with_name("floor_stage.py")  # a stage that answers at no cost
-DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # tests/models' recipes copy from it
 
 
 def prepared_repository(name: str, folder: Path, default: Path = DEFAULT_REPOSITORY) -> Path:
     """``default``: the repository ``default`` (the one ``make setup`` prepared, unless named); else tests/models'
-    ``name`` prepared into ``folder`` (as tests/conftest.py's ``family_repository`` does)."""
-    if name == "default":
-        return default
-    spec = importlib.util.spec_from_file_location("materialize", MATERIALIZE)
-    materialize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(materialize)  # numpy and onnx only
-    model = materialize.write_model(name, folder, {"default": DEFAULT_ONNX})
-    prepare(model, folder / "repository", template=DEFAULT_REPOSITORY)
-    return folder / "repository"
+    ``name`` prepared into ``folder`` as the prepare command prepares it (``benchmarks.recipe_models``)."""
+    return prepared_model(name, folder, default)[0]
 
 
 def stage_runs(repository: Path, configs: dict[str, dict], payload: bytes) -> dict[str, Callable[[], object]]:

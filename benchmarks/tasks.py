@@ -31,10 +31,10 @@ from pathlib import Path
 
 from benchmarks.engine_baseline import input_hw
 from benchmarks.paired import ensemble_throughput
+from benchmarks.recipe_models import prepared_model
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
-from prepare.prepare_model import prepare
-from python_backends.paths import CACHE, DEFAULT_REPOSITORY, PROJECT_ROOT
+from python_backends.paths import CACHE, PROJECT_ROOT
 from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
@@ -45,22 +45,10 @@ TARGETS = {"segment": 0.80, "pose": 0.80}  # served p50 ÷ Ultralytics predict p
 CONCURRENCIES = (1, 2, 4)
 
 
-DEFAULT_ONNX = CACHE / "models" / "yolov8s-fall-detection.onnx"
-
-
 def model_repository(name: str, work: Path) -> tuple[Path, Path]:
     """(the repository to serve, the export it was prepared from): the prepared default, or tests/models'
-    ``name`` rebuilt and prepared in ``work``."""
-    if name == "default":
-        return DEFAULT_REPOSITORY, DEFAULT_ONNX
-    sys.path.insert(0, str(PROJECT_ROOT / "tests"))
-    from models.materialize import write_model
-
-    folder = work / name
-    folder.mkdir(parents=True)
-    model = write_model(name, folder, {"default": DEFAULT_ONNX})
-    prepare(model, folder / "repository", template=PROJECT_ROOT / "model_repository")
-    return folder / "repository", model
+    ``name`` rebuilt and prepared in ``work`` as the prepare command prepares it."""
+    return prepared_model(name, work / name)
 
 
 def served_task(client: YoloTritonClient) -> str:
