@@ -110,15 +110,16 @@ class Tracing:
         return int(settings(self.client, self.headers)["trace_count"])
 
     def __exit__(self, failed, *exc) -> None:
-        """Tracing off: the ensemble's trace settings back to the server's; a failed run's parts removed."""
+        """Tracing off: the ensemble's trace settings back to the server's; a failed run's parts removed, once
+        Triton has written them (it writes the last part after tracing goes off, so a part removed at once
+        could be followed by that one)."""
         with uninterrupted():
             try:
                 self.taken = self.count - self.remaining()
             finally:
                 self.client.update_trace_settings(ENSEMBLE, dict.fromkeys(SETTINGS), headers=self.headers)
         if failed is not None:
-            for part in self.new_parts():
-                part.unlink()
+            self.take_parts()
 
     def new_parts(self) -> list[Path]:
         """The trace file's parts written since tracing went on, in order."""
@@ -129,6 +130,11 @@ class Tracing:
     def collect(self, timeout_s: float = FLUSH_TIMEOUT_S) -> list[RequestTrace]:
         """The traced requests, once every trace taken is written (Triton writes a trace when its request is
         released, and the last file when tracing goes off) or at the timeout; the parts read are removed."""
+        return request_traces(self.take_parts(timeout_s), ENSEMBLE)
+
+    def take_parts(self, timeout_s: float = FLUSH_TIMEOUT_S) -> list[dict]:
+        """The records of the parts written since tracing went on, read and removed once they hold every trace
+        taken, or at the timeout."""
         deadline = time.monotonic() + timeout_s
         while True:
             parts = self.new_parts()
@@ -142,7 +148,7 @@ class Tracing:
             time.sleep(0.1)
         for part in parts:
             part.unlink()
-        return request_traces(records, ENSEMBLE)
+        return records
 
 
 def trace(
