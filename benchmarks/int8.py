@@ -22,7 +22,7 @@ from prepare.int8 import quantize, read_calibration, save_int8
 from prepare.repository import copy_with_parameters
 from python_backends.infer.onnxruntime_runtime import OnnxRuntimeSession
 from python_backends.infer.openvino_runtime import int8_model_path
-from python_backends.triton_helpers.config import parameters
+from python_backends.postprocess.select import config_task
 
 INT8_ROW = "openvino-int8"  # the runtime table's row, and the INT8 rounds' served runtime
 INT8_PARAMETERS = {"runtime": "openvino", "cpu_precision": "int8"}
@@ -52,8 +52,7 @@ def int8_repository(repository: Path, samples: Path, out: Path) -> tuple[Path, f
 def int8_left_out(repository: Path) -> str | None:
     """Why the bench cannot quantize ``repository``'s model as ``prepare --int8`` does, or None when it can: a
     classifier (``prepare --int8`` quantizes detectors: letterboxed calibration, detections to agree on)."""
-    task = parameters(stage_configs(repository)["yolov8_postprocess"]).get("task", "").strip() or "detect"
-    if task == "classify":
+    if config_task(stage_configs(repository)["yolov8_postprocess"]) == "classify":
         return "a classifier: prepare --int8 quantizes detectors (letterboxed calibration, mAP); served in FP32 only"
     return None
 

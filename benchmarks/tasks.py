@@ -35,6 +35,7 @@ from benchmarks.recipe_models import prepared_model
 from client.api import YoloTritonClient
 from client.stage_stats import STAGES, deltas, snapshot
 from python_backends.paths import CACHE, PROJECT_ROOT
+from python_backends.postprocess.select import config_task
 from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
@@ -53,8 +54,7 @@ def model_repository(name: str, work: Path) -> tuple[Path, Path]:
 
 def served_task(client: YoloTritonClient) -> str:
     """The task in the config yolov8_postprocess was loaded with (``detect`` when it names none)."""
-    config = client.client.get_model_config("yolov8_postprocess", as_json=True)["config"]
-    return config.get("parameters", {}).get("task", {}).get("string_value", "").strip() or "detect"
+    return config_task(client.client.get_model_config("yolov8_postprocess", as_json=True)["config"])
 
 
 class UltralyticsPredict:

@@ -19,12 +19,16 @@ def num_keypoints(config: dict[str, Any]) -> int:
     return 0
 
 
+def config_task(config: dict[str, Any]) -> str:
+    """The task ``prepare`` wrote into yolov8_postprocess's ``config`` (``detect`` where it names none)."""
+    return parameters(config).get("task", "").strip() or "detect"
+
+
 def create_postprocessor(config: dict[str, Any]) -> Classifier | Postprocessor:
     """The postprocessing of yolov8_postprocess's ``config`` (Triton's JSON, or ``prepare.pbtxt.triton_config``):
     ``Classifier`` for task ``classify``, else ``Postprocessor`` with the config's classes, head, task, K and
     default thresholds."""
-    params = parameters(config)
-    task = params.get("task", "").strip() or "detect"
+    params, task = parameters(config), config_task(config)
     if task == "classify":
         return Classifier(num_classes=int_parameter(params, "num_classes", 80))
     return Postprocessor(
