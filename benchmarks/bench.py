@@ -68,10 +68,9 @@ from benchmarks.perf_data import stage_path, write_perf_data
 from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_chart, write_csv
 from benchmarks.runtimes import runtime_rows, runtime_table
 from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
-from benchmarks.stages import STAGE_MODELS
 from benchmarks.transport import transports
 from client.api import YoloTritonClient
-from client.stage_stats import deltas, snapshot
+from client.stage_stats import STAGES, deltas, snapshot
 from python_backends.paths import DEFAULT_REPOSITORY
 from serving.processes import free_port
 from serving.server import TritonServer
@@ -135,7 +134,7 @@ def summarize(
                 "client_p50_ms": run.row["p50 latency"] / 1e3,
                 "client_p99_ms": run.row["p99 latency"] / 1e3,
                 "client_avg_ms": run.row["Avg latency"] / 1e3,
-                "server_ms": sum(stage_ms(run.composing, m) for m in STAGE_MODELS),
+                "server_ms": sum(stage_ms(run.composing, m) for m in STAGES),
                 "stages": run.composing,
                 "cpu_ms_per_image": (cpu or {}).get(c, {}),
             }
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = engine_baseline(runtime, image_hw)
         ensemble, cpu = ensemble_runs(server, inputs, args.concurrency, args.interval_ms, out)
         stages = {}
-        for model in STAGE_MODELS:
+        for model in STAGES:
             print(f"perf_analyzer {model} alone ...", flush=True)
             stages[model] = run_perf_analyzer(model, server.grpc_url, stage_path(inputs, model), 1,
                                               out / f"{model}_alone.csv", args.interval_ms)  # fmt: skip

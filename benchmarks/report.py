@@ -15,8 +15,8 @@ from benchmarks.fixed_cost import format_fixed_costs
 from benchmarks.int8 import CALIBRATION_IMAGES, INT8_ROW
 from benchmarks.int8 import TARGETS as INT8_TARGETS
 from benchmarks.runtimes import FIRST_REQUEST_TARGET
-from benchmarks.stages import STAGE_MODELS
 from benchmarks.transport import format_transport
+from client.stage_stats import STAGES
 
 FASTDEPLOY_RATIO = 2.05  # 118 ms from Python / 57.7 ms engine statistics
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -37,18 +37,18 @@ def format_ensemble(summary: dict) -> list[str]:
         "stage = queue + compute_input + compute_infer + compute_output)"
     ]
     head = f"{'conc':>4} {'img/s':>7} {'p50':>8} {'p99':>8} {'server':>8}"
-    head += "".join(f" {m.replace('yolov8_', ''):>28}" for m in STAGE_MODELS)
+    head += "".join(f" {m.replace('yolov8_', ''):>28}" for m in STAGES)
     lines.append(head)
     for c, e in summary["ensemble"].items():
         cells = ""
-        for m in STAGE_MODELS:
+        for m in STAGES:
             s = e["stages"].get(m, {})
             q, ci, cf, co = (s.get(k, 0.0) / 1e3 for k in PHASES)
             cells += f" {q:6.1f}/{ci:5.1f}/{cf:6.1f}/{co:5.1f}".rjust(29)
         row = f"{c:>4} {e['throughput']:>7.2f} {e['client_p50_ms']:>8.1f} {e['client_p99_ms']:>8.1f}"
         lines.append(row + f" {e['server_ms']:>8.1f}" + cells)
     lines.append("  (stage cells: queue/compute_input/compute_infer/compute_output)")
-    columns = (*STAGE_MODELS, SERVER, OTHER, IDLE)
+    columns = (*STAGES, SERVER, OTHER, IDLE)
     lines.append("\nCPU per image (core-ms, both cores; `other` = perf_analyzer, kernel and the rest):")
     lines.append(f"{'conc':>4}" + "".join(f" {m.replace('yolov8_', ''):>12}" for m in columns))
     for c, e in summary["ensemble"].items():
@@ -154,7 +154,7 @@ def write_chart(summary: dict, path: Path) -> None:
     levels = list(summary["ensemble"])
     bottoms = [0.0] * len(levels)
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for color, model in enumerate(STAGE_MODELS):
+    for color, model in enumerate(STAGES):
         for phases, style in ((PHASES[:1], {"hatch": "//", "alpha": 0.45}), (PHASES[1:], {})):
             values = [stage_ms(summary["ensemble"][c]["stages"], model, phases) for c in levels]
             label = f"{model} {'queue' if phases == PHASES[:1] else 'compute'}"
@@ -177,7 +177,7 @@ def write_csv(summary: dict, path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["concurrency", "images_per_s", "client_p50_ms", "client_p99_ms", "server_ms",
-                         *(f"{m}_{k}_ms" for m in STAGE_MODELS for k in PHASES)])  # fmt: skip
+                         *(f"{m}_{k}_ms" for m in STAGES for k in PHASES)])  # fmt: skip
         for c, e in summary["ensemble"].items():
-            stages = [e["stages"].get(m, {}).get(k, 0.0) / 1e3 for m in STAGE_MODELS for k in PHASES]
+            stages = [e["stages"].get(m, {}).get(k, 0.0) / 1e3 for m in STAGES for k in PHASES]
             writer.writerow([c, e["throughput"], e["client_p50_ms"], e["client_p99_ms"], e["server_ms"], *stages])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.engine_baseline import REFERENCE, engine_runtime
+from client.stage_stats import STAGES
 from prepare.pbtxt import triton_config
 from python_backends.defaults import CPU_PRECISION
 from python_backends.infer.base import InferenceRuntime
@@ -24,12 +25,10 @@ from python_backends.preprocess.preprocessor import Preprocessor
 from python_backends.preprocess.select import create_preprocessor
 from python_backends.triton_helpers.config import int_parameter, parameters
 
-STAGE_MODELS = ("yolov8_preprocess", "yolov8_infer", "yolov8_postprocess")
-
 
 def stage_configs(repository: Path) -> dict[str, dict]:
     """{stage: its config.pbtxt in ``repository``, as the parts of Triton's JSON that the stages read}."""
-    return {model: triton_config((repository / model / "config.pbtxt").read_text()) for model in STAGE_MODELS}
+    return {model: triton_config((repository / model / "config.pbtxt").read_text()) for model in STAGES}
 
 
 @dataclass(frozen=True)
