@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +66,7 @@ from benchmarks.int8 import (
 from benchmarks.paired import PairedLatency, PairedThroughput, paired_latency, paired_throughput
 from benchmarks.perf_analyzer import PerfRun, run_perf_analyzer
 from benchmarks.perf_data import stage_path, write_perf_data
+from benchmarks.recipe_models import MODELS, prepared_repositories
 from benchmarks.report import FASTDEPLOY_RATIO, format_summary, stage_ms, write_chart, write_csv
 from benchmarks.runtimes import runtime_rows, runtime_table
 from benchmarks.sample_image import RESULTS, SAMPLES, one_megapixel_jpeg
@@ -223,10 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                                               out / f"{model}_alone.csv", args.interval_ms)  # fmt: skip
         rounds = paired_rounds(runtime, own, server, payload, args, image_hw)
     del own
-    fixed = {}
-    if args.fixed_cost_requests:
-        fixed = fixed_costs(image, args.fixed_cost_requests, out, repository=args.repository)
-    moved = transports(args.rounds, args.pairs, out, repository=args.repository)
+    with tempfile.TemporaryDirectory(prefix="bench_models_") as folder:  # each prepared once, for both parts
+        repositories = prepared_repositories(MODELS, Path(folder), args.repository)
+        fixed = fixed_costs(image, args.fixed_cost_requests, out, repositories) if args.fixed_cost_requests else {}
+        moved = transports(args.rounds, args.pairs, out, repositories)
     rows = runtime_rows(args.runtimes, args.repository)
     int8_reason = int8_left_out(args.repository) if args.int8 else None
     if int8_reason:

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.engine_baseline import served_cpu_runtime
-from benchmarks.recipe_models import prepared_model
+from benchmarks.recipe_models import MODELS, prepared_repositories
 from benchmarks.sample_image import RESULTS, one_megapixel_jpeg
 from benchmarks.stages import Stages
 from client.api import YoloTritonClient
@@ -58,17 +58,10 @@ from serving.processes import free_port
 from serving.server import TritonServer
 from serving.triton import ServerOptions
 
-MODELS = ("default", "yolo11n")
 BLOCKS = 4  # untraced and traced blocks, in turns
 WARMUP = 10  # requests before the first block
 FLOOR_REAL_CALLS = 3  # a floor stage's real answers: the first of the WARMUP requests
 FLOOR_STAGE = Path(__file__).with_name("floor_stage.py")  # a stage that answers at no cost
-
-
-def prepared_repository(name: str, folder: Path, default: Path = DEFAULT_REPOSITORY) -> Path:
-    """``default``: the repository ``default`` (the one ``make setup`` prepared, unless named); else tests/models'
-    ``name`` prepared into ``folder`` as the prepare command prepares it (``benchmarks.recipe_models``)."""
-    return prepared_model(name, folder, default)[0]
 
 
 def stage_runs(repository: Path, configs: dict[str, dict], payload: bytes) -> dict[str, Callable[[], object]]:
@@ -207,14 +200,12 @@ def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[fl
     }
 
 
-def fixed_costs(image: Path, requests: int, out: Path, models: tuple[str, ...] = MODELS,
-                repository: Path = DEFAULT_REPOSITORY) -> dict:  # fmt: skip
-    """{model: ``measure``'s figures} for each of ``models`` (``default``: ``repository``; or a tests/models name)."""
+def fixed_costs(image: Path, requests: int, out: Path, repositories: dict[str, Path]) -> dict:
+    """{model: ``measure``'s figures, with its floors} for each prepared repository of ``repositories``."""
     found = {}
     with tempfile.TemporaryDirectory(prefix="fixed_cost_") as folder:
-        for name in models:
+        for name, served in repositories.items():
             print(f"fixed cost: {name}, {requests} requests at concurrency 1 ...", flush=True)
-            served = prepared_repository(name, Path(folder) / name, repository)
             found[name] = measure(served, image, requests, out, name)
             print(f"fixed cost: {name}'s floor (stages that answer at once, without their work) ...", flush=True)
             floor = floor_repository(served, Path(folder) / f"{name}_floor")
@@ -261,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = RESULTS / time.strftime("%Y%m%d-%H%M%S-fixed")
     out.mkdir(parents=True)
-    found = fixed_costs(one_megapixel_jpeg(out), args.requests, out, tuple(args.models), args.repository)
+    with tempfile.TemporaryDirectory(prefix="fixed_cost_models_") as folder:
+        repositories = prepared_repositories(tuple(args.models), Path(folder), args.repository)
+        found = fixed_costs(one_megapixel_jpeg(out), args.requests, out, repositories)
     (out / "fixed_cost.json").write_text(json.dumps(found, indent=1))
     print("\n".join(format_fixed_costs(found)) + f"\n\nwrote {out}")
     return 0

@@ -18,6 +18,7 @@ from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 
 MATERIALIZE = PROJECT_ROOT / "tests" / "models" / "materialize.py"  # rebuilds a test model from its recipe
 DEFAULT_ONNX = PROJECT_ROOT / ".cache" / "models" / "yolov8s-fall-detection.onnx"  # the recipes copy from it
+MODELS = ("default", "yolo11n")  # the fixed cost's and the transport's: the bench's model, and a fast one
 
 
 def prepared_model(name: str, folder: Path, default: Path = DEFAULT_REPOSITORY) -> tuple[Path, Path]:
@@ -33,3 +34,8 @@ def prepared_model(name: str, folder: Path, default: Path = DEFAULT_REPOSITORY) 
     prepare(model, folder / "repository", template=DEFAULT_REPOSITORY)
     print(set_cpu_runtime(folder / "repository", "measure"), flush=True)
     return folder / "repository", model
+
+
+def prepared_repositories(names: tuple[str, ...], folder: Path, default: Path = DEFAULT_REPOSITORY) -> dict[str, Path]:
+    """{name: the repository to serve} for each of ``names`` (``prepared_model``), each prepared once in ``folder``."""
+    return {name: prepared_model(name, folder / name, default)[0] for name in names}

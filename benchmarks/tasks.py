@@ -46,12 +46,6 @@ TARGETS = {"segment": 0.80, "pose": 0.80}  # served p50 ÷ Ultralytics predict p
 CONCURRENCIES = (1, 2, 4)
 
 
-def model_repository(name: str, work: Path) -> tuple[Path, Path]:
-    """(the repository to serve, the export it was prepared from): the prepared default, or tests/models'
-    ``name`` rebuilt and prepared in ``work`` as the prepare command prepares it."""
-    return prepared_model(name, work / name)
-
-
 def served_task(client: YoloTritonClient) -> str:
     """The task in the config yolov8_postprocess was loaded with (``detect`` when it names none)."""
     return config_task(client.client.get_model_config("yolov8_postprocess", as_json=True)["config"])
@@ -157,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     with tempfile.TemporaryDirectory() as work:
         for name in args.models:
-            rows[name] = measure(name, *model_repository(name, Path(work)), args.image, args)
+            rows[name] = measure(name, *prepared_model(name, Path(work) / name), args.image, args)
             print(f"{name}: {json.dumps(rows[name])}", flush=True)
     (args.out / "tasks.json").write_text(json.dumps({"image": str(args.image), "rows": rows}, indent=2))
     print(table(rows))

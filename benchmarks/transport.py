@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.fixed_cost import MODELS, prepared_repository
 from benchmarks.paired import timed_turns
+from benchmarks.recipe_models import MODELS, prepared_repositories
 from benchmarks.sample_image import RESULTS
 from client.api import YoloTritonClient
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
@@ -75,19 +75,16 @@ def transport(url: str, rounds: int, pairs: int) -> dict:
     }
 
 
-def transports(rounds: int, pairs: int, out: Path, models: tuple[str, ...] = MODELS,
-               repository: Path = DEFAULT_REPOSITORY) -> dict:  # fmt: skip
-    """{model: ``transport``'s figures} for each of ``models`` (``default``: ``repository``; or a tests/models
-    name), each on a server of its own that allows client shared memory; its log in ``out``."""
+def transports(rounds: int, pairs: int, out: Path, repositories: dict[str, Path]) -> dict:
+    """{model: ``transport``'s figures} for each prepared repository of ``repositories``, each on a server of its
+    own that allows client shared memory; its log in ``out``."""
     found = {}
-    with tempfile.TemporaryDirectory(prefix="transport_") as folder:
-        for name in models:
-            served = prepared_repository(name, Path(folder) / name, repository)
-            options = ServerOptions(repository=served, http_port=free_port(), grpc_port=free_port(),
-                                    metrics_port=free_port(), allow_client_shm=True)  # fmt: skip
-            with TritonServer(options, out / f"tritonserver_transport_{name}.log") as server:
-                print(f"transport: {name}", flush=True)
-                found[name] = transport(server.grpc_url, rounds, pairs)
+    for name, served in repositories.items():
+        options = ServerOptions(repository=served, http_port=free_port(), grpc_port=free_port(),
+                                metrics_port=free_port(), allow_client_shm=True)  # fmt: skip
+        with TritonServer(options, out / f"tritonserver_transport_{name}.log") as server:
+            print(f"transport: {name}", flush=True)
+            found[name] = transport(server.grpc_url, rounds, pairs)
     return found
 
 
@@ -117,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = RESULTS / time.strftime("%Y%m%d-%H%M%S-transport")
     out.mkdir(parents=True)
-    found = transports(args.rounds, args.pairs, out, tuple(args.models), args.repository)
+    with tempfile.TemporaryDirectory(prefix="transport_models_") as folder:
+        repositories = prepared_repositories(tuple(args.models), Path(folder), args.repository)
+        found = transports(args.rounds, args.pairs, out, repositories)
     (out / "transport.json").write_text(json.dumps(found, indent=1))
     print("\n".join(format_transport(found)) + f"\n\nwrote {out}")
     return 0
