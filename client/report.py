@@ -70,7 +70,7 @@ def report(url: str, images: list[Path], concurrency: int = 1, repeat: int = 4, 
         mean = float(np.mean(latencies))
         lines.append(
             f"client latency (concurrency {concurrency}): p50 {p50:.1f} ms, p99 {p99:.1f} ms, mean {mean:.1f} ms; "
-            f"in the stages (queue and compute, summed) {in_stages:.1f} ms; outside them (gRPC, the ensemble's "
+            f"in the stages (queue and compute, summed) {in_stages:.2f} ms; outside them (gRPC, the ensemble's "
             f"hand-offs and the client) {mean - in_stages:.1f} ms"
         )
     return "\n".join(lines)
