@@ -53,6 +53,7 @@ from client.stage_stats import STAGES
 from client.trace import Tracing, admin_headers
 from client.trace_stats import BETWEEN, FRONT_END, RequestTrace
 from prepare.repository import copy_linked
+from prepare.warmup import without_warmup
 from python_backends.paths import DEFAULT_REPOSITORY
 from serving.processes import free_port
 from serving.server import TritonServer
@@ -132,8 +133,7 @@ def floor_repository(repository: Path, target: Path, wait_ms: dict[str, float] |
         (version / "model.py").rename(version / "real_model.py")
         shutil.copyfile(FLOOR_STAGE, version / "model.py")
         config = target / stage / "config.pbtxt"
-        text = re.sub(r"\nmodel_warmup \[\n.*?\n\]\n", "\n", config.read_text(), flags=re.S)
-        text = re.sub(r"(instance_group \[ \{ count: )\d+", r"\g<1>1", text)
+        text = re.sub(r"(instance_group \[ \{ count: )\d+", r"\g<1>1", without_warmup(config.read_text()))
         settings = {"floor_real_calls": FLOOR_REAL_CALLS, "floor_wait_ms": (wait_ms or {}).get(stage, 0.0)}
         entries = [f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in settings.items()]
         config.write_text(text + "\n" + "\n".join(entries) + "\n")  # more entries of the parameters map

@@ -100,6 +100,11 @@ def set_warmup_dims(config: str, key: str, dims: list[int]) -> str:
     return pattern.sub(lambda m: m.group(1) + " " + ", ".join(map(str, dims)) + " " + m.group(2), config)
 
 
+def without_warmup(config: str) -> str:
+    """config.pbtxt text without its ``model_warmup`` block (none: unchanged)."""
+    return _WARMUP.sub("", config)
+
+
 def set_warmup_batch_sizes(config: str, batch_sizes: list[int]) -> str:
     """Make the ``model_warmup`` block one sample per batch size, each like the block's first sample."""
     block = _WARMUP.search(config)
