@@ -55,12 +55,12 @@ def _release(control: grpcclient.InferenceServerClient, name: str, state: dict) 
     if handle is None:
         return
     try:
-        _unregister(control, name)
+        unregister(control, name)
     finally:
         shm.destroy_shared_memory_region(handle)
 
 
-def _unregister(control: grpcclient.InferenceServerClient, name: str, wait_s: float = UNREGISTER_WAIT_S) -> None:
+def unregister(control: grpcclient.InferenceServerClient, name: str, wait_s: float = UNREGISTER_WAIT_S) -> None:
     """Unregister ``name``; while Triton still holds a request that used it (its reply has come, its release has
     not), Triton refuses with "currently in use", and this tries again for up to ``wait_s``."""
     deadline = time.monotonic() + wait_s
