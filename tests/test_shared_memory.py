@@ -163,7 +163,7 @@ def stranger(open_server):
     handle = shm.create_shared_memory_region("stranger", f"/{Path(CLIENT_SHM).name}stranger", 2**20)
     client.register_system_shared_memory("stranger", f"/{Path(CLIENT_SHM).name}stranger", 2**20)
     yield client
-    client.unregister_system_shared_memory("stranger")
+    unregister(client, "stranger")
     shm.destroy_shared_memory_region(handle)
     client.close()
 
