@@ -1,5 +1,8 @@
 """decode_image and the header reader: limits before decoding, and cv2.imread's behaviour otherwise."""
 
+import glob
+import tempfile
+
 import cv2
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from bad_images import (
     cmyk_jpeg,
     encode,
     gif_bomb,
+    hdr_bomb,
     jpeg_with_size,
     palette_png,
     png_bomb,
@@ -88,3 +92,22 @@ def test_formats_decode_like_imread(sample_images, tmp_path, variant):
         path = sample_images[variant]
     expected = cv2.imread(str(path), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decode_image(path.read_bytes()), expected)
+
+
+def test_formats_opencv_reads_only_from_a_file_leave_no_file(tmp_path, monkeypatch):
+    """Radiance HDR, Sun raster and PFM decode as cv2.imread reads their file. cv2.imdecode writes them to a file
+    of its own in /tmp and leaves it there when the decoder raises, as for this HDR header of 1.6 G pixels (over
+    OpenCV's own limit of 2^30): one file per bad request, as large as the request."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    opencv_files = set(glob.glob("/tmp/__opencv_temp*"))
+    image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), np.uint8)
+    for ext, pixels in ((".hdr", image.astype(np.float32) / 255), (".ras", image), (".pfm", image.astype(np.float32))):
+        data, path = encode(pixels, ext), tmp_path / f"image{ext}"
+        path.write_bytes(data)
+        expected = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        path.unlink()
+        np.testing.assert_array_equal(decode_image(data), expected)
+    with pytest.raises(ImageDecodeError, match="CV_IO_MAX_IMAGE_PIXELS"):
+        decode_image(hdr_bomb(40000, 40000))
+    assert list(tmp_path.iterdir()) == []
+    assert set(glob.glob("/tmp/__opencv_temp*")) == opencv_files

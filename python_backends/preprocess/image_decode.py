@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
+import tempfile
 import warnings
 
 import cv2
@@ -14,6 +16,10 @@ from python_backends.preprocess.jpeg import JPEG_SIGNATURE, JpegHeaderError, jpe
 
 DEFAULT_MAX_PIXELS = 40_000_000  # about 40 MP, e.g. 7300x5475; the config's max_image_pixels overrides it
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # encoded input; the config's max_image_bytes overrides it
+# Formats whose OpenCV decoder reads only from a file: cv2.imdecode writes the bytes to a temporary file of its own
+# and leaves it behind when the decoder raises (a header over OPENCV_IO_MAX_IMAGE_PIXELS, broken data).
+# Radiance HDR, Sun raster, PFM (OpenCV's signature tests).
+FILE_ONLY_FORMAT = re.compile(rb"#\?(RADIANCE|RGBE)|\x59\xa6\x6a\x95|P[Ff]\s")
 
 
 class ImageDecodeError(ValueError):
@@ -43,13 +49,23 @@ def decode_image(
         uint8 array (H, W, 3), BGR.
     """
     buf = check_encoded(data, max_pixels, max_bytes)
+    through_file = FILE_ONLY_FORMAT.match(buf[:10].tobytes())
     try:
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        image = decode_through_file(buf) if through_file else cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:
         raise ImageDecodeError(f"cannot decode image ({buf.size} bytes): {exc.err}") from None
     if image is None:
         raise ImageDecodeError(f"cannot decode image ({buf.size} bytes): not a supported or complete image")
     return image
+
+
+def decode_through_file(buf: np.ndarray) -> np.ndarray | None:
+    """``cv2.imread`` of the bytes written to a temporary file that is removed whatever the decoder does: what
+    ``cv2.imdecode`` does for ``FILE_ONLY_FORMAT``, without the file it leaves when the decoder raises."""
+    with tempfile.NamedTemporaryFile(prefix="yolov8-decode-") as file:
+        file.write(buf.tobytes())
+        file.flush()
+        return cv2.imread(file.name, cv2.IMREAD_COLOR)
 
 
 def check_encoded(data: bytes | np.ndarray, max_pixels: int, max_bytes: int) -> np.ndarray:
