@@ -41,6 +41,7 @@ from cluster.haproxy_runtime import balancer_states, move_replica
 from python_backends.paths import DEFAULT_REPOSITORY, PROJECT_ROOT
 from serving.processes import free_port, port_taken_lines, shm_regions, taken_port
 from serving.server import http_ok
+from serving.server_dirs import GATE_PREFIX, remove_server_dirs
 from serving.supervisor import RestartBudget
 
 STATE_DIR = PROJECT_ROOT / ".cache" / "cluster"
@@ -149,7 +150,8 @@ class Replica:
             self.shm |= shm_regions(group_pids(self.pgid))
 
     def clean_up(self) -> None:
-        """After the supervisor exited: kill whatever is left in its group, remove its shared memory."""
+        """After the supervisor exited: kill whatever is left in its group, remove its shared memory and its server's
+        folders (serving.server_dirs)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pgid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -157,6 +159,8 @@ class Replica:
             time.sleep(0.05)
         for path in self.shm:
             path.unlink(missing_ok=True)
+        for gate_dir in self.log_dir.glob(f"{GATE_PREFIX}*"):  # beside its server's log
+            remove_server_dirs(gate_dir)
 
     def describe(self) -> dict:
         return {"name": self.name, **vars(self.ports), "pgid": self.pgid}

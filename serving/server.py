@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -27,6 +26,14 @@ from serving.processes import (
     shm_regions,
     stub_processes,
     taken_port,
+)
+from serving.server_dirs import (
+    GATE_PREFIX,
+    new_python_env,
+    python_env_dirs,
+    python_env_lock,
+    record_python_env,
+    remove_server_dirs,
 )
 from serving.triton import ServerOptions, build_backend_dir, server_command, server_environment, stub_numpy_problem
 
@@ -73,6 +80,7 @@ class TritonServer:
         self.shm: set[Path] = set()
         self.shm_before: set[Path] = set()  # the shared-memory files there before it started
         self.gate = DrainGate(None)
+        self.python_env: Path | None = None  # its Python backend's folder in /tmp (serving.server_dirs)
 
     @property
     def grpc_url(self) -> str:
@@ -104,9 +112,12 @@ class TritonServer:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self.gate = DrainGate(tempfile.mkdtemp(prefix="yolov8-drain-"))
+        self.gate = DrainGate(tempfile.mkdtemp(prefix=GATE_PREFIX, dir=self.log_path and self.log_path.parent))
         self.shm_before = shm_files()
-        with open(os.devnull if self.log_path is None else self.log_path, "ab") as log:
+        self.stubs, self.shm, self.loading_stubs, self.started, self.python_env = [], set(), {}, False, None
+        deadline = time.monotonic() + timeout_s
+        with open(os.devnull if self.log_path is None else self.log_path, "ab") as log, python_env_lock():
+            before = python_env_dirs()
             self.process = subprocess.Popen(
                 server_command(self.options, build_backend_dir()),
                 env=server_environment() | {DRAIN_DIR_VARIABLE: str(self.gate.directory)},
@@ -114,8 +125,9 @@ class TritonServer:
                 stderr=None if self.log_path is None else subprocess.STDOUT,
                 start_new_session=self.own_process_group,  # its own process group: stubs included in stop()
             )
-        self.stubs, self.shm, self.loading_stubs, self.started = [], set(), {}, False
-        deadline = time.monotonic() + timeout_s
+            self.python_env = new_python_env(before, self.process, self.is_ready, min(deadline, time.monotonic() + 30))
+        if self.python_env is not None:
+            record_python_env(self.gate.directory, self.python_env)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self.stubs = list(self.loading_stubs.values())  # a crash while loading (2.51's on a failed warm-up)
@@ -220,11 +232,12 @@ class TritonServer:
             path.unlink(missing_ok=True)
         activity_path(self.process.pid).unlink(missing_ok=True)
         if self.gate.directory is not None:
-            shutil.rmtree(self.gate.directory, ignore_errors=True)
+            remove_server_dirs(self.gate.directory)
 
     def leftovers(self) -> tuple[list[StubProcess], list[Path]]:
-        """Recorded stubs still alive and shared-memory files still present (both empty after ``stop``)."""
-        return [s for s in self.stubs if is_alive(s.pid)], sorted(p for p in self.shm if p.exists())
+        """Recorded stubs still alive; shared-memory files and folders in /tmp still present (empty after ``stop``)."""
+        paths = self.shm | {self.gate.directory, self.python_env} - {None}
+        return [s for s in self.stubs if is_alive(s.pid)], sorted(p for p in paths if p.exists())
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -128,7 +128,7 @@ class Supervisor:
                 log.info("stopping tritonserver (draining up to %d s)", self.server.options.exit_timeout_s)
             self.server.stop(timeout_s=self.server.options.exit_timeout_s + 15)
             stubs, shm = self.server.leftovers()
-            log.info("stopped; leftover stubs: %d, shared-memory regions: %d", len(stubs), len(shm))
+            log.info("stopped; leftover stubs: %d, shared-memory files and folders: %d", len(stubs), len(shm))
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 

@@ -1,4 +1,5 @@
-"""The run fails when something the tests started outlives them: a server process or a Triton shared-memory region.
+"""The run fails when something the tests started outlives them: a server process, a Triton shared-memory region, or
+a server's folder in /tmp.
 
 conftest registers ``LeftoverCheck`` in the process that ends the session (pytest-xdist's controller, once every
 worker has finished, or the only process). A process is the session's when it carries ``SESSION_VARIABLE`` in its
@@ -6,7 +7,9 @@ environment (servers and tools inherit the tests' environment), when its command
 temporary folder (nginx writes over its environment; its master's title keeps ``-p <folder>``), or when its parent
 is the session's (nginx's workers). A region in /dev/shm (a Python backend's, or a client's for its images) is
 the session's when it appeared during the session and no process outside the session maps it (a server of another
-run on this machine).
+run on this machine). A server's folders (serving.server_dirs) are left when they appeared during the session and
+their server is gone: a drain gate's folder that no live process names in its environment, a Python backend's that
+no live gate names (not checked while a tritonserver of another run is alive: its folder has no name to tell it by).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from serving.processes import CLIENT_SHM, SHM_PREFIX, is_alive, shm_files, shm_regions
+from serving.server_dirs import all_gate_dirs, gate_dirs, named_python_env, python_env_dirs
 
 NAMES = ("tritonserver", "triton_python_backend_stub", "haproxy", "nginx", "prometheus")
 SESSION_VARIABLE = "YOLOV8_TEST_SESSION"
@@ -69,6 +73,30 @@ def leftovers(session: str, folder: Path, shm_before: set[Path]) -> list[str]:
     return found + [str(path) for path in sorted(new - mapped_elsewhere)]
 
 
+def server_folders() -> set[Path]:
+    """Every gate folder and Python-backend folder there is (serving.server_dirs)."""
+    return all_gate_dirs() | python_env_dirs()
+
+
+def left_folders(before: set[Path], python_env: bool = True) -> list[str]:
+    """The server folders that appeared since ``before`` and whose server is gone (see the module); with
+    ``python_env`` False, gate folders only."""
+    new = server_folders() - before
+    if not python_env:
+        new -= python_env_dirs()
+    if not new:
+        return []
+    live_gates = gate_dirs([int(e) for e in os.listdir("/proc") if e.isdigit()])
+    live = live_gates | {named_python_env(gate) for gate in live_gates}
+    return [str(path) for path in sorted(new - live)]
+
+
+def others_tritonserver(session: str, folder: Path) -> bool:
+    """A tritonserver that is not the session's is alive."""
+    ours = session_pids(session, folder)
+    return any(_name(int(e), []) == "tritonserver" for e in os.listdir("/proc") if e.isdigit() and int(e) not in ours)
+
+
 def all_shm_files() -> set[Path]:
     """The Python backend's regions and the clients' (``PREFIXES``) in /dev/shm."""
     return set().union(*(shm_files(prefix) for prefix in PREFIXES))
@@ -82,16 +110,22 @@ class LeftoverCheck:
         os.environ[SESSION_VARIABLE] = self.session  # before pytest-xdist starts its workers: they inherit it
         self.folder = config._tmp_path_factory.getbasetemp()  # pytest-xdist puts its workers' folders in it too
         self.shm_before = all_shm_files()
+        self.folders_before = server_folders()
         self.settle_s = settle_s  # a bound for processes that are exiting as the session ends, not a timing check
         self.found: list[str] = []
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         deadline = time.monotonic() + self.settle_s
-        while (found := leftovers(self.session, self.folder, self.shm_before)) and time.monotonic() < deadline:
+        while (found := self.left()) and time.monotonic() < deadline:
             time.sleep(0.2)
         self.found = found
         if found:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def left(self) -> list[str]:
+        left = leftovers(self.session, self.folder, self.shm_before)
+        python_env = not others_tritonserver(self.session, self.folder)
+        return left + left_folders(self.folders_before, python_env)
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.found:

@@ -400,5 +400,5 @@ def test_ctrl_c_drains_the_replicas_and_leaves_nothing(cluster):
     assert not [path for path in shm if path.exists()]
     for replica in ("replica-0", "replica-1"):
         log = (cluster.state_dir / replica / "supervisor.log").read_text()
-        assert log.rstrip().endswith("stopped; leftover stubs: 0, shared-memory regions: 0"), log[-500:]
+        assert log.rstrip().endswith("stopped; leftover stubs: 0, shared-memory files and folders: 0"), log[-500:]
     assert "stopped: replicas, nginx, haproxy and prometheus" in cluster.log.read_text()

@@ -41,7 +41,7 @@ def test_a_held_request_ends_the_drain_at_the_exit_timeout(yolo11n_repository, s
         supervised.stop()
     log = supervised.supervisor_log.read_text()
     assert status == 0, log
-    assert log.index(TIMED_OUT) < log.index("stopped; leftover stubs: 0, shared-memory regions: 0"), log
+    assert log.index(TIMED_OUT) < log.index("stopped; leftover stubs: 0, shared-memory files and folders: 0"), log
     assert isinstance(outcome, InferenceServerException), outcome  # cut off, not completed
     assert answered[0] - signalled >= EXIT_TIMEOUT_S  # held through the drain: answered only when it ended
     assert "Signal (15) received" not in (tmp_path / "tritonserver.log").read_text()  # killed at the drain's end

@@ -1,5 +1,5 @@
-"""The session's leftover check (tests/leftovers.py) on real processes and a real /dev/shm file: what the session
-started is found, another run's processes and regions are not."""
+"""The session's leftover check (tests/leftovers.py) on real processes, a real /dev/shm file and real folders in /tmp:
+what the session started is found, another run's processes and regions are not, nor a live server's folders."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
-from leftovers import SESSION_VARIABLE, all_shm_files, leftovers
+from leftovers import SESSION_VARIABLE, all_shm_files, left_folders, leftovers, server_folders
 
+from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE
 from serving.processes import CLIENT_SHM, SHM_PREFIX
+from serving.server_dirs import GATE_PREFIX, PYTHON_ENV_PARENT, PYTHON_ENV_PREFIX, record_python_env, remove_server_dirs
+
+REGION_TAG = "_test_leftovers"  # ends the names of this module's regions
 
 
 def started(executable: Path, *args: str, session: str) -> subprocess.Popen:
@@ -28,9 +33,9 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
         shutil.copy(sleep, tmp_path / name)
     shutil.copy(sleep, folder / "nginx")
     before = all_shm_files()
-    region = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}")
-    client_region = Path(f"{CLIENT_SHM}{uuid.uuid4().hex}")  # a client's region for its images
-    foreign = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}")
+    region = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}{REGION_TAG}")
+    client_region = Path(f"{CLIENT_SHM}{uuid.uuid4().hex}{REGION_TAG}")  # a client's region for its images
+    foreign = Path(f"{SHM_PREFIX}{uuid.uuid4().hex}{REGION_TAG}")
     mapping = f"import mmap, sys; f = open({str(foreign)!r}, 'r+b'); m = mmap.mmap(f.fileno(), 0); print(1)"
     mapping += "; sys.stdout.flush(); sys.stdin.read()"
     processes = []
@@ -45,7 +50,7 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
             started(Path(sys.executable), "-c", mapping, session="another run"),  # maps the foreign region
         ]
         assert processes[3].stdout.readline() == b"1\n"
-        assert sorted(leftovers(session, folder, before)) == sorted(
+        assert sorted(mine(leftovers(session, folder, before), processes)) == sorted(
             [
                 f"pid {processes[0].pid}: {tmp_path / 'prometheus'} 600",
                 f"pid {processes[1].pid}: {folder / 'nginx'} 600",
@@ -60,4 +65,44 @@ def test_what_the_session_started_is_left_until_it_is_gone(tmp_path):
         region.unlink(missing_ok=True)
         client_region.unlink(missing_ok=True)
         foreign.unlink(missing_ok=True)
-    assert leftovers(session, folder, before) == []
+    assert mine(leftovers(session, folder, before), processes) == []
+
+
+def mine(found: list[str], processes: list[subprocess.Popen]) -> list[str]:
+    """What ``found`` says of this test's processes and regions: another test's server may start or stop meanwhile."""
+    pids = tuple(f"pid {process.pid}: " for process in processes)
+    return [line for line in found if line.startswith(pids) or Path(line).name.endswith(REGION_TAG)]
+
+
+def test_a_server_folder_is_left_once_no_live_server_names_it():
+    """Gate folders and Python-backend folders (serving.server_dirs): one that a live process names (a gate in its
+    environment, a Python-backend folder in a live gate) is in use; the others are left behind."""
+    before = server_folders()
+    live_gate, dead_gate = (Path(tempfile.mkdtemp(prefix=GATE_PREFIX)) for _ in range(2))
+    live_env, dead_env = (PYTHON_ENV_PARENT / f"{PYTHON_ENV_PREFIX}{uuid.uuid4().hex}" for _ in range(2))
+    everything = {str(path) for path in (live_gate, dead_gate, live_env, dead_env)}
+
+    def left() -> list[str]:  # of this test's folders: another test's server may be starting meanwhile
+        return [path for path in left_folders(before) if path in everything]
+
+    process = None
+    try:
+        for path in (live_env, dead_env):
+            path.mkdir()
+        record_python_env(live_gate, live_env)
+        record_python_env(dead_gate, dead_env)
+        env = os.environ | {DRAIN_DIR_VARIABLE: str(live_gate)}
+        process = subprocess.Popen([shutil.which("sleep"), "600"], env=env)
+        assert left() == sorted([str(dead_gate), str(dead_env)])
+        process.kill()
+        process.wait()
+        assert left() == sorted(everything)
+        for gate in (live_gate, dead_gate):
+            remove_server_dirs(gate)
+        assert left() == []
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        for path in (live_gate, dead_gate, live_env, dead_env):
+            shutil.rmtree(path, ignore_errors=True)

@@ -200,7 +200,8 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
 
 def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_repository, tmp_path):
     """tritonserver killed while its models load (2.51 crashed there on a failed warm-up): ``start`` says so,
-    and the stubs it had started are gone with their shared memory, not left to notice their parent's death."""
+    and the stubs it had started are gone with their shared memory, not left to notice their parent's death, and
+    its folders in /tmp with them."""
     repo = tmp_path / "repo"
     shutil.copytree(model_repository, repo)
     model = repo / "yolov8_postprocess" / "1" / "model.py"
@@ -213,10 +214,13 @@ def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_
         shm = shm_regions([server.process.pid, *(stub.pid for stub in stubs)])
         # start, which looks for stubs every 0.25 s while it waits, has seen these
         assert wait_for(lambda: {s.pid for s in stubs} <= set(server.loading_stubs) and shm <= server.shm, 60)
+        folders = [server.gate.directory, server.python_env]  # the Python backend's: Triton removes it at a clean exit
+        assert all(folder is not None and folder.is_dir() for folder in folders), folders
         os.kill(server.process.pid, signal.SIGKILL)
         with pytest.raises(ServerStartError, match="exited with -9"):
             starting.result(timeout=60)
     assert len(shm) >= 2 and not [s for s in stubs if is_alive(s.pid)] and not [p for p in shm if p.exists()]
+    assert not [folder for folder in folders if folder.exists()]
 
 
 def test_image_limits_come_from_the_config(limited, sample_images):
