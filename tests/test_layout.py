@@ -47,7 +47,17 @@ FLOORS = {
 # of what a server or the cluster runs, only prepare and the client score detections
 SERVER_SIDE = ("python_backends", "serving", "cluster")
 # what serving/ holds: the pieces of one supervised server, nothing else
-SERVING_MODULES = {"__init__", "__main__", "server", "triton", "supervisor", "probe", "processes", "lb_agent"}
+SERVING_MODULES = {
+    "__init__",
+    "__main__",
+    "server",
+    "server_dirs",
+    "triton",
+    "supervisor",
+    "probe",
+    "processes",
+    "lb_agent",
+}
 STAGES = {"yolov8_preprocess": "preprocess", "yolov8_infer": "infer", "yolov8_postprocess": "postprocess"}
 
 
