@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from python_backends.triton_helpers.cpu_activity import activity_path
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE, DrainGate
 from serving.processes import (
     StubProcess,
@@ -230,7 +229,6 @@ class TritonServer:
             time.sleep(0.05)
         for path in self.shm | orphaned_shm_files(self.shm_before):  # orphaned: made, never mapped, when killed
             path.unlink(missing_ok=True)
-        activity_path(self.process.pid).unlink(missing_ok=True)
         if self.gate.directory is not None:
             remove_server_dirs(self.gate.directory)
 

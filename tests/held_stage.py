@@ -23,13 +23,20 @@ from own_server import ensemble_outcome
 
 from python_backends.triton_helpers.cpu_activity import activity_path
 from serving.processes import StubProcess, shm_regions, stub_processes
+from serving.server_dirs import gate_dirs
 from serving.supervisor import SupervisorProcess
+
+
+def lock_path(server_pid: int) -> Path:
+    """The stages' CPU-activity lock of the running tritonserver ``server_pid`` (in its gate's folder)."""
+    gates = gate_dirs([server_pid])
+    return activity_path(server_pid, gates.pop() if gates else None)
 
 
 @contextmanager
 def stages_held(server_pid: int) -> Iterator[Path]:
     """Hold the lock of tritonserver ``server_pid`` exclusively; yields the lock file's path."""
-    path = activity_path(server_pid)
+    path = lock_path(server_pid)
     fd = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import tritonclient.grpc as grpcclient
-from held_stage import holds_lock, pending_requests, wait_until
+from held_stage import holds_lock, lock_path, pending_requests, wait_until
 from matching import CPU_PARITY, mismatches
 from own_server import edited_repository, ensemble_outcome, image_input, options, started, stub_count
 from tritonclient.utils import InferenceServerException
@@ -93,7 +93,7 @@ def test_supervisor_restarts_a_killed_stage(model_repository, sample_images, tmp
         first_pid = supervised.wait_serving()
         first_stubs = stub_processes(first_pid)
         shm = shm_regions([first_pid, *(s.pid for s in first_stubs)])
-        infer_stubs, lock = [s for s in first_stubs if s.model == "yolov8_infer"], activity_path(first_pid)
+        infer_stubs, lock = [s for s in first_stubs if s.model == "yolov8_infer"], lock_path(first_pid)
         stats = grpcclient.InferenceServerClient(supervised.grpc_url)
         preprocessed = snapshot(stats, ("yolov8_preprocess",))["yolov8_preprocess"].inferences
 
@@ -143,7 +143,8 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     payload = sample_images["zidane.jpg"].read_bytes()
     server = TritonServer(options(model_repository, exit_timeout_s=30), tmp_path / "tritonserver.log").start()
     stubs_expected = stub_count(server.grpc_url)
-    assert activity_path(server.process.pid).exists()  # the stages' CPU-activity lock, removed below
+    lock = activity_path(server.process.pid, server.gate.directory)
+    assert lock.exists()  # the stages' CPU-activity lock, removed below
     outcomes, stop_load = [], threading.Event()
 
     def load():
@@ -195,7 +196,7 @@ def test_shutdown_under_load_drains_and_leaves_nothing(model_repository, sample_
     assert status == 0
     stubs, shm = server.leftovers()
     assert len(server.stubs) == stubs_expected and len(server.shm) >= 3 and not stubs and not shm
-    assert not activity_path(server.process.pid).exists()
+    assert not lock.exists()
 
 
 def test_a_server_that_dies_while_loading_leaves_no_stub_or_shared_memory(model_repository, tmp_path):

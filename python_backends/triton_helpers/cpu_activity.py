@@ -25,9 +25,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from python_backends.triton_helpers.drain import DrainGate
 
-def activity_path(server_pid: int) -> Path:
-    """The lock file of this user's tritonserver with process id ``server_pid``."""
+
+def activity_path(server_pid: int, gate_dir: Path | None) -> Path:
+    """The lock file of tritonserver ``server_pid``: in its drain gate's folder (``DRAIN_DIR_VARIABLE``), which goes
+    with the server, where it has one; else this user's file for that process id in the temporary folder (a
+    tritonserver started without ``python -m serving``, as in the container)."""
+    if gate_dir is not None:
+        return gate_dir / "cpu-activity.lock"
     return Path(tempfile.gettempdir()) / f"yolov8-cpu-activity-{os.getuid()}-{server_pid}.lock"
 
 
@@ -44,7 +50,7 @@ class CpuActivity:
     @classmethod
     def of_this_server(cls) -> CpuActivity:
         """The lock of the tritonserver that started this stub (stubs are its children)."""
-        return cls(activity_path(os.getppid()))
+        return cls(activity_path(os.getppid(), DrainGate.from_environment().directory))
 
     @contextmanager
     def working(self) -> Iterator[None]:
