@@ -22,8 +22,7 @@ from python_backends.postprocess.classify import Classifier
 from python_backends.postprocess.postprocessor import Postprocessor
 from python_backends.postprocess.select import create_postprocessor
 from python_backends.preprocess.preprocessor import Preprocessor
-from python_backends.preprocess.select import create_preprocessor
-from python_backends.triton_helpers.config import int_parameter, parameters
+from python_backends.preprocess.select import preprocessor_from_config
 
 
 def stage_configs(repository: Path) -> dict[str, dict]:
@@ -46,13 +45,7 @@ class Stages:
     ) -> Stages:
         """The stages of ``repository`` from their ``configs`` ({stage: Triton's JSON, or ``stage_configs``}),
         the model run on CPU runtime ``runtime`` (``engine_runtime``)."""
-        params = parameters(configs["yolov8_preprocess"])
-        preprocessor = create_preprocessor(
-            "cpu",
-            transform=params.get("transform", "").strip() or "letterbox",
-            input_height=int_parameter(params, "input_height", 640),
-            input_width=int_parameter(params, "input_width", 640),
-        )
+        preprocessor = preprocessor_from_config(configs["yolov8_preprocess"], "cpu")
         return cls(preprocessor, engine_runtime(repository, configs["yolov8_infer"], runtime, cpu_precision),
                    create_postprocessor(configs["yolov8_postprocess"]))  # fmt: skip
 

@@ -1,4 +1,5 @@
-"""Pick the preprocessing from yolov8_preprocess's config parameters ``device`` and ``transform``."""
+"""Pick the preprocessing from yolov8_preprocess's config parameters ``device`` and ``transform``, at its size and
+limits (``preprocessor_from_config``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any, Callable
 
 from python_backends.preprocess.classify import ClassifyPreprocessor
 from python_backends.preprocess.cvcuda_preprocessor import CvCudaPreprocessor, GpuPreprocessingUnavailable
+from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from python_backends.preprocess.preprocessor import Preprocessor
+from python_backends.triton_helpers.config import int_parameter, parameters
 
 DEVICES = ("auto", "cpu", "gpu")
 TRANSFORMS = ("letterbox", "classify")  # detect, pose, obb | classify (Ultralytics' classify_transforms)
@@ -48,3 +51,18 @@ def create_preprocessor(
                 raise GpuPreprocessingUnavailable(f"device 'gpu' is unavailable: {type(exc).__name__}: {exc}") from exc
             log(f"device auto: GPU preprocessing unavailable ({type(exc).__name__}: {exc}); using OpenCV on CPU")
     return Preprocessor(input_height, input_width, **limits)
+
+
+def preprocessor_from_config(config: dict[str, Any], device: str | None = None) -> Any:
+    """The preprocessing of yolov8_preprocess's ``config`` (Triton's JSON, or ``prepare.pbtxt.triton_config``): its
+    ``device`` (``device`` given here overrides it), ``transform``, ``input_height`` x ``input_width`` and
+    ``max_image_pixels``/``max_image_bytes`` limits (``create_preprocessor``)."""
+    params = parameters(config)
+    return create_preprocessor(
+        device or params.get("device", "auto"),
+        transform=params.get("transform", "").strip() or "letterbox",
+        input_height=int_parameter(params, "input_height", 640),
+        input_width=int_parameter(params, "input_width", 640),
+        max_pixels=int_parameter(params, "max_image_pixels", DEFAULT_MAX_PIXELS),
+        max_bytes=int_parameter(params, "max_image_bytes", DEFAULT_MAX_BYTES),
+    )

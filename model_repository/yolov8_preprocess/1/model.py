@@ -6,9 +6,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from python_backends.preprocess.frames import FrameError, preprocess_inputs
-from python_backends.preprocess.image_decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageDecodeError
-from python_backends.preprocess.select import create_preprocessor
-from python_backends.triton_helpers.config import int_parameter, load_config, parameters, warmup_strings
+from python_backends.preprocess.image_decode import ImageDecodeError
+from python_backends.preprocess.select import preprocessor_from_config
+from python_backends.triton_helpers.config import load_config, warmup_strings
 from python_backends.triton_helpers.cpu_activity import CpuActivity
 from python_backends.triton_helpers.drain import DrainGate
 from python_backends.triton_helpers.stub_output import log_line_by_line
@@ -19,15 +19,7 @@ class TritonPythonModel:
     def initialize(self, args):
         log_line_by_line()
         config = load_config(args["model_config"])
-        params = parameters(config)
-        self.preprocessor = create_preprocessor(
-            params.get("device", "auto"),
-            transform=params.get("transform", "").strip() or "letterbox",
-            input_height=int_parameter(params, "input_height", 640),
-            input_width=int_parameter(params, "input_width", 640),
-            max_pixels=int_parameter(params, "max_image_pixels", DEFAULT_MAX_PIXELS),
-            max_bytes=int_parameter(params, "max_image_bytes", DEFAULT_MAX_BYTES),
-        )
+        self.preprocessor = preprocessor_from_config(config)
         self._check_warmup_images(config, Path(args["model_repository"]))
         self.gate = DrainGate.from_environment()  # closed while the server drains before stopping
         self.activity = CpuActivity.of_this_server()  # tells the infer stage that images are on their way
