@@ -7,8 +7,11 @@ For each model (``default``: the prepared repository, or --repository's, of any 
 server with a trace file and sends the 1 MP JPEG one request at a time, in blocks that take turns: untraced,
 then traced at rate 1 (``client.trace.Tracing``).
 In the same turns it runs each stage's own code in-process (``benchmarks.stages``: the preprocessing, the served
-CPU runtime and the postprocessing of the repository's task: what each ``execute`` does, without Triton). From
-the traced requests' p50s:
+CPU runtime and the postprocessing of the repository's task: what each ``execute`` does, without Triton), the
+three in turn once per image, as the pipeline runs them: that is the stages' own compute. Each stage alone in a
+loop of the same call (``stage_compute_alone_ms``) is faster, its caches and threads warm from the call before;
+the difference is what running the stages one after the other costs, in-process as in the server. From the
+traced requests' p50s:
 
 - ``grpc_client_server``: client time minus server time (the client's request and reply, the transport, and
   the server's read of the request, which Triton's trace cannot tell from idle time);
@@ -20,15 +23,17 @@ the traced requests' p50s:
   ``output_copy`` (compute_output: the outputs out of shared memory).
 
 ``fixed_cost_ms`` is the client p50 minus the stages' own compute, in a way that a shared machine's slow
-spells do not swamp (``summarize``); ``tracing_ratio`` is the traced client p50 over the untraced one.
+spells do not swamp (``summarize``); ``client_minus_compute_infer_ms`` is the client p50 minus the stages'
+compute_infer as Triton's statistics count it, which holds the stub round trips: the measure of ``python -m
+client report``'s figures. ``tracing_ratio`` is the traced client p50 over the untraced one.
 
 ``floor`` is the same measure on a copy of the repository whose stages answer at once without their work
 (``benchmarks/floor_stage.py``: the real pipeline's inputs and outputs, none of its work): what Triton's
 Python backend, the ensemble and gRPC cost around three stages that do nothing. ``waiting_floor`` is the
 same with each stage keeping a core busy for its own compute's in-process p50 before it answers, and that
 time counted as its compute: the fixed cost of three Python stages that take the real stages' time and run
-none of their code. The fixed cost minus the waiting floor is what the stages' own code adds around their
-compute; the waiting floor minus the floor is what the requests' length costs in the hand-offs.
+none of their code. The waiting floor minus the floor is what the requests' length costs in the hand-offs; the
+fixed cost minus the waiting floor, what the stages' own code adds beyond that (none where it is 0 or less).
 """
 
 from __future__ import annotations
@@ -85,6 +90,15 @@ def timed_ms(call: Callable[[], object], count: int) -> list[float]:
         started = time.perf_counter()
         call()
         times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def in_turn_ms(runs: dict[str, Callable[[], object]], count: int) -> dict[str, list[float]]:
+    """stage → its times (ms) over ``count`` images, the stages' calls made in turn once per image."""
+    times: dict[str, list[float]] = {stage: [] for stage in runs}
+    for _ in range(count):
+        for stage, call in runs.items():
+            times[stage] += timed_ms(call, 1)
     return times
 
 
@@ -156,6 +170,7 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
         drive(client, [payload], 1, WARMUP)
         untraced, traced, traces = [], [], []
         compute = {stage: [] if waits_ms is None else [waits_ms.get(stage, 0.0)] for stage in STAGES}
+        alone: dict[str, list[float]] = {stage: [] for stage in runs}
         for number in range(BLOCKS):
             if number % 2 == 0:
                 untraced += drive(client, [payload], 1, block)
@@ -164,10 +179,15 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
                     tracing.on()
                     traced += drive(client, [payload], 1, block)
                 traces += tracing.collect()
+            for stage, times in in_turn_ms(runs, max(3, block // 4)).items():
+                compute[stage] += times
             for stage, call in runs.items():
-                compute[stage] += timed_ms(call, max(3, block // 4))
+                alone[stage] += timed_ms(call, max(3, block // 4))
     input_hw = [int(d) for d in configs["yolov8_infer"]["input"][0]["dims"][1:]]
-    return {"input_hw": input_hw} | summarize(traces, traced, untraced, compute)
+    found = {"input_hw": input_hw} | summarize(traces, traced, untraced, compute)
+    if alone:
+        found["stage_compute_alone_ms"] = {stage: round(statistics.median(t), 3) for stage, t in alone.items()}
+    return found
 
 
 def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[float],
@@ -195,6 +215,7 @@ def summarize(traces: list[RequestTrace], traced: list[float], untraced: list[fl
         "server_p50_ms": round(server_p50, 3),
         "stage_compute_ms": {stage: round(statistics.median(times), 3) for stage, times in compute.items()},
         "fixed_cost_ms": round(outside + sum(round_trips.values()), 3),
+        "client_minus_compute_infer_ms": round(outside, 3),
         "trace_fixed_cost_p50_ms": round(statistics.median(t.fixed_cost_ms() for t in traces), 3),
         "parts_ms": parts(traces, traced, round_trips),
     }
@@ -226,7 +247,10 @@ def format_fixed_costs(found: dict) -> list[str]:
         rows.append(f"{label:<44}" + "".join(f"{v:>12.2f}" for v in values))
 
     row("client time (traced)", [found[n]["client_p50_ms"] for n in names])
-    row("stages' own compute (in-process p50s)", [sum(found[n]["stage_compute_ms"].values()) for n in names])
+    row("stages' own compute (in-process, in turn)", [sum(found[n]["stage_compute_ms"].values()) for n in names])
+    if all("stage_compute_alone_ms" in found[n] for n in names):
+        row("  each stage alone in a loop", [sum(found[n]["stage_compute_alone_ms"].values()) for n in names])
+    row("client - stages' compute_infer (Triton's)", [found[n]["client_minus_compute_infer_ms"] for n in names])
     row("fixed cost: client - stages' own compute", [found[n]["fixed_cost_ms"] for n in names])
     for part in ("grpc_client_server", "grpc_front_end", "ensemble_scheduler"):
         row(f"  {part}", [found[n]["parts_ms"][part] for n in names])

@@ -220,6 +220,7 @@ def test_fixed_cost_parts_add_up_to_the_client_time_minus_the_stages_compute():
     compute = {"yolov8_preprocess": [2.5], "yolov8_infer": [9.0], "yolov8_postprocess": [0.8]}
     found = summarize([trace], [19.0], [18.5, 18.0, 19.0], compute)
     assert found["fixed_cost_ms"] == pytest.approx(19.0 - 12.3)
+    assert found["client_minus_compute_infer_ms"] == pytest.approx(19.0 - (3.0 + 10.0 + 1.0))  # with the round trips
     assert found["tracing_ratio"] == round(19.0 / 18.5, 3) and found["server_p50_ms"] == pytest.approx(17.0)
     parts = found["parts_ms"]
     assert parts["grpc_client_server"] == pytest.approx(2.0)  # 19 ms at the client, 17 in the server
@@ -233,4 +234,18 @@ def test_fixed_cost_parts_add_up_to_the_client_time_minus_the_stages_compute():
     assert total == pytest.approx(found["fixed_cost_ms"])  # nothing left out, nothing counted twice
     text = "\n".join(format_fixed_costs({"yolo11n": found}))
     assert "fixed cost: client - stages' own compute            6.70" in text
+    assert "client - stages' compute_infer (Triton's)           5.00" in text
     assert "  yolov8_infer input_copy                           0.70" in text
+
+
+def test_the_stages_own_compute_is_timed_in_turn_once_per_image_as_the_pipeline_runs_them():
+    """Each stage's call right after the stage before it, not in a loop of its own: run alone, a stage finds its
+    caches and threads warm from its own last call, which the served pipeline never gives it."""
+    from benchmarks.fixed_cost import in_turn_ms
+
+    calls = []
+    runs = {stage: (lambda stage=stage: calls.append(stage)) for stage in ("pre", "infer", "post")}
+    times = in_turn_ms(runs, 3)
+    assert calls == ["pre", "infer", "post"] * 3
+    assert {stage: len(t) for stage, t in times.items()} == {"pre": 3, "infer": 3, "post": 3}
+    assert all(t >= 0 for series in times.values() for t in series)
