@@ -110,11 +110,13 @@ class Tracing:
         return int(settings(self.client, self.headers)["trace_count"])
 
     def __exit__(self, failed, *exc) -> None:
-        """Tracing off: the ensemble's trace settings back to the server's; a failed run's parts removed, once
-        Triton has written them (it writes the last part after tracing goes off, so a part removed at once
-        could be followed by that one)."""
+        """Tracing off: first its level, which stops the sampling and keeps the count of traces taken where it is
+        (read after, it cannot miss a request sampled meanwhile), then the ensemble's trace settings back to the
+        server's; a failed run's parts removed, once Triton has written them (it writes the last part after
+        tracing goes off, so a part removed at once could be followed by that one)."""
         with uninterrupted():
             try:
+                self.client.update_trace_settings(ENSEMBLE, {"trace_level": ["OFF"]}, headers=self.headers)
                 self.taken = self.count - self.remaining()
             finally:
                 self.client.update_trace_settings(ENSEMBLE, dict.fromkeys(SETTINGS), headers=self.headers)

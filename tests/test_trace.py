@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 from own_server import image_input, options, started
 
 from client.stage_stats import PHASES, STAGES, counted_deltas, snapshot
-from client.trace import ENSEMBLE, settings, trace, trace_parts
+from client.trace import ENSEMBLE, Tracing, settings, trace, trace_parts
 from client.trace_stats import BETWEEN, FRONT_END, QUANTILES
 from python_backends.defaults import GRPC_ADMIN_KEY_HEADER
 from python_backends.paths import PROJECT_ROOT
@@ -145,4 +145,27 @@ def test_live_traffic_is_sampled_for_the_window(traced_server, admin_client, sam
         run.kill()
     assert run.returncode == 0, stderr
     assert "3 traced requests" in stdout
+    untraced(admin_client)
+
+
+def test_a_request_that_comes_as_the_run_ends_is_not_traced_behind_its_back(traced_server, admin_client, sample_images):
+    """The run reads how many traces it took only once tracing is off: a request that comes as it reads them (here
+    sent from inside the read) is not sampled, so the run waits for every trace written and leaves no part."""
+    image = image_input(sample_images["camera.png"].read_bytes())
+
+    class RequestAsTheCountIsRead(Tracing):
+        def remaining(self) -> int:
+            left = super().remaining()
+            admin_client.infer(ENSEMBLE, [image])
+            return left
+
+    before = untraced(admin_client)
+    with RequestAsTheCountIsRead(admin_client, ADMIN, 50) as tracing:
+        tracing.on()
+        for _ in range(3):
+            admin_client.infer(ENSEMBLE, [image])
+    traces = tracing.collect()
+    assert tracing.taken == 3 and len(traces) == 3
+    time.sleep(0.5)  # a trace of the late request would be written when it is released
+    assert not trace_parts(Path(before["trace_file"]))
     untraced(admin_client)
