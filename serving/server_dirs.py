@@ -66,17 +66,18 @@ def new_python_env(
     """The folder that appears after ``before`` while ``process`` starts (under ``python_env_lock``).
 
     The backend makes it as it loads, before any model (within 0.1 s here). None when the server exits, or gets
-    ready without one (a repository without Python models), or the deadline passes; also when two appear (a
-    server started from elsewhere, without the lock): neither is known to be ours.
+    ready, without one (a repository without Python models), or the deadline passes; also when two appear (a
+    server started from elsewhere, without the lock): neither is known to be ours. The folders are listed after
+    each look at the process, so a server killed just after it made its folder (a second Ctrl-C) still has it.
     """
-    while time.monotonic() < deadline and process.poll() is None:
+    while True:
+        finished = process.poll() is not None or is_ready() or time.monotonic() >= deadline
         new = python_env_dirs() - before
         if new:
             return new.pop() if len(new) == 1 else None
-        if is_ready():
+        if finished:
             return None
         time.sleep(0.02)
-    return None
 
 
 def record_python_env(gate_dir: Path, python_env: Path) -> None:

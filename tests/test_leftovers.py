@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,16 @@ from leftovers import SESSION_VARIABLE, all_shm_files, left_folders, leftovers, 
 
 from python_backends.triton_helpers.drain import DRAIN_DIR_VARIABLE
 from serving.processes import CLIENT_SHM, SHM_PREFIX
-from serving.server_dirs import GATE_PREFIX, PYTHON_ENV_PARENT, PYTHON_ENV_PREFIX, record_python_env, remove_server_dirs
+from serving.server_dirs import (
+    GATE_PREFIX,
+    PYTHON_ENV_PARENT,
+    PYTHON_ENV_PREFIX,
+    new_python_env,
+    python_env_dirs,
+    python_env_lock,
+    record_python_env,
+    remove_server_dirs,
+)
 
 REGION_TAG = "_test_leftovers"  # ends the names of this module's regions
 
@@ -106,3 +116,18 @@ def test_a_server_folder_is_left_once_no_live_server_names_it():
             process.wait()
         for path in (live_gate, dead_gate, live_env, dead_env):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_server_killed_just_after_it_made_its_python_backend_folder_still_has_it():
+    """The folder a starting server's Python backend made is found even when the server is gone by the next look (a
+    second Ctrl-C while it loads): the folders are listed after each look at the process."""
+    made = PYTHON_ENV_PARENT / f"{PYTHON_ENV_PREFIX}{uuid.uuid4().hex}"
+    with python_env_lock():  # as a server starts: no other server of this project makes one meanwhile
+        before = python_env_dirs()
+        process = subprocess.Popen([shutil.which("mkdir"), str(made)])
+        try:
+            process.wait()  # made its folder, and gone
+            found = new_python_env(before, process, lambda: False, time.monotonic() + 5)
+        finally:
+            shutil.rmtree(made, ignore_errors=True)
+    assert found == made
