@@ -65,7 +65,11 @@ def session_pids(session: str, folder: Path) -> dict[int, tuple[str, str]]:
 def leftovers(session: str, folder: Path, shm_before: set[Path]) -> list[str]:
     """What the session left: its server processes (``NAMES``), and shared-memory regions it made that no other
     process maps."""
-    ours = session_pids(session, folder)
+    return leftovers_of(session_pids(session, folder), shm_before)
+
+
+def leftovers_of(ours: dict[int, tuple[str, str]], shm_before: set[Path]) -> list[str]:
+    """``leftovers`` for the session's live processes ``ours`` (``session_pids``)."""
     found = [f"pid {pid}: {command}" for pid, (name, command) in sorted(ours.items()) if name in NAMES]
     others = [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in ours and int(e) != os.getpid()]
     new = all_shm_files() - shm_before
@@ -91,9 +95,8 @@ def left_folders(before: set[Path], python_env: bool = True) -> list[str]:
     return [str(path) for path in sorted(new - live)]
 
 
-def others_tritonserver(session: str, folder: Path) -> bool:
-    """A tritonserver that is not the session's is alive."""
-    ours = session_pids(session, folder)
+def others_tritonserver(ours: dict[int, tuple[str, str]]) -> bool:
+    """A tritonserver that is not one of the session's live processes ``ours`` (``session_pids``) is alive."""
     return any(_name(int(e), []) == "tritonserver" for e in os.listdir("/proc") if e.isdigit() and int(e) not in ours)
 
 
@@ -123,9 +126,8 @@ class LeftoverCheck:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def left(self) -> list[str]:
-        left = leftovers(self.session, self.folder, self.shm_before)
-        python_env = not others_tritonserver(self.session, self.folder)
-        return left + left_folders(self.folders_before, python_env)
+        ours = session_pids(self.session, self.folder)
+        return leftovers_of(ours, self.shm_before) + left_folders(self.folders_before, not others_tritonserver(ours))
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.found:
