@@ -161,6 +161,7 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
     options = ServerOptions(repository=repository, http_port=free_port(), grpc_port=free_port(),
                             metrics_port=free_port(), trace_file=out / f"trace_{tag}" / "trace.json")  # fmt: skip
     block = max(1, requests // BLOCKS)
+    compute_calls = max(3, block // 4)  # each stage's in-process calls after a block, in turn and alone
     with (
         TritonServer(options, out / f"tritonserver_fixed_{tag}.log") as server,
         YoloTritonClient(server.grpc_url) as client,
@@ -179,10 +180,10 @@ def measure(repository: Path, payload: Path, requests: int, out: Path, tag: str,
                     tracing.on()
                     traced += drive(client, [payload], 1, block)
                 traces += tracing.collect()
-            for stage, times in in_turn_ms(runs, max(3, block // 4)).items():
+            for stage, times in in_turn_ms(runs, compute_calls).items():
                 compute[stage] += times
             for stage, call in runs.items():
-                alone[stage] += timed_ms(call, max(3, block // 4))
+                alone[stage] += timed_ms(call, compute_calls)
     input_hw = [int(d) for d in configs["yolov8_infer"]["input"][0]["dims"][1:]]
     found = {"input_hw": input_hw} | summarize(traces, traced, untraced, compute)
     if alone:
